@@ -1,0 +1,1 @@
+"""Corpus synthesis, lhotse glue, features and the frame bank."""

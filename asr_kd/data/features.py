@@ -1,0 +1,118 @@
+"""40-dim log-mel filterbank features (the paper's input) through lhotse, with CMVN stats."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
+from lhotse.utils import compute_num_frames
+
+from asr_kd.data.cmvn import compute_cmvn, save_speaker_cmvn
+from asr_kd.data.prepare import manifest_paths
+from asr_kd.utils.errors import InputError
+from asr_kd.utils.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FRAME_SHIFT = 0.01
+NUM_MEL_BINS = 40
+
+
+def fbank_extractor() -> Fbank:
+    """Kaldi-compatible fbank: 25 ms window, 10 ms shift, 40 mel bins, no dither (reproducible)."""
+    return Fbank(FbankConfig(num_filters=NUM_MEL_BINS, frame_shift=FRAME_SHIFT, dither=0.0))
+
+
+def cuts_path(fbank_dir: str | Path, part: str) -> Path:
+    """Where the feature cuts of `part` live."""
+    return Path(fbank_dir) / f"cuts_{part}.jsonl.gz"
+
+
+def _check_no_cut_dropped(before: CutSet, after: CutSet) -> None:
+    """lhotse drops cuts whose audio fails to decode with only a log line; make that an error."""
+    kept = set(after.ids)
+    dropped = [cut for cut in before if cut.id not in kept]
+    if not dropped:
+        return
+    cut = dropped[0]
+    try:
+        cut.load_audio()
+        reason = "lhotse produced no features for it"
+    except Exception as err:
+        reason = f"audio cannot be decoded ({str(err).splitlines()[0]})"
+    raise InputError(
+        f"{cut.recording.sources[0].source}: {reason}; {len(dropped)} of {len(before)} cuts "
+        f"lost in feature extraction"
+    )
+
+
+def check_frame_counts(cuts: CutSet) -> None:
+    """Each cut's feature matrix has the frame count its duration implies."""
+    for cut in cuts:
+        expected = compute_num_frames(cut.duration, FRAME_SHIFT, cut.sampling_rate)
+        if cut.num_frames != expected:
+            raise InputError(
+                f"cut {cut.id}: {cut.num_frames} feature frames but its duration {cut.duration:.3f} s "
+                f"implies {expected}"
+            )
+
+
+def compute_fbank(
+    manifest_dir: str | Path,
+    fbank_dir: str | Path,
+    parts: Sequence[str],
+    num_jobs: int = 2,
+) -> dict[str, Path]:
+    """Compute fbank for each part's recordings into lilcom storage; write `cuts_<part>.jsonl.gz`.
+
+    A part whose cut manifest exists is skipped (resumable).
+    """
+    fbank_dir = Path(fbank_dir)
+    fbank_dir.mkdir(parents=True, exist_ok=True)
+    extractor = fbank_extractor()
+    outputs = {}
+    for part in parts:
+        target = cuts_path(fbank_dir, part)
+        outputs[part] = target
+        if target.is_file():
+            log.info("%s: features exist, skipping", part)
+            continue
+        rec_path, sup_path = manifest_paths(Path(manifest_dir), part)
+        if not sup_path.is_file():
+            raise InputError(f"{sup_path} does not exist: prepare the manifests of {part} first")
+        cuts = CutSet.from_manifests(recordings=load_manifest(rec_path), supervisions=load_manifest(sup_path))
+        log.info("%s: computing fbank for %d cuts with %d jobs", part, len(cuts), num_jobs)
+        threads = torch.get_num_threads()
+        if num_jobs > 1:
+            torch.set_num_threads(1)  # one thread per worker process: threads x processes oversubscribes
+        try:
+            with_feats = cuts.compute_and_store_features(
+                extractor=extractor,
+                storage_path=fbank_dir / f"feats_{part}",
+                num_jobs=num_jobs,
+                storage_type=LilcomChunkyWriter,
+            ).to_eager()
+        finally:
+            torch.set_num_threads(threads)
+        _check_no_cut_dropped(cuts, with_feats)
+        cuts = with_feats
+        check_frame_counts(cuts)
+        with atomic_path(target) as tmp:
+            cuts.to_file(tmp)
+    return outputs
+
+
+def compute_cmvn_stats(fbank_dir: str | Path, train_part: str, parts: Sequence[str]) -> Path:
+    """Global CMVN from `train_part` into `cmvn.json`, per-speaker stats into `cmvn_speakers_<part>.json`."""
+    fbank_dir = Path(fbank_dir)
+    global_path = fbank_dir / "cmvn.json"
+    if not global_path.is_file():
+        compute_cmvn(load_manifest(cuts_path(fbank_dir, train_part))).save(global_path)
+    for part in parts:
+        speaker_path = fbank_dir / f"cmvn_speakers_{part}.json"
+        if not speaker_path.is_file():
+            save_speaker_cmvn(compute_cmvn(load_manifest(cuts_path(fbank_dir, part)), per_speaker=True), speaker_path)
+    return global_path

@@ -1,0 +1,28 @@
+"""Markdown tables for results files."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def format_cell(value: Any, digits: int = 2) -> str:
+    """Numbers with fixed decimals, None as an en dash, everything else as text."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 2) -> str:
+    """A GitHub-flavoured markdown table; numeric columns are right-aligned."""
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"row {row!r} has {len(row)} cells, the header {len(header)}")
+    numeric = [bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows)
+               for i in range(len(header))]
+    align = ["---:" if is_num else "---" for is_num in numeric]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(format_cell(v, digits) for v in row) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""Manifests, fbank features and CMVN on the tiny corpus, and the errors for a broken corpus."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from lhotse import load_manifest
+
+from asr_kd.bin.prepare_data import main as prepare_data_main
+from asr_kd.data.cmvn import CmvnStats, load_speaker_cmvn
+from asr_kd.data.features import compute_fbank, cuts_path
+from asr_kd.data.prepare import manifest_paths, prepare_manifests
+from asr_kd.utils.errors import InputError
+from tests.conftest import PARTS, TRAIN
+
+
+def _transcript_ids(corpus: Path, part: str) -> set[str]:
+    ids = set()
+    for trans in (corpus / "LibriSpeech" / part).rglob("*.trans.txt"):
+        ids |= {line.split()[0] for line in trans.read_text().splitlines() if line.strip()}
+    return ids
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_every_transcript_line_becomes_one_cut(tiny_corpus, tiny_exp, part):
+    cuts = load_manifest(cuts_path(tiny_exp / "data" / "fbank", part))
+    assert {c.supervisions[0].id for c in cuts} == _transcript_ids(tiny_corpus, part)
+
+
+def test_fbank_frame_counts_match_audio_durations(tiny_exp):
+    cuts = load_manifest(cuts_path(tiny_exp / "data" / "fbank", TRAIN))
+    for cut in cuts:
+        source = cut.recording.sources[0].source
+        seconds = sf.info(source).frames / 16000
+        feats = cut.load_features()
+        # 10 ms shift without snip_edges: one frame per started 10 ms (rounded), 40 mel bins.
+        assert feats.shape == (int(seconds * 100 + 0.5), 40)
+        assert np.all(np.isfinite(feats))
+
+
+def test_global_cmvn_normalises_the_training_features(tiny_exp):
+    fbank = tiny_exp / "data" / "fbank"
+    stats = CmvnStats.load(fbank / "cmvn.json")
+    feats = np.concatenate([c.load_features() for c in load_manifest(cuts_path(fbank, TRAIN))])
+    assert stats.count == feats.shape[0]
+    normalised = stats.apply(feats)
+    np.testing.assert_allclose(normalised.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(normalised.std(axis=0), 1.0, atol=1e-3)
+
+
+def test_per_speaker_cmvn_covers_each_speaker_of_the_part(tiny_exp):
+    fbank = tiny_exp / "data" / "fbank"
+    cuts = load_manifest(cuts_path(fbank, TRAIN))
+    per_speaker = load_speaker_cmvn(fbank / f"cmvn_speakers_{TRAIN}.json")
+    assert set(per_speaker) == {c.supervisions[0].speaker for c in cuts}
+    assert sum(s.count for s in per_speaker.values()) == sum(c.num_frames for c in cuts)
+
+
+@pytest.fixture
+def one_chapter_corpus(tiny_corpus, tmp_path) -> tuple[Path, list[Path]]:
+    """A copy of one training chapter of the tiny corpus, to break in each test."""
+    trans = sorted((tiny_corpus / "LibriSpeech" / TRAIN).rglob("*.trans.txt"))[0]
+    chapter = trans.parent
+    target = tmp_path / "corpus" / "LibriSpeech" / TRAIN / chapter.parent.name / chapter.name
+    shutil.copytree(chapter, target)
+    return tmp_path / "corpus", sorted(target.glob("*.flac"))
+
+
+def test_missing_audio_is_an_error_naming_the_file(one_chapter_corpus, tmp_path):
+    corpus, flacs = one_chapter_corpus
+    flacs[0].unlink()
+    with pytest.raises(InputError, match=f"{flacs[0].name}.*missing"):
+        prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+
+
+def test_empty_audio_is_an_error_naming_the_file(one_chapter_corpus, tmp_path):
+    corpus, flacs = one_chapter_corpus
+    flacs[1].write_bytes(b"")
+    with pytest.raises(InputError, match=f"{flacs[1].name}.*empty"):
+        prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+
+
+def test_garbage_audio_is_an_error_naming_the_file(one_chapter_corpus, tmp_path):
+    corpus, flacs = one_chapter_corpus
+    flacs[0].write_bytes(b"this is not a flac file" * 100)
+    with pytest.raises(InputError, match=f"{flacs[0].name}.*corrupt"):
+        prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+
+
+def test_truncated_flac_fails_feature_extraction_naming_the_file(one_chapter_corpus, tmp_path):
+    corpus, flacs = one_chapter_corpus
+    data = flacs[0].read_bytes()
+    flacs[0].write_bytes(data[: len(data) // 2])  # header intact, audio frames cut off
+    prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+    with pytest.raises(InputError, match=f"{flacs[0].name}.*1 of {len(flacs)} cuts lost"):
+        compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_jobs=1)
+    assert not cuts_path(tmp_path / "fbank", TRAIN).exists()
+
+
+def test_skipping_bad_audio_is_counted_not_silent(one_chapter_corpus, tmp_path, caplog):
+    corpus, flacs = one_chapter_corpus
+    flacs[0].unlink()
+    with caplog.at_level(logging.WARNING):
+        prepare_manifests(corpus, tmp_path / "manifests", [TRAIN], skip_bad_audio=True)
+    assert f"skipping 1 of {len(flacs)} utterances" in caplog.text
+    recordings = load_manifest(manifest_paths(tmp_path / "manifests", TRAIN)[0])
+    assert len(recordings) == len(flacs) - 1
+    assert flacs[0].stem not in set(recordings.ids)
+
+
+def test_corpus_without_librispeech_parts_is_an_error(tmp_path):
+    (tmp_path / "corpus" / "something-else").mkdir(parents=True)
+    with pytest.raises(InputError, match="not a LibriSpeech-layout corpus"):
+        prepare_manifests(tmp_path / "corpus", tmp_path / "manifests", [TRAIN])
+
+
+def test_cli_exits_2_with_one_line_on_bad_corpus(tmp_path, capsys):
+    code = prepare_data_main(["--corpus-dir", str(tmp_path / "nowhere"), "--exp-dir", str(tmp_path / "exp")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_rerun_skips_finished_parts(one_chapter_corpus, tmp_path):
+    corpus, _ = one_chapter_corpus
+    prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_jobs=1)
+    outputs = [*manifest_paths(tmp_path / "manifests", TRAIN), cuts_path(tmp_path / "fbank", TRAIN)]
+    mtimes = [p.stat().st_mtime_ns for p in outputs]
+    prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_jobs=1)
+    assert [p.stat().st_mtime_ns for p in outputs] == mtimes
