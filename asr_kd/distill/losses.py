@@ -1,0 +1,121 @@
+"""Distillation losses: soft cross-entropy at temperature T plus hard CE, and logit matching.
+
+All losses are computed in float32 whatever the input dtype (bf16/fp16 logits under autocast are
+upcast first), with `log_softmax` so large logits never overflow. They average over the batch.
+
+Gradients (per frame, before the batch average), with q = softmax(z / T) the student's
+distribution at T and p the teacher's:
+
+    d/dz [T^2 * CE(p, q)] = T * (q - p)
+
+The T^2 factor (Hinton et al. 2015, sec. 2) keeps the soft term's gradient magnitude roughly
+independent of T, so the hard/soft weighting does not have to be retuned when T changes. At
+large T with zero-mean logits, T * (q - p) ~= (z - v) / N for N classes and teacher logits v
+(the paper's eq. 3 times T^2): distillation becomes logit matching, `logit_matching_loss`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "soft_cross_entropy",
+    "soft_kl_divergence",
+    "hard_cross_entropy",
+    "distillation_loss",
+    "logit_matching_loss",
+]
+
+
+def _fp32(x: Tensor) -> Tensor:
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _check_teacher(student_logits: Tensor, teacher_probs: Tensor) -> None:
+    if teacher_probs.shape != student_logits.shape:
+        raise ValueError(
+            f"teacher_probs has shape {tuple(teacher_probs.shape)}, expected the student's "
+            f"{tuple(student_logits.shape)} (dense (batch, classes) distributions)"
+        )
+
+
+def soft_cross_entropy(student_logits: Tensor, teacher_probs: Tensor, temperature: float = 1.0) -> Tensor:
+    """T^2 * CE(teacher_probs, softmax(student_logits / T)), averaged over the batch (fp32)."""
+    _check_teacher(student_logits, teacher_probs)
+    with torch.autocast(student_logits.device.type, enabled=False):
+        log_q = F.log_softmax(_fp32(student_logits) / temperature, dim=-1)
+        ce = -(_fp32(teacher_probs) * log_q).sum(dim=-1).mean()
+    return ce * (temperature * temperature)
+
+
+def soft_kl_divergence(student_logits: Tensor, teacher_probs: Tensor, temperature: float = 1.0) -> Tensor:
+    """T^2 * KL(teacher_probs || softmax(student_logits / T)), averaged over the batch (fp32).
+
+    KL = CE - H(teacher): the teacher's entropy does not depend on the student, so the
+    gradients equal `soft_cross_entropy`'s exactly; only the value differs (KL is 0 at a
+    perfect match, which makes it the easier number to read in a log).
+    """
+    _check_teacher(student_logits, teacher_probs)
+    with torch.autocast(student_logits.device.type, enabled=False):
+        p = _fp32(teacher_probs)
+        log_q = F.log_softmax(_fp32(student_logits) / temperature, dim=-1)
+        # xlogy gives 0 * log 0 = 0 for classes the teacher (or a top-k store) gives no mass.
+        kl = (torch.special.xlogy(p, p) - p * log_q).sum(dim=-1).mean()
+    return kl * (temperature * temperature)
+
+
+def hard_cross_entropy(student_logits: Tensor, hard_labels: Tensor) -> Tensor:
+    """Frame cross-entropy against integer labels at T = 1, averaged over the batch (fp32)."""
+    with torch.autocast(student_logits.device.type, enabled=False):
+        return F.cross_entropy(_fp32(student_logits), hard_labels.long())
+
+
+def distillation_loss(
+    student_logits: Tensor,
+    hard_labels: Tensor,
+    teacher_probs: Tensor | None = None,
+    *,
+    temperature: float = 1.0,
+    hard_weight: float = 0.5,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Hinton et al.'s loss: T^2 * CE(teacher_T, student_T) + hard_weight * CE(hard labels).
+
+    `teacher_probs` are dense (batch, classes) teacher distributions already at `temperature`
+    (e.g. `EnsembleTeacher.soft_targets(x, T)` or `SoftTargetStore.lookup`). The paper's speech
+    setting is T = 2 and hard_weight = 0.5 (relative to the soft term). With `teacher_probs=None`
+    the loss is the plain hard CE (weight 1): what a baseline, or an early-stopped distillation
+    after its soft phase, trains on.
+
+    Returns the loss and a dict of detached 0-dim fp32 tensors ("loss", "hard_ce" and, with a
+    teacher, "soft_ce" (with the T^2 factor) and "soft_kl"). They stay tensors so that a training
+    step never waits for the GPU; call `float()` on them when logging.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    hard = hard_cross_entropy(student_logits, hard_labels)
+    if teacher_probs is None:
+        return hard, {"loss": hard.detach(), "hard_ce": hard.detach()}
+    soft = soft_cross_entropy(student_logits, teacher_probs, temperature)
+    loss = soft + hard_weight * hard
+    with torch.no_grad():
+        # KL = CE - T^2 * H(teacher); reported because it reads 0 at a perfect match.
+        p = _fp32(teacher_probs)
+        entropy = -torch.special.xlogy(p, p).sum(dim=-1).mean()
+        kl = soft.detach() - entropy * (temperature * temperature)
+    stats = {"loss": loss.detach(), "hard_ce": hard.detach(), "soft_ce": soft.detach(), "soft_kl": kl}
+    return loss, stats
+
+
+def logit_matching_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """Caruana's logit matching: 0.5 * mean over classes of (z - v)^2, averaged over the batch.
+
+    Normalised by the number of classes N so that its gradient, (z - v) / N per frame, is the
+    large-T limit of `soft_cross_entropy`'s T * (q - p) for zero-mean logits: it is distillation
+    at T -> infinity with the T^2 factor, not a loss on a different scale.
+    """
+    _check_teacher(student_logits, teacher_logits)
+    with torch.autocast(student_logits.device.type, enabled=False):
+        diff = _fp32(student_logits) - _fp32(teacher_logits)
+        return 0.5 * diff.pow(2).mean(dim=-1).mean()

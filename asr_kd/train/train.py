@@ -1,0 +1,581 @@
+"""Train a frame classifier on a frame bank (icefall's train.py skeleton).
+
+Usage:
+  python -m asr_kd.bin.train --exp-dir exp/member1 --frame-bank exp/bank --preset paper --seed 1
+  torchrun --nproc-per-node 8 -m asr_kd.bin.train --exp-dir ... (one rank per GPU)
+  python -m asr_kd.bin.train --world-size 2 ... (spawn ranks here; gloo on CPU)
+
+Minibatches are random frame indices into a bank held on the device; the context window of each
+frame is gathered there with one index op. Outputs in --exp-dir: final.pt (FrameClassifier with
+priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state), metrics.csv, train.log.
+A rerun of the same command resumes from checkpoint.pt exactly where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from asr_kd.bin.common import run_cli
+from asr_kd.data.frame_bank import FrameBank
+from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig, check_same_config
+from asr_kd.models.presets import PRESETS, get_preset
+from asr_kd.score.frame_accuracy import score_bank_sums
+from asr_kd.train.attribute_dict import AttributeDict
+from asr_kd.train.checkpoint import load_train_state, rng_states, save_checkpoint, set_rng_states
+from asr_kd.train.schedule import LrSchedule, make_schedule
+from asr_kd.utils.errors import InputError
+from asr_kd.utils.logging import setup_logging
+
+log = logging.getLogger(__name__)
+
+CSV_FIELDS = ["epoch", "step", "lr", "loss", "train_acc", "dev_acc", "dev_ce", "frames_per_s"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is left in place."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the module doc's layout and shows the options' defaults (those that are not None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        hidden = action.default is None or action.default is False or action.default == [] \
+            or action.default == argparse.SUPPRESS
+        if not hidden and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options of the trainer."""
+    p = argparse.ArgumentParser(prog="asr-kd train", description=__doc__, formatter_class=_HelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--exp-dir", required=True, type=Path, help="where checkpoints, metrics.csv and train.log go")
+    g.add_argument("--frame-bank", type=Path, help="directory holding train/ and dev/ frame banks")
+    g.add_argument("--train-bank", type=Path, help="training frame bank (default: FRAME_BANK/train)")
+    g.add_argument("--dev-bank", type=Path, help="dev frame bank (default: FRAME_BANK/dev)")
+    g.add_argument("--subset-fraction", type=float, default=1.0,
+                   help="train on this seeded fraction of the training utterances (e.g. 0.03, paper Table 5)")
+    g.add_argument("--subset-seed", type=int, default=0, help="seed choosing the subset's utterances")
+    g = p.add_argument_group("model")
+    g.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model shape (paper = 8x2560, 20/5 context)")
+    g.add_argument("--num-layers", type=int, help="override the preset's number of hidden layers")
+    g.add_argument("--hidden-dim", type=int, help="override the preset's hidden layer width")
+    g.add_argument("--left-context", type=int, help="override the preset's left context (frames)")
+    g.add_argument("--right-context", type=int, help="override the preset's right context (frames)")
+    g.add_argument("--activation", choices=["relu", "sigmoid", "tanh", "gelu", "silu"], help="hidden activation")
+    g.add_argument("--dropout", type=float, help="dropout after each hidden layer")
+    g.add_argument("--norm", choices=["none", "layernorm", "batchnorm"], help="normalisation in hidden layers")
+    g.add_argument("--input-norm", choices=["none", "layernorm", "batchnorm"], help="normalisation of input frames")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--num-epochs", type=int, default=10)
+    g.add_argument("--batch-size", type=int, default=1024, help="frames per step per rank")
+    g.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    g.add_argument("--lr", type=float, default=0.08, help="base learning rate")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--lr-schedule", choices=["newbob", "cosine", "constant"], default="newbob",
+                   help="newbob: halve the LR once the dev accuracy gain per epoch drops below --newbob-start-gain")
+    g.add_argument("--newbob-start-gain", type=float, default=0.005, help="dev accuracy gain (fraction) that starts halving")
+    g.add_argument("--newbob-end-gain", type=float, default=0.0005, help="stop when halving and the gain is below this (0: never)")
+    g.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (cosine schedule)")
+    g.add_argument("--min-lr", type=float, default=0.0)
+    g.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0: no clipping)")
+    g.add_argument("--early-stopping-patience", type=int, default=0,
+                   help="stop after this many epochs without a better dev accuracy; final.pt is then the best model")
+    g.add_argument("--seed", type=int, default=1, help="model initialisation, shuffling and dropout")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher-checkpoints", nargs="*", default=[], type=Path,
+                   help="teacher models; their ensemble's soft targets are computed online")
+    g.add_argument("--teacher-mean", choices=["arithmetic", "geometric"], default="arithmetic")
+    g.add_argument("--soft-targets-dir", type=Path, help="stored top-k soft targets of the training frame bank")
+    g.add_argument("--temperature", type=float, default=1.0, help="distillation temperature T")
+    g.add_argument("--hard-weight", type=float, default=0.5, help="weight of the hard-label CE relative to the soft term")
+    g = p.add_argument_group("running")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--amp", choices=["auto", "bf16", "none"], default="auto", help="autocast (auto: bf16 on CUDA)")
+    g.add_argument("--world-size", type=int, default=1, help="spawn this many data-parallel ranks (torchrun sets it itself)")
+    g.add_argument("--master-port", type=int, default=12354, help="rendezvous port for --world-size > 1")
+    g.add_argument("--checkpoint-every", type=int, default=2000, help="write checkpoint.pt every N steps (and each epoch)")
+    g.add_argument("--log-interval", type=int, default=50, help="steps between log lines and CSV rows")
+    g.add_argument("--max-steps", type=int, default=0, help="stop (resumably) after this many steps in all (0: no limit)")
+    g.add_argument("--no-resume", action="store_true", help="ignore checkpoint.pt and start again")
+    return p
+
+
+def get_params() -> AttributeDict:
+    """Settings that are not command-line options, and the run's bookkeeping."""
+    return AttributeDict({
+        "eval_batch_size": 8192,
+        "checkpoint_name": "checkpoint.pt",
+        "progress_bar": True,
+    })
+
+
+def model_config(params: AttributeDict, bank: FrameBank) -> FrameClassifierConfig:
+    """The preset with the user's overrides; feature dim and outputs come from the bank."""
+    return get_preset(params.preset, num_layers=params.num_layers, hidden_dim=params.hidden_dim,
+                      left_context=params.left_context, right_context=params.right_context,
+                      activation=params.activation, dropout=params.dropout, norm=params.norm,
+                      input_norm=params.input_norm, feat_dim=bank.feat_dim, num_outputs=bank.num_classes)
+
+
+def epoch_permutation(num: int, seed: int, epoch: int) -> Tensor:
+    """The shuffle of epoch `epoch`: a function of (seed, epoch) only, so resuming needs no sampler RNG."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num, generator=gen)
+
+
+def autocast(params: AttributeDict) -> contextlib.AbstractContextManager:
+    """bf16 autocast when enabled for this run, else nothing."""
+    if params.use_bf16:
+        return torch.autocast(params.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def compute_loss(params: AttributeDict, model: nn.Module, batch: dict[str, Tensor],
+                 is_training: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss of one minibatch (hard CE, or the distillation loss when the batch has teacher_probs)."""
+    labels = batch["labels"]
+    with torch.set_grad_enabled(is_training), autocast(params):
+        logits = model(batch["inputs"])
+    logits = logits.float()
+    teacher_probs = batch.get("teacher_probs")
+    with torch.set_grad_enabled(is_training):
+        if teacher_probs is None:
+            loss = F.cross_entropy(logits, labels)
+        else:
+            from asr_kd.distill.losses import distillation_loss  # lazily: optional part
+
+            loss, _ = distillation_loss(logits, labels, teacher_probs, temperature=params.temperature,
+                                        hard_weight=params.hard_weight)
+    info = {
+        "loss_sum": loss.detach() * labels.numel(),
+        "correct": (logits.detach().argmax(-1) == labels).sum(),
+        "nonfinite": (~torch.isfinite(loss.detach())).to(torch.int64),
+    }
+    return loss, info
+
+
+class Teacher:
+    """Soft targets for training frames: stored top-k, or an ensemble run on the same windows."""
+
+    def __init__(self, params: AttributeDict, bank: FrameBank):
+        self.params, self.bank = params, bank
+        self.store = self.ensemble = None
+        if params.soft_targets_dir and params.teacher_checkpoints:
+            raise InputError("give either --soft-targets-dir or --teacher-checkpoints, not both")
+        if params.soft_targets_dir:
+            from asr_kd.distill.soft_targets import SoftTargetStore  # lazily: optional part
+
+            # The store must be of this bank's frames, at this temperature; resident on a GPU.
+            self.store = SoftTargetStore.load(
+                params.soft_targets_dir, expect_temperature=params.temperature,
+                expect_frame_bank_checksum=bank.manifest["checksum"],
+                device=params.device if params.device.type == "cuda" else None)
+            if self.store.num_classes != bank.num_classes:
+                raise InputError(f"{params.soft_targets_dir}: {self.store.num_classes} classes, the frame bank "
+                                 f"has {bank.num_classes}")
+        elif params.teacher_checkpoints:
+            from asr_kd.distill.ensemble import EnsembleTeacher  # lazily: optional part
+
+            self.ensemble = EnsembleTeacher.load([str(p) for p in params.teacher_checkpoints], params.device,
+                                                 mean=params.teacher_mean)
+            self.left, self.right = self.ensemble.context
+
+    @property
+    def active(self) -> bool:
+        return self.store is not None or self.ensemble is not None
+
+    @torch.no_grad()
+    def probs(self, frame_idx: Tensor, inputs: Tensor) -> Tensor:
+        """Teacher distribution (B, C) at the training temperature."""
+        if self.store is not None:
+            return self.store.lookup(frame_idx, self.params.device)
+        assert self.ensemble is not None
+        if (self.left, self.right) != (self.params.model_left, self.params.model_right):
+            inputs = self.bank.splice(frame_idx, self.left, self.right)
+        with autocast(self.params):
+            return self.ensemble.soft_targets(inputs, self.params.temperature).float()
+
+
+def make_batch(params: AttributeDict, bank: FrameBank, frame_idx: Tensor, teacher: Teacher | None) -> dict[str, Tensor]:
+    """Spliced windows, labels (and teacher distributions) of the frames `frame_idx`."""
+    batch = {"frame_idx": frame_idx,
+             "inputs": bank.splice(frame_idx, params.model_left, params.model_right),
+             "labels": bank.batch_labels(frame_idx)}
+    if teacher is not None and teacher.active:
+        batch["teacher_probs"] = teacher.probs(frame_idx, batch["inputs"])
+    return batch
+
+
+def train_step(params: AttributeDict, model: nn.Module, optimizer: torch.optim.Optimizer,
+               batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Forward, backward, clip, update; returns device-side counters (no host sync)."""
+    loss, info = compute_loss(params, model, batch, is_training=True)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if params.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+    optimizer.step()
+    return info
+
+
+class MetricsCsv:
+    """metrics.csv, appended row by row; truncated back to a checkpoint's row count on resume."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+        self.rows = 0
+        if enabled and not path.is_file():
+            path.write_text(",".join(CSV_FIELDS) + "\n")
+
+    def truncate(self, rows: int) -> None:
+        """Drop rows written after the checkpoint being resumed."""
+        if self.enabled:
+            lines = self.path.read_text().splitlines(keepends=True)
+            self.path.write_text("".join(lines[:rows + 1]))
+        self.rows = rows
+
+    def append(self, **row: Any) -> None:
+        self.rows += 1
+        if self.enabled:
+            with open(self.path, "a", newline="") as f:
+                csv.DictWriter(f, CSV_FIELDS).writerow({k: _fmt(row.get(k)) for k in CSV_FIELDS})
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _unwrap(model: nn.Module) -> FrameClassifier:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model  # type: ignore[return-value]
+
+
+def _all_reduce(t: Tensor, params: AttributeDict) -> Tensor:
+    if params.world_size > 1:
+        t = t.to(params.comm_device)
+        dist.all_reduce(t)
+    return t
+
+
+def evaluate(params: AttributeDict, model: nn.Module, bank: FrameBank) -> tuple[float, float]:
+    """Dev frame accuracy and mean CE, each rank scoring its slice of the frames."""
+    model.eval()
+    n = bank.num_frames
+    lo, hi = n * params.rank // params.world_size, n * (params.rank + 1) // params.world_size
+    idx = torch.arange(lo, hi, device=bank.device)
+    sums = score_bank_sums(_unwrap(model), bank, params.model_left, params.model_right, idx,
+                           batch_size=params.eval_batch_size, amp=params.use_bf16)
+    model.train()
+    correct, ce, frames = _all_reduce(sums, params).tolist()
+    return correct / frames, ce / frames
+
+
+def write_checkpoint(params: AttributeDict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     schedule: LrSchedule, state: AttributeDict, path: Path) -> None:
+    """Every rank's RNG states, the optimizer, schedule and loop position, written by rank 0."""
+    rngs: list[Any] = [rng_states()]
+    if params.world_size > 1:
+        rngs = [None] * params.world_size
+        dist.all_gather_object(rngs, rng_states())
+    if params.rank == 0:
+        train_state = {"state": dict(state), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                       "rng": rngs, "params": {k: _jsonable(v) for k, v in params.items()}}
+        save_checkpoint(path, _unwrap(model), train_state)
+    if params.world_size > 1:
+        dist.barrier()
+
+
+def _jsonable(v: Any) -> Any:
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+def check_finite(params: AttributeDict, state: AttributeDict, nonfinite: Tensor) -> None:
+    """Stop with TrainingDiverged when any loss since the last check was NaN/inf."""
+    if int(_all_reduce(nonfinite.clone(), params).item()) > 0:
+        ckpt = Path(params.exp_dir) / params.checkpoint_name
+        kept = f"last good checkpoint {ckpt} kept" if ckpt.is_file() else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"non-finite loss at or before global step {state.global_step} (epoch {state.epoch}, step "
+            f"{state.step_in_epoch} of the epoch); training stopped, {kept}. Lower --lr or set --grad-clip.")
+
+
+def train_one_epoch(params: AttributeDict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    schedule: LrSchedule, train_bank: FrameBank, shard: Tensor, teacher: Teacher | None,
+                    state: AttributeDict, metrics: MetricsCsv) -> bool:
+    """Steps state.step_in_epoch.. of this epoch; returns False when --max-steps stopped it early."""
+    model.train()
+    bs = params.batch_size
+    steps = params.steps_per_epoch
+    # [loss, correct] summed over the log interval and over the epoch, kept on the device so the
+    # loop never waits for the GPU except at log and checkpoint steps.
+    sums = torch.tensor(state.sums, dtype=torch.float64, device=params.device)
+    nonfinite = torch.zeros((), dtype=torch.int64, device=params.device)
+    tic, tic_steps = time.perf_counter(), 0
+    bar = tqdm(total=steps, initial=state.step_in_epoch, desc=f"epoch {state.epoch}", unit="step",
+               disable=params.rank != 0 or not params.progress_bar, mininterval=2.0, leave=False)
+    ckpt_path = Path(params.exp_dir) / params.checkpoint_name
+
+    while state.step_in_epoch < steps:
+        if params.max_steps and state.global_step >= params.max_steps:
+            bar.close()
+            check_finite(params, state, nonfinite)
+            state.sums = sums.tolist()
+            return False
+        i = state.step_in_epoch
+        schedule.step(state.global_step)
+        batch = make_batch(params, train_bank, shard[i * bs:(i + 1) * bs], teacher)
+        info = train_step(params, model, optimizer, batch)
+        step_sums = torch.stack([info["loss_sum"].double(), info["correct"].double()])
+        sums += torch.cat([step_sums, step_sums])
+        nonfinite += info["nonfinite"]
+        state.step_in_epoch += 1
+        state.global_step += 1
+        tic_steps += 1
+        bar.update(1)
+        if state.step_in_epoch % params.log_interval == 0:
+            check_finite(params, state, nonfinite)
+            fps = tic_steps * bs * params.world_size / max(time.perf_counter() - tic, 1e-9)
+            frames = params.log_interval * bs * params.world_size
+            loss, acc = (_all_reduce(sums[:2].clone(), params) / frames).tolist()
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", lr=f"{schedule.lr:.3g}")
+            metrics.append(epoch=state.epoch, step=state.global_step, lr=schedule.lr, loss=loss, train_acc=acc,
+                           frames_per_s=fps)
+            sums[:2] = 0
+            tic, tic_steps = time.perf_counter(), 0
+        if state.global_step % params.checkpoint_every == 0 and state.step_in_epoch < steps:
+            check_finite(params, state, nonfinite)
+            state.sums = sums.tolist()
+            state.csv_rows = metrics.rows
+            write_checkpoint(params, model, optimizer, schedule, state, ckpt_path)
+    bar.close()
+    check_finite(params, state, nonfinite)
+    frames = steps * bs * params.world_size
+    loss, acc = (_all_reduce(sums[2:].clone(), params) / frames).tolist()
+    state.epoch_train = {"loss": loss, "acc": acc}
+    state.sums = [0.0] * 4
+    return True
+
+
+def _make_optimizer(params: AttributeDict, model: nn.Module) -> torch.optim.Optimizer:
+    fused = {"fused": True} if params.device.type == "cuda" else {}
+    if params.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, **fused)
+    return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum,
+                           weight_decay=params.weight_decay, **fused)
+
+
+def _pick_device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _resolve_banks(params: AttributeDict) -> tuple[Path, Path]:
+    train = params.train_bank or (params.frame_bank / "train" if params.frame_bank else None)
+    dev = params.dev_bank or (params.frame_bank / "dev" if params.frame_bank else None)
+    if train is None or dev is None:
+        raise InputError("give --frame-bank DIR (with train/ and dev/) or both --train-bank and --dev-bank")
+    return Path(train), Path(dev)
+
+
+def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
+    """Train on one rank of `world_size` (1: a single process)."""
+    params = get_params()
+    params.update(vars(args))
+    params.rank, params.world_size = rank, world_size
+    exp_dir = Path(params.exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(exp_dir / "train.log" if rank == 0 else None)
+    params.device = _pick_device(params.device, rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if params.device.type == "cuda" else "gloo"
+        init = "env://" if "MASTER_ADDR" in os.environ else f"tcp://127.0.0.1:{params.master_port}"
+        dist.init_process_group(backend, init_method=init, rank=rank, world_size=world_size)
+    params.comm_device = params.device if params.device.type == "cuda" else torch.device("cpu")
+    if world_size > 1 and params.device.type == "cpu":
+        # Ranks wait for each other every step: oversubscribed cores would stall them all.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    try:
+        _train(params)
+    finally:
+        if world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(params: AttributeDict) -> None:
+    exp_dir = Path(params.exp_dir)
+    ckpt_path = exp_dir / params.checkpoint_name
+    final_path = exp_dir / "final.pt"
+    resume = ckpt_path.is_file() and not params.no_resume
+    if resume and final_path.is_file() and load_train_state(ckpt_path)[1].get("state", {}).get("finished"):
+        log.info("%s is complete (final.pt written); nothing to do", exp_dir)
+        return
+    params.use_bf16 = params.amp == "bf16" or (params.amp == "auto" and params.device.type == "cuda")
+    train_path, dev_path = _resolve_banks(params)
+    train_bank = FrameBank.load(train_path, params.device)
+    dev_bank = FrameBank.load(dev_path, params.device)
+    if (dev_bank.feat_dim, dev_bank.num_classes) != (train_bank.feat_dim, train_bank.num_classes):
+        raise InputError(f"{dev_path}: feat_dim/num_classes {dev_bank.feat_dim}/{dev_bank.num_classes} differ from "
+                         f"the training bank's {train_bank.feat_dim}/{train_bank.num_classes}")
+    config = model_config(params, train_bank)
+    params.model_left, params.model_right = config.left_context, config.right_context
+    train_frames = train_bank.subset_frames(params.subset_fraction, params.subset_seed)
+    params.steps_per_epoch = len(train_frames) // (params.batch_size * params.world_size)
+    if params.steps_per_epoch == 0:
+        raise InputError(f"{train_path}: {len(train_frames)} training frames are fewer than one step of "
+                         f"{params.batch_size} x {params.world_size} ranks; lower --batch-size")
+    if params.rank == 0:
+        log.info("train %s (%d of its frames), dev %s; model %s; %d steps/epoch on %s%s", train_bank,
+                 len(train_frames), dev_bank, config, params.steps_per_epoch, params.device,
+                 " bf16" if params.use_bf16 else "")
+
+    torch.manual_seed(params.seed)  # the same initial weights on every rank
+    model = FrameClassifier(config)
+    model.set_priors(train_bank.class_counts(train_frames))
+    model.to(params.device)
+    optimizer = _make_optimizer(params, model)
+    schedule = make_schedule(params.lr_schedule, optimizer, params.lr, params.num_epochs * params.steps_per_epoch,
+                             warmup_steps=params.warmup_steps, min_lr=params.min_lr,
+                             start_gain=params.newbob_start_gain, end_gain=params.newbob_end_gain)
+    # The shuffle is a function of these (and the epoch): the sampler's whole state.
+    sampler = {"seed": params.seed, "batch_size": params.batch_size, "world_size": params.world_size,
+               "subset_fraction": params.subset_fraction, "subset_seed": params.subset_seed,
+               "num_train_frames": int(len(train_frames))}
+    state = AttributeDict(epoch=1, step_in_epoch=0, global_step=0, best_dev_acc=-1.0, best_epoch=0,
+                          csv_rows=0, finished=False, sums=[0.0] * 4, epoch_train={}, sampler=sampler)
+    metrics = MetricsCsv(exp_dir / "metrics.csv", enabled=params.rank == 0)
+    if resume:
+        ckpt, train_state = load_train_state(ckpt_path)
+        check_same_config(ckpt_path, config, FrameClassifierConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(train_state["optimizer"])
+        schedule.load_state_dict(train_state["schedule"])
+        diffs = [f"{k}: checkpoint {v!r} != now {sampler.get(k)!r}"
+                 for k, v in train_state["state"]["sampler"].items() if sampler.get(k) != v]
+        if diffs:
+            raise InputError(f"{ckpt_path}: cannot resume with other data settings ({'; '.join(diffs)}); "
+                             "rerun with the original options or pass --no-resume")
+        state.update(train_state["state"])
+        rngs = train_state["rng"]
+        set_rng_states(rngs[params.rank] if len(rngs) == params.world_size else rngs[0])
+        metrics.truncate(state.csv_rows)
+        if params.rank == 0:
+            log.info("resuming from %s: epoch %d, step %d of the epoch", ckpt_path, state.epoch, state.step_in_epoch)
+    else:
+        metrics.truncate(0)
+        torch.manual_seed(params.seed + 7919 * (params.rank + 1))  # dropout masks differ between ranks
+        random.seed(params.seed)
+        np.random.seed(params.seed)
+
+    ddp_model: nn.Module = model
+    if params.world_size > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[params.device.index] if params.device.type == "cuda" else None)
+    teacher = Teacher(params, train_bank)
+    frames_on_device = torch.from_numpy(train_frames).to(train_bank.feats.device)
+
+    while state.epoch <= params.num_epochs and not state.finished:
+        perm = epoch_permutation(len(train_frames), params.seed, state.epoch).to(frames_on_device.device)
+        shard = frames_on_device[perm[params.rank::params.world_size]]
+        tic = time.perf_counter()
+        if not train_one_epoch(params, ddp_model, optimizer, schedule, train_bank, shard, teacher, state, metrics):
+            state.csv_rows = metrics.rows
+            write_checkpoint(params, ddp_model, optimizer, schedule, state, ckpt_path)
+            if params.rank == 0:
+                log.info("stopped after --max-steps %d; rerun to resume", params.max_steps)
+            return
+        elapsed = time.perf_counter() - tic
+        dev_acc, dev_ce = evaluate(params, ddp_model, dev_bank)
+        if not math.isfinite(dev_ce):
+            raise TrainingDiverged(f"dev CE is {dev_ce} after epoch {state.epoch}; the last good checkpoint "
+                                   f"{ckpt_path} is kept")
+        stop = schedule.epoch_end(dev_acc)
+        improved = dev_acc > state.best_dev_acc
+        if improved:
+            state.best_dev_acc, state.best_epoch = dev_acc, state.epoch
+        if params.rank == 0:
+            log.info("epoch %d: train loss %.4f acc %.4f | dev acc %.4f ce %.4f | lr %.4g | %.0f s",
+                     state.epoch, state.epoch_train["loss"], state.epoch_train["acc"], dev_acc, dev_ce,
+                     schedule.lr, elapsed)
+            metrics.append(epoch=state.epoch, step=state.global_step, lr=schedule.lr, loss=state.epoch_train["loss"],
+                           train_acc=state.epoch_train["acc"], dev_acc=dev_acc, dev_ce=dev_ce,
+                           frames_per_s=params.steps_per_epoch * params.batch_size * params.world_size / elapsed)
+            if improved:
+                model.save(exp_dir / "best.pt", epoch=state.epoch, dev_accuracy=dev_acc, dev_ce=dev_ce)
+        patience = params.early_stopping_patience
+        if patience > 0 and state.epoch - state.best_epoch >= patience:
+            stop = True
+            if params.rank == 0:
+                log.info("early stopping: no dev accuracy gain for %d epochs (best %.4f at epoch %d)",
+                         patience, state.best_dev_acc, state.best_epoch)
+        state.epoch += 1
+        state.step_in_epoch = 0
+        state.finished = stop or state.epoch > params.num_epochs
+        state.csv_rows = metrics.rows
+        write_checkpoint(params, ddp_model, optimizer, schedule, state, exp_dir / f"epoch-{state.epoch - 1}.pt")
+        if state.finished and params.rank == 0:
+            _write_final(params, model, state, exp_dir)
+        write_checkpoint(params, ddp_model, optimizer, schedule, state, ckpt_path)
+    if state.finished and params.rank == 0 and not final_path.is_file():
+        _write_final(params, model, state, exp_dir)  # a finished run whose final.pt was removed
+
+
+def _write_final(params: AttributeDict, model: FrameClassifier, state: AttributeDict, exp_dir: Path) -> None:
+    """final.pt: the best model under early stopping, else the last one."""
+    if params.early_stopping_patience > 0 and (exp_dir / "best.pt").is_file():
+        FrameClassifier.load(exp_dir / "best.pt").save(exp_dir / "final.pt", epoch=state.best_epoch,
+                                                       dev_accuracy=state.best_dev_acc)
+    else:
+        model.save(exp_dir / "final.pt", epoch=state.epoch - 1)
+    log.info("wrote %s (best dev accuracy %.4f at epoch %d)", exp_dir / "final.pt", state.best_dev_acc, state.best_epoch)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse options and train: spawn --world-size ranks, join torchrun's, or run one process."""
+    args = get_parser().parse_args(argv)
+
+    def body() -> None:
+        if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # launched by torchrun
+            run(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), args)
+        elif args.world_size > 1:
+            torch.multiprocessing.spawn(run, args=(args.world_size, args), nprocs=args.world_size, join=True)
+        else:
+            run(0, 1, args)
+
+    try:
+        return run_cli(body, "asr-kd train")
+    except TrainingDiverged as err:
+        log.error("%s", err)
+        print(f"asr-kd train: error: {err}", file=sys.stderr, flush=True)
+        return 1
+    except torch.multiprocessing.ProcessRaisedException as err:
+        # A spawned rank failed; its own traceback is in the message, the last line says why.
+        print(f"asr-kd train: error: a rank failed: {str(err).strip().splitlines()[-1]}", file=sys.stderr, flush=True)
+        return 1

@@ -1,0 +1,85 @@
+"""FrameClassifier: input shapes, whole-utterance posteriors, checkpoints, presets, priors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from asr_kd.models import PRESETS, FrameClassifier, FrameClassifierConfig, get_preset
+from asr_kd.utils.errors import InputError
+
+
+def small_config(**kw) -> FrameClassifierConfig:
+    base = dict(left_context=3, right_context=2, feat_dim=5, num_outputs=7, hidden_dim=16)
+    return dataclasses.replace(get_preset("tiny"), **{**base, **kw})
+
+
+def test_windowed_and_flattened_inputs_give_the_same_logits():
+    torch.manual_seed(0)
+    model = FrameClassifier(small_config(input_norm="layernorm", norm="layernorm", activation="sigmoid")).eval()
+    x = torch.randn(4, 6, 5)
+    assert model(x).shape == (4, 7)
+    torch.testing.assert_close(model(x), model(x.reshape(4, 30)))
+    with pytest.raises(ValueError, match=r"\(B, 6, 5\)"):
+        model(torch.randn(4, 7, 5))
+
+
+def test_posteriors_of_an_utterance_use_edge_repeated_windows():
+    torch.manual_seed(0)
+    model = FrameClassifier(small_config(dropout=0.3)).train()
+    feats = np.random.default_rng(0).standard_normal((9, 5)).astype(np.float32)
+    post = model.posteriors(feats, temperature=2.0)
+    assert post.shape == (9, 7) and model.training  # eval only for the call
+    # Independent construction: window of frame t is feats[clip(t-3 .. t+2)].
+    windows = np.stack([feats[np.clip(np.arange(t - 3, t + 3), 0, 8)] for t in range(9)])
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(torch.from_numpy(windows)) / 2.0, dim=-1)
+    torch.testing.assert_close(post, expected)
+    torch.testing.assert_close(post.sum(-1), torch.ones(9))
+    torch.testing.assert_close(model.posteriors(torch.from_numpy(feats)[None], 2.0), post)
+
+
+def test_save_load_round_trip_keeps_weights_and_priors(tmp_path):
+    torch.manual_seed(0)
+    model = FrameClassifier(small_config(norm="batchnorm"))
+    model(torch.randn(8, 30))  # moves batchnorm running stats off their initial values
+    counts = np.array([10, 0, 5, 5, 30, 0, 50])
+    model.set_priors(counts)
+    model.save(tmp_path / "m.pt")
+    loaded = FrameClassifier.load(tmp_path / "m.pt")
+    assert loaded.config == model.config
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    expected = np.log((counts + 1) / (counts.sum() + len(counts)))
+    np.testing.assert_allclose(loaded.log_priors.numpy(), expected, rtol=1e-6)
+
+
+def test_loading_into_another_config_names_file_and_fields(tmp_path):
+    FrameClassifier(small_config()).save(tmp_path / "m.pt")
+    other = FrameClassifier(small_config(dropout=0.1, activation="tanh"))
+    with pytest.raises(InputError) as err:
+        other.load_weights(tmp_path / "m.pt")
+    msg = str(err.value)
+    assert str(tmp_path / "m.pt") in msg and "activation" in msg and "dropout" in msg and "hidden_dim" not in msg
+    with pytest.raises(InputError, match="num_outputs"):
+        FrameClassifier.load(tmp_path / "m.pt", config=small_config(num_outputs=8))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="junk.pt"):
+        FrameClassifier.load(tmp_path / "junk.pt")
+
+
+def test_presets_have_the_papers_shape():
+    paper = PRESETS["paper"]
+    assert (paper.num_layers, paper.hidden_dim, paper.left_context, paper.right_context, paper.feat_dim) == (
+        8, 2560, 20, 5, 40)
+    model = FrameClassifier(get_preset("paper", num_outputs=14000))
+    # 26*40*2560 + 7*2560*2560 + 2560*14000 weights plus biases: the paper's ~85M parameters.
+    expected = 1040 * 2560 + 2560 + 7 * (2560 * 2560 + 2560) + 2560 * 14000 + 14000
+    assert sum(p.numel() for p in model.parameters()) == expected
+    tiny, small = PRESETS["tiny"], PRESETS["small"]
+    assert (tiny.num_layers, tiny.hidden_dim, small.num_layers, small.hidden_dim) == (2, 128, 4, 512)
+    with pytest.raises(InputError, match="unknown model preset"):
+        get_preset("huge")

@@ -1,0 +1,216 @@
+"""Stored top-k soft targets: contents, lookups, manifest checks, resuming, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from asr_kd.bin import make_soft_targets
+from asr_kd.data.frame_bank import FrameBank
+from asr_kd.distill.ensemble import EnsembleTeacher
+from asr_kd.distill.soft_targets import SoftTargetStore, store_bytes_per_frame
+from asr_kd.models import FrameClassifier, FrameClassifierConfig
+from asr_kd.utils.errors import InputError
+
+CONFIG = FrameClassifierConfig(num_layers=1, hidden_dim=16, left_context=2, right_context=1,
+                               feat_dim=5, num_outputs=13)
+LENGTHS = [9, 4, 14]
+T = 2.0
+
+
+@pytest.fixture(scope="module")
+def bank_data():
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(n, CONFIG.feat_dim)).astype(np.float32) for n in LENGTHS]
+    labels = [rng.integers(0, CONFIG.num_outputs, size=n) for n in LENGTHS]
+    return feats, labels
+
+
+@pytest.fixture()
+def bank(bank_data, tmp_path):
+    feats, labels = bank_data
+    return FrameBank.from_arrays(feats, labels, ["u1", "u2", "u3"], tmp_path / "bank", num_classes=CONFIG.num_outputs)
+
+
+def _members(seed: int = 0, n: int = 3) -> list[FrameClassifier]:
+    out = []
+    for m in range(n):
+        torch.manual_seed(seed + m)
+        out.append(FrameClassifier(CONFIG).eval())
+    return out
+
+
+@pytest.fixture()
+def teacher():
+    return EnsembleTeacher(_members())
+
+
+def _teacher_probs_by_utterance(members, feats) -> np.ndarray:
+    """(N, C) arithmetic-mean posteriors at T in frame-bank order, via each member's own splicing."""
+    rows = []
+    for f in feats:
+        f16 = torch.from_numpy(f.astype(np.float16).astype(np.float32))  # the bank stores fp16
+        rows.append(sum(m.posteriors(f16, temperature=T).double() for m in members) / len(members))
+    return torch.cat(rows).numpy()
+
+
+def test_store_holds_teacher_top_k_in_frame_order(bank, bank_data, teacher, tmp_path):
+    k = 4
+    store = SoftTargetStore.write(teacher, bank, tmp_path / "st", temperature=T, k=k, batch_size=6)
+    expected = _teacher_probs_by_utterance(teacher.members, bank_data[0])
+    order = np.argsort(-expected, axis=1)[:, :k]
+    assert store.probs.shape == (sum(LENGTHS), k) and store.probs.dtype == np.float16
+    assert store.class_ids.dtype == np.int16  # 13 classes < 32768
+    assert np.array_equal(store.class_ids, order)
+    assert np.allclose(store.probs, np.take_along_axis(expected, order, 1), rtol=1e-3, atol=1e-4)
+
+    manifest = json.loads((tmp_path / "st" / "manifest.json").read_text())
+    assert (manifest["temperature"], manifest["k"], manifest["num_frames"], manifest["num_classes"]) == (T, k, 27, 13)
+    assert manifest["teacher"]["mean"] == "arithmetic" and manifest["teacher"]["num_members"] == 3
+    assert manifest["frame_bank_checksum"] == bank.manifest["checksum"]
+    h = hashlib.sha256(np.load(tmp_path / "st" / "probs.npy").tobytes())
+    h.update(np.load(tmp_path / "st" / "class_ids.npy").tobytes())
+    assert manifest["arrays_sha256"] == h.hexdigest()
+    kept = np.take_along_axis(expected, order, 1).sum(1)
+    assert manifest["mean_topk_mass"] == pytest.approx(kept.mean(), abs=1e-3)
+    assert store_bytes_per_frame(k, 13) == k * 4
+
+
+def test_lookup_renormalises_the_top_k_mass(bank, bank_data, teacher, tmp_path):
+    k = 3
+    store = SoftTargetStore.write(teacher, bank, tmp_path / "st", temperature=T, k=k)
+    expected = _teacher_probs_by_utterance(teacher.members, bank_data[0])
+    idx = torch.tensor([26, 0, 5, 5, 13])
+    dense = store.lookup(idx, "cpu").double().numpy()
+    assert dense.shape == (5, 13)
+    assert np.allclose(dense.sum(1), 1.0, atol=1e-6)
+    for row, i in zip(dense, idx.tolist()):
+        top = np.argsort(-expected[i])[:k]
+        assert np.count_nonzero(row) == k
+        assert np.allclose(row[top], expected[i, top] / expected[i, top].sum(), atol=2e-3)
+
+
+def test_lookup_with_uniform_tail_spreads_the_dropped_mass(bank, bank_data, teacher, tmp_path):
+    k = 3
+    SoftTargetStore.write(teacher, bank, tmp_path / "st", temperature=T, k=k)
+    store = SoftTargetStore.load(tmp_path / "st", tail="uniform")
+    expected = _teacher_probs_by_utterance(teacher.members, bank_data[0])
+    dense = store.lookup(torch.arange(27)).double().numpy()
+    assert np.allclose(dense.sum(1), 1.0, atol=1e-6)
+    for row, p in zip(dense, expected):
+        top = np.argsort(-p)[:k]
+        rest = np.setdiff1d(np.arange(13), top)
+        assert np.allclose(row[top], p[top], atol=1e-3)
+        assert np.allclose(row[rest], (1 - p[top].sum()) / (13 - k), atol=1e-3)
+
+
+def test_full_k_store_reproduces_the_teacher_distribution(bank, bank_data, teacher, tmp_path):
+    store = SoftTargetStore.write(teacher, bank, tmp_path / "st", temperature=T, k=13)
+    expected = _teacher_probs_by_utterance(teacher.members, bank_data[0])
+    assert np.allclose(store.lookup(torch.arange(27)).double().numpy(), expected, atol=1e-3)
+
+
+def test_resident_lookup_equals_memory_mapped_lookup(bank, teacher, tmp_path):
+    SoftTargetStore.write(teacher, bank, tmp_path / "st", temperature=T, k=5)
+    idx = torch.tensor([3, 1, 26, 3])
+    mapped = SoftTargetStore.load(tmp_path / "st").lookup(idx)
+    resident = SoftTargetStore.load(tmp_path / "st", device="cpu").lookup(idx)
+    assert torch.equal(mapped, resident)
+
+
+def test_load_names_the_field_that_does_not_match(bank, teacher, tmp_path):
+    paths = []
+    for i, m in enumerate(_members()):
+        paths.append(tmp_path / f"m{i}.pt")
+        m.save(paths[-1])
+    loaded = EnsembleTeacher.load(paths)
+    SoftTargetStore.write(loaded, bank, tmp_path / "st", temperature=T, k=5)
+    ok = SoftTargetStore.load(tmp_path / "st", expect_temperature=T, expect_teacher=list(reversed(paths)),
+                              expect_frame_bank_checksum=bank.manifest["checksum"])
+    assert ok.k == 5
+    with pytest.raises(InputError, match="temperature"):
+        SoftTargetStore.load(tmp_path / "st", expect_temperature=1.0)
+    with pytest.raises(InputError, match="frame_bank_checksum"):
+        SoftTargetStore.load(tmp_path / "st", expect_frame_bank_checksum="sha256:0")
+    with pytest.raises(InputError, match="teacher"):
+        SoftTargetStore.load(tmp_path / "st", expect_teacher=paths[:2])
+    with pytest.raises(InputError, match="teacher"):
+        SoftTargetStore.load(tmp_path / "st", expect_teacher=EnsembleTeacher(_members(seed=7)))
+    with pytest.raises(InputError, match="teacher"):  # same members, other mean
+        SoftTargetStore.load(tmp_path / "st", expect_teacher=EnsembleTeacher.load(paths, mean="geometric"))
+
+
+def test_checksum_verification_detects_a_corrupted_array(bank, teacher, tmp_path):
+    SoftTargetStore.write(teacher, bank, tmp_path / "st", temperature=T, k=5)
+    SoftTargetStore.load(tmp_path / "st", verify_checksum=True)
+    probs = np.load(tmp_path / "st" / "probs.npy", mmap_mode="r+")
+    probs[10, 0] = np.float16(0.123)
+    probs.flush()
+    del probs
+    with pytest.raises(InputError, match="arrays_sha256"):
+        SoftTargetStore.load(tmp_path / "st", verify_checksum=True)
+
+
+class _CrashingTeacher(EnsembleTeacher):
+    """The same ensemble, but the process 'dies' after a number of forward batches."""
+
+    def __init__(self, models, crash_after: int | None):
+        super().__init__(models)
+        self.calls, self.crash_after = 0, crash_after
+
+    def member_logits(self, x):
+        self.calls += 1
+        if self.crash_after is not None and self.calls > self.crash_after:
+            raise RuntimeError("simulated crash")
+        return super().member_logits(x)
+
+
+def test_interrupted_write_resumes_from_the_last_chunk(bank, tmp_path):
+    reference = SoftTargetStore.write(EnsembleTeacher(_members()), bank, tmp_path / "ref", temperature=T, k=4)
+    # chunks of 10 frames in batches of 5: the crash in the 5th batch loses the second chunk's 1st half.
+    crashing = _CrashingTeacher(_members(), crash_after=3)
+    with pytest.raises(RuntimeError, match="simulated"):
+        SoftTargetStore.write(crashing, bank, tmp_path / "st", temperature=T, k=4, batch_size=5, chunk_frames=10)
+    assert not (tmp_path / "st" / "manifest.json").exists()
+    with pytest.raises(InputError, match="manifest"):
+        SoftTargetStore.load(tmp_path / "st")
+    resumed_teacher = _CrashingTeacher(_members(), crash_after=None)
+    store = SoftTargetStore.write(resumed_teacher, bank, tmp_path / "st", temperature=T, k=4,
+                                  batch_size=5, chunk_frames=10)
+    assert resumed_teacher.calls == 4  # frames 10..26: batches 10-14, 15-19, 20-24, 25-26
+    assert np.array_equal(store.class_ids, reference.class_ids)
+    assert np.array_equal(store.probs, reference.probs)
+    assert store.manifest["arrays_sha256"] == reference.manifest["arrays_sha256"]
+    assert not (tmp_path / "st" / "progress.json").exists()
+
+
+def test_finished_store_is_reused_and_other_settings_are_refused(bank, tmp_path):
+    SoftTargetStore.write(EnsembleTeacher(_members()), bank, tmp_path / "st", temperature=T, k=4)
+    again = _CrashingTeacher(_members(), crash_after=0)  # any forward would raise
+    assert SoftTargetStore.write(again, bank, tmp_path / "st", temperature=T, k=4).k == 4
+    with pytest.raises(InputError, match="temperature"):
+        SoftTargetStore.write(again, bank, tmp_path / "st", temperature=5.0, k=4)
+    with pytest.raises(InputError, match="top-k"):
+        SoftTargetStore.write(again, bank, tmp_path / "other", temperature=T, k=14)
+
+
+def test_cli_writes_a_store_that_loads_with_its_teachers(bank, tmp_path, capsys):
+    paths = []
+    for i, m in enumerate(_members()):
+        paths.append(tmp_path / f"m{i}.pt")
+        m.save(paths[-1])
+    out = tmp_path / "st"
+    argv = ["--teacher", *map(str, paths), "--frame-bank", str(bank.directory), "--temperature", "2",
+            "--top-k", "6", "--out-dir", str(out), "--device", "cpu", "--mean", "geometric"]
+    assert make_soft_targets.main(argv) == 0
+    store = SoftTargetStore.load(out, expect_temperature=2.0, expect_teacher=paths,
+                                 expect_frame_bank_checksum=bank.manifest["checksum"])
+    assert store.manifest["teacher"]["mean"] == "geometric" and store.k == 6
+    bad_bank = ["--teacher", str(paths[0]), "--frame-bank", str(tmp_path / "nope"), "--out-dir", str(tmp_path / "x"),
+                "--device", "cpu"]
+    assert make_soft_targets.main(bad_bank) == 2
+    assert "nope" in capsys.readouterr().err

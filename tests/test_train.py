@@ -1,0 +1,229 @@
+"""Trainer: learns learnable labels, resumes bit-exactly after SIGKILL, data parallel, NaN stop."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr_kd.data.frame_bank import FrameBank
+from asr_kd.models import FrameClassifier
+from asr_kd.score.frame_accuracy import frame_accuracy_bank, frame_accuracy_cuts
+from asr_kd.train.schedule import NewbobSchedule
+from asr_kd.train.train import main as train_main
+from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
+
+TRAIN_ARGS = ["--preset", "tiny", "--batch-size", "128", "--lr", "0.05", "--log-interval", "10"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    train_cuts = make_aligned_cuts(root / "train", 18)
+    dev_cuts = make_aligned_cuts(root / "dev", 6, offset=18)
+    cmvn = cmvn_of(train_cuts)
+    cmvn.save(root / "cmvn.json")
+    FrameBank.build(train_cuts, root / "bank" / "train", cmvn=cmvn, num_classes=NUM_CLASSES)
+    FrameBank.build(dev_cuts, root / "bank" / "dev", cmvn=cmvn, num_classes=NUM_CLASSES)
+    dev_cuts.to_file(root / "dev_cuts.jsonl.gz")
+    return {"root": root, "bank": root / "bank", "dev_cuts": dev_cuts, "cmvn": cmvn}
+
+
+@pytest.fixture(scope="module")
+def single_run(data):
+    exp = data["root"] / "exp-single"
+    assert train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), "--num-epochs", "3",
+                       *TRAIN_ARGS]) == 0
+    return exp
+
+
+def read_metrics(exp: Path) -> list[dict[str, str]]:
+    with open(exp / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_run_learns_well_above_chance(data, single_run):
+    exp = single_run
+    for name in ("final.pt", "best.pt", "epoch-1.pt", "epoch-3.pt", "train.log"):
+        assert (exp / name).is_file(), name
+    epochs = [r for r in read_metrics(exp) if r["dev_acc"]]
+    assert [int(r["epoch"]) for r in epochs] == [1, 2, 3]
+    dev = FrameBank.load(data["bank"] / "dev")
+    chance = np.bincount(dev.labels.numpy()).max() / dev.num_frames  # always guessing the commonest label
+    dev_acc = float(epochs[-1]["dev_acc"])
+    assert dev_acc > chance + 0.3, (dev_acc, chance)
+    model = FrameClassifier.load(exp / "final.pt")
+    # Scoring the cuts directly (fp32 features, own splicing) agrees with the trainer's dev figure.
+    on_cuts = frame_accuracy_cuts(model, data["dev_cuts"], cmvn=data["cmvn"])
+    assert on_cuts.num_frames == dev.num_frames
+    assert abs(on_cuts.accuracy - dev_acc) < 0.01
+    assert frame_accuracy_bank(model, dev).accuracy == pytest.approx(dev_acc, abs=1e-6)
+    # Priors are the smoothed label frequencies of the training bank.
+    counts = np.bincount(FrameBank.load(data["bank"] / "train").labels.numpy(), minlength=NUM_CLASSES)
+    np.testing.assert_allclose(model.log_priors.numpy(), np.log((counts + 1) / (counts.sum() + NUM_CLASSES)),
+                               rtol=1e-5)
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path):
+    # Dropout, Adam and a cosine schedule: RNG, optimizer and schedule state all have to come back.
+    args = ["--frame-bank", str(data["bank"]), "--num-epochs", "2", "--preset", "tiny", "--batch-size", "128",
+            "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--warmup-steps", "5",
+            "--dropout", "0.2", "--checkpoint-every", "7", "--log-interval", "5"]
+    straight = _run([sys.executable, "-m", "asr_kd.bin.train", "--exp-dir", str(tmp_path / "a"), *args], tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    # The killed run dies by SIGKILL in place of its 3rd checkpoint (step 21 of 33 in epoch 1), so
+    # the steps since the 2nd checkpoint are lost and have to be redone.
+    killer = textwrap.dedent(f"""
+        import os, signal, sys
+        import asr_kd.train.train as t
+        real, calls = t.save_checkpoint, []
+        def save_or_die(*a, **k):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(*a, **k)
+        t.save_checkpoint = save_or_die
+        sys.exit(t.main({["--exp-dir", str(tmp_path / "b"), *args]!r}))
+    """)
+    killed = _run([sys.executable, "-c", killer], tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["train_state"]["state"]
+    assert (state["epoch"], state["step_in_epoch"], state["finished"]) == (1, 14, False)
+    assert not (tmp_path / "b" / "final.pt").exists()
+    resumed = _run([sys.executable, "-m", "asr_kd.bin.train", "--exp-dir", str(tmp_path / "b"), *args], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    a = torch.load(tmp_path / "a" / "final.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / "final.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "frames_per_s"} for r in rows]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "b"))
+    # A third invocation finds the run complete and leaves final.pt alone.
+    mtime = (tmp_path / "b" / "final.pt").stat().st_mtime_ns
+    assert train_main(["--exp-dir", str(tmp_path / "b"), *args]) == 0
+    assert (tmp_path / "b" / "final.pt").stat().st_mtime_ns == mtime
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_one_process(data, single_run, tmp_path):
+    # Two ranks of 64 frames see, step by step, exactly the 128 frames of the single run's batch.
+    # One epoch (same learning rate as the single run's first epoch) keeps the test short.
+    args = ["--exp-dir", str(tmp_path / "ddp"), "--frame-bank", str(data["bank"]), "--num-epochs", "1",
+            *TRAIN_ARGS, "--batch-size", "64", "--world-size", "2", "--master-port", str(_free_port())]
+    assert train_main(args) == 0
+    ddp = [float(r["dev_acc"]) for r in read_metrics(tmp_path / "ddp") if r["dev_acc"]]
+    single = [float(r["dev_acc"]) for r in read_metrics(single_run) if r["dev_acc"]]
+    assert len(ddp) == 1
+    assert abs(ddp[0] - single[0]) < 0.02, (ddp, single)
+    assert (tmp_path / "ddp" / "final.pt").is_file()
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, capsys):
+    exp = tmp_path / "nan"
+    # A learning rate of 30 without clipping blows the loss up to inf/NaN within a few steps.
+    rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), "--num-epochs", "2", "--preset",
+                     "tiny", "--batch-size", "128", "--lr", "30", "--grad-clip", "0", "--log-interval", "1",
+                     "--checkpoint-every", "2"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "checkpoint.pt kept" in err
+    assert not (exp / "final.pt").exists()
+    ckpt = torch.load(exp / "checkpoint.pt", weights_only=False)
+    assert 2 <= ckpt["train_state"]["state"]["global_step"] < 33
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_students_learn_from_online_and_stored_teachers_alone(data, single_run, tmp_path):
+    from asr_kd.distill.ensemble import EnsembleTeacher
+    from asr_kd.distill.soft_targets import SoftTargetStore
+
+    dev = FrameBank.load(data["bank"] / "dev")
+    chance = np.bincount(dev.labels.numpy()).max() / dev.num_frames
+    teacher = [str(single_run / "final.pt")]
+    # hard_weight 0: the labels never reach the loss, so what the student knows came from the teacher.
+    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--hard-weight", "0"]
+    assert train_main(["--exp-dir", str(tmp_path / "online"), *common, "--num-epochs", "1",
+                       "--teacher-checkpoints", *teacher, "--temperature", "2"]) == 0
+    train_bank = FrameBank.load(data["bank"] / "train")
+    SoftTargetStore.write(EnsembleTeacher.load(teacher), train_bank, tmp_path / "soft", temperature=2.0, k=4)
+    assert train_main(["--exp-dir", str(tmp_path / "stored"), *common, "--num-epochs", "2", "--soft-targets-dir",
+                       str(tmp_path / "soft"), "--temperature", "2"]) == 0
+    for name in ("online", "stored"):
+        dev_acc = float([r for r in read_metrics(tmp_path / name) if r["dev_acc"]][-1]["dev_acc"])
+        assert dev_acc > chance + 0.25, (name, dev_acc, chance)
+
+
+def test_frame_accuracy_cli_on_cuts_and_on_bank(data, single_run, tmp_path, capsys):
+    from asr_kd.bin.frame_accuracy import main as frame_accuracy_main
+
+    model = str(single_run / "final.pt")
+    assert frame_accuracy_main(["--model", model, "--frame-bank", str(data["bank"] / "dev"),
+                                "--output", str(tmp_path / "acc.json")]) == 0
+    on_bank = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert on_bank == json.loads((tmp_path / "acc.json").read_text())
+    last = [r for r in read_metrics(single_run) if r["dev_acc"]][-1]
+    assert on_bank["accuracy"] == pytest.approx(float(last["dev_acc"]), abs=1e-6)
+    assert on_bank["cross_entropy"] == pytest.approx(float(last["dev_ce"]), rel=1e-4)
+    assert frame_accuracy_main(["--model", model, "--cuts", str(data["root"] / "dev_cuts.jsonl.gz"),
+                                "--cmvn", str(data["root"] / "cmvn.json")]) == 0
+    on_cuts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert on_cuts["num_frames"] == on_bank["num_frames"]
+    assert abs(on_cuts["accuracy"] - on_bank["accuracy"]) < 0.01  # fp32 features vs the bank's fp16
+    assert frame_accuracy_main(["--model", str(tmp_path / "nope.pt"), "--frame-bank", str(data["bank"] / "dev")]) == 2
+
+
+def test_subset_is_seeded_whole_utterances(data):
+    bank = FrameBank.load(data["bank"] / "train")
+    a = bank.subset_frames(1 / 3, seed=5)
+    assert np.array_equal(a, bank.subset_frames(1 / 3, seed=5))
+    assert not np.array_equal(a, bank.subset_frames(1 / 3, seed=6))
+    utts = np.unique(bank.utterance_of(torch.from_numpy(a)).numpy())
+    assert len(utts) == round(bank.num_utterances / 3)
+    offsets = bank.utt_offsets.numpy()
+    assert len(a) == sum(offsets[u + 1] - offsets[u] for u in utts)  # every frame of each chosen utterance
+
+
+def test_newbob_keeps_lr_while_gaining_then_halves_and_stops():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = NewbobSchedule(opt, 0.08, start_gain=0.01, end_gain=0.002)
+    lrs, stops = [], []
+    for acc in [0.30, 0.40, 0.45, 0.455, 0.465, 0.466]:
+        stops.append(schedule.epoch_end(acc))
+        lrs.append(opt.param_groups[0]["lr"])
+    # Gains: first, .10, .05, .005 (< .01: halving starts), .01 (halving goes on), .001 (< .002: stop).
+    assert lrs[:5] == [0.08, 0.08, 0.08, 0.04, 0.02]
+    assert stops == [False] * 5 + [True]
+
+
+def test_early_stopping_keeps_the_best_model_as_final(data, tmp_path):
+    exp = tmp_path / "es"
+    # With lr 0 the dev accuracy can never beat epoch 1, so patience 1 stops after epoch 2 of 5.
+    assert train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--lr", "0",
+                       "--lr-schedule", "constant", "--num-epochs", "5", "--early-stopping-patience", "1"]) == 0
+    assert [int(r["epoch"]) for r in read_metrics(exp) if r["dev_acc"]] == [1, 2]
+    final = torch.load(exp / "final.pt", weights_only=False)
+    assert final["epoch"] == 1 and not (exp / "epoch-3.pt").exists()
+    best = torch.load(exp / "best.pt", weights_only=False)
+    assert all(torch.equal(final["state_dict"][k], best["state_dict"][k]) for k in best["state_dict"])
