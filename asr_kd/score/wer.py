@@ -1,0 +1,232 @@
+"""Word error rate (jiwer alignments) with Kaldi-style reports and LM-weight selection on dev."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Literal, Mapping, Sequence
+
+import jiwer
+
+from asr_kd.utils.errors import InputError
+from asr_kd.utils.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+Transcripts = Mapping[str, "str | Sequence[str]"]
+_HYP_PREFIX = "hyp_lmwt"
+_OP_CODE = {"equal": "C", "substitute": "S", "delete": "D", "insert": "I"}
+
+
+@dataclasses.dataclass
+class UttErrors:
+    """One utterance's alignment: `ops` holds (op, ref word, hyp word), op in C/S/D/I, None for a gap."""
+
+    utt_id: str
+    ref: list[str]
+    hyp: list[str]
+    ops: list[tuple[str, str | None, str | None]]
+
+    def count(self, op: str) -> int:
+        """Number of alignment positions with this op (C, S, D or I)."""
+        return sum(o == op for o, _, _ in self.ops)
+
+    @property
+    def errors(self) -> int:
+        """Substitutions + deletions + insertions."""
+        return len(self.ops) - self.count("C")
+
+
+@dataclasses.dataclass
+class WerResult:
+    """Corpus-level error counts and the per-utterance alignments behind them."""
+
+    num_ref_words: int
+    substitutions: int
+    deletions: int
+    insertions: int
+    utterances: list[UttErrors]
+
+    @property
+    def errors(self) -> int:
+        """Total word errors."""
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def wer(self) -> float:
+        """Word error rate in percent (errors / reference words)."""
+        return 100.0 * self.errors / max(self.num_ref_words, 1)
+
+    @property
+    def num_sentence_errors(self) -> int:
+        """Utterances with at least one error."""
+        return sum(u.errors > 0 for u in self.utterances)
+
+    @property
+    def ser(self) -> float:
+        """Sentence error rate in percent."""
+        return 100.0 * self.num_sentence_errors / max(len(self.utterances), 1)
+
+    def summary(self) -> str:
+        """Kaldi compute-wer's two lines: `%WER ... [ e / n, i ins, d del, s sub ]` and `%SER ...`."""
+        return (
+            f"%WER {self.wer:.2f} [ {self.errors} / {self.num_ref_words}, {self.insertions} ins, "
+            f"{self.deletions} del, {self.substitutions} sub ]\n"
+            f"%SER {self.ser:.2f} [ {self.num_sentence_errors} / {len(self.utterances)} ]"
+        )
+
+    def to_dict(self) -> dict:
+        """Counts and rates (no alignments), for JSON."""
+        return {
+            "wer": round(self.wer, 4), "errors": self.errors, "num_ref_words": self.num_ref_words,
+            "substitutions": self.substitutions, "deletions": self.deletions, "insertions": self.insertions,
+            "ser": round(self.ser, 4), "num_utterances": len(self.utterances),
+            "num_sentence_errors": self.num_sentence_errors,
+        }
+
+    def per_utt_text(self) -> str:
+        """Kaldi per_utt style: ref / hyp / op rows aligned in columns, then `#csid` counts."""
+        lines = []
+        for u in self.utterances:
+            cells = [(r or "***", h or "***", op) for op, r, h in u.ops]
+            widths = [max(len(r), len(h), len(op)) for r, h, op in cells]
+            for name, idx in (("ref", 0), ("hyp", 1), ("op", 2)):
+                row = " ".join(c[idx].ljust(w) for c, w in zip(cells, widths)).rstrip()
+                lines.append(f"{u.utt_id} {name:<3} {row}".rstrip())
+            lines.append(f"{u.utt_id} #csid {u.count('C')} {u.count('S')} {u.count('I')} {u.count('D')}")
+        return "\n".join(lines) + "\n"
+
+
+def _words(text: str | Sequence[str]) -> list[str]:
+    return text.split() if isinstance(text, str) else list(text)
+
+
+def align(utt_id: str, ref: Sequence[str], hyp: Sequence[str]) -> UttErrors:
+    """Minimum-edit alignment of two word sequences (jiwer's Levenshtein)."""
+    ref, hyp = list(ref), list(hyp)
+    if not ref:  # jiwer needs a non-empty reference
+        return UttErrors(utt_id, ref, hyp, [("I", None, h) for h in hyp])
+    out = jiwer.process_words(" ".join(ref), " ".join(hyp) if hyp else "")
+    ops: list[tuple[str, str | None, str | None]] = []
+    for chunk in out.alignments[0]:
+        op = _OP_CODE[chunk.type]
+        r = ref[chunk.ref_start_idx:chunk.ref_end_idx]
+        h = hyp[chunk.hyp_start_idx:chunk.hyp_end_idx]
+        for i in range(max(len(r), len(h))):
+            ops.append((op, r[i] if i < len(r) else None, h[i] if i < len(h) else None))
+    return UttErrors(utt_id, ref, hyp, ops)
+
+
+def compute_wer(refs: Transcripts, hyps: Transcripts,
+                missing: Literal["error", "empty"] = "empty") -> WerResult:
+    """WER of `hyps` against `refs` (utterance id -> text or word list).
+
+    An utterance without a hypothesis counts as all deletions (`missing="empty"`, logged) or
+    raises (`"error"`); a hypothesis without a reference always raises.
+    """
+    extra = sorted(set(hyps) - set(refs))
+    if extra:
+        raise InputError(f"{len(extra)} hypotheses have no reference (first: {', '.join(extra[:5])})")
+    absent = sorted(set(refs) - set(hyps))
+    if absent:
+        if missing == "error":
+            raise InputError(f"{len(absent)} utterances have no hypothesis (first: {', '.join(absent[:5])})")
+        logger.warning("%d of %d utterances have no hypothesis and count as all deletions (first: %s)",
+                       len(absent), len(refs), ", ".join(absent[:5]))
+    utts = [align(u, _words(refs[u]), _words(hyps.get(u, []))) for u in sorted(refs)]
+    return WerResult(
+        num_ref_words=sum(len(u.ref) for u in utts),
+        substitutions=sum(u.count("S") for u in utts),
+        deletions=sum(u.count("D") for u in utts),
+        insertions=sum(u.count("I") for u in utts),
+        utterances=utts,
+    )
+
+
+def read_transcripts(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> dict[str, list[str]]:
+    """Read Kaldi `text` / LibriSpeech `trans.txt` files: `UTT-ID WORD WORD ...` per line."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: dict[str, list[str]] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise InputError(f"{path}: transcript file not found")
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if fields[0] in out:
+                    raise InputError(f"{path}:{lineno}: utterance {fields[0]!r} appears twice")
+                out[fields[0]] = fields[1:]
+    return out
+
+
+def _lmwt_key(lmwt: str) -> tuple[float, str]:
+    try:
+        return float(lmwt), lmwt
+    except ValueError:
+        return float("inf"), lmwt
+
+
+def select_lm_weight(refs: Transcripts, hyps_by_lmwt: Mapping[str, Transcripts]) -> tuple[str, dict[str, WerResult]]:
+    """Kaldi score.sh's choice: the LM weight with the lowest WER (ties: the smaller weight)."""
+    if not hyps_by_lmwt:
+        raise InputError("no hypotheses to choose an LM weight from")
+    results = {w: compute_wer(refs, hyps) for w, hyps in hyps_by_lmwt.items()}
+    best = min(results, key=lambda w: (results[w].errors, _lmwt_key(w)))
+    return best, results
+
+
+def read_hyps_by_lmwt(decode_dir: str | os.PathLike) -> dict[str, dict[str, list[str]]]:
+    """Hypotheses per LM weight from `<decode_dir>/hyp_lmwt<w>.txt` (Kaldi `text` format), as
+    `asr_kd.decode.sweep` writes them."""
+    decode_dir = Path(decode_dir)
+    files = {p.stem[len(_HYP_PREFIX):]: p for p in decode_dir.glob(f"{_HYP_PREFIX}*.txt")}
+    if not files:
+        raise InputError(f"{decode_dir}: no {_HYP_PREFIX}<lmwt>.txt hypothesis files")
+    return {w: read_transcripts(files[w]) for w in sorted(files, key=_lmwt_key)}
+
+
+def score_dev_test(
+    out_dir: str | os.PathLike,
+    dev_refs: Transcripts,
+    dev_hyps_by_lmwt: Mapping[str, Transcripts],
+    test_refs: Transcripts | None = None,
+    test_hyps_by_lmwt: Mapping[str, Transcripts] | None = None,
+) -> dict:
+    """Choose the LM weight on dev, apply it to test; write wer_<lmwt>, per-utt details and summaries.
+
+    Files in `out_dir`: `wer_<lmwt>` (dev, every weight), `per_utt_dev.txt` / `per_utt_test.txt`
+    (chosen weight), `wer_summary.txt`, `wer_summary.md`, `wer_summary.json`.
+    """
+    out_dir = Path(out_dir)
+    best, dev_results = select_lm_weight(dev_refs, dev_hyps_by_lmwt)
+    for lmwt, result in dev_results.items():
+        atomic_write_text(out_dir / f"wer_{lmwt}", result.summary() + "\n")
+    dev = dev_results[best]
+    atomic_write_text(out_dir / "per_utt_dev.txt", dev.per_utt_text())
+    by_lmwt = {w: round(dev_results[w].wer, 4) for w in sorted(dev_results, key=_lmwt_key)}
+    summary = {"lmwt": best, "dev": dev.to_dict(), "dev_wer_by_lmwt": by_lmwt}
+    lines = [f"dev  lmwt={best} (best of {len(dev_results)}) {dev.summary().splitlines()[0]}"]
+    rows = [("dev", dev)]
+    if test_refs is not None and test_hyps_by_lmwt is not None:
+        if best not in test_hyps_by_lmwt:
+            raise InputError(f"test hypotheses have no LM weight {best} (the one chosen on dev)")
+        test = compute_wer(test_refs, test_hyps_by_lmwt[best])
+        atomic_write_text(out_dir / "per_utt_test.txt", test.per_utt_text())
+        summary["test"] = test.to_dict()
+        lines.append(f"test lmwt={best} (chosen on dev) {test.summary().splitlines()[0]}")
+        rows.append(("test", test))
+    atomic_write_text(out_dir / "wer_summary.txt", "\n".join(lines) + "\n")
+    md = ["| set | LM weight | WER % | errors / words | ins | del | sub | SER % |",
+          "|---|---|---|---|---|---|---|---|"]
+    md += [f"| {name} | {best} | {r.wer:.2f} | {r.errors} / {r.num_ref_words} | {r.insertions} | "
+           f"{r.deletions} | {r.substitutions} | {r.ser:.2f} |" for name, r in rows]
+    atomic_write_text(out_dir / "wer_summary.md", "\n".join(md) + "\n")
+    atomic_write_json(out_dir / "wer_summary.json", summary)
+    for line in lines:
+        logger.info("%s", line)
+    return summary
