@@ -1,0 +1,56 @@
+"""Force-align corpus parts with a trained GMM system: pdf-id per frame as lhotse cuts.
+
+Example:
+  python -m asr_kd.bin.align --exp-dir exp --lang-dir exp/lang --system tri2 --corpus-dir corpus
+writes exp/gmm/tri2/ali/cuts_<part>.jsonl.gz (the fbank cuts + a `pdf_ids` TemporalArray, read with
+`cut.load_custom("pdf_ids")`) and exp/gmm/tri2/ali/info.json (num_pdfs, system, failed cut ids;
+with --corpus-dir also the share of phone starts within 20 ms of the synthesizer's true times).
+Utterances that cannot be aligned are left out and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from asr_kd.bin.common import run_cli
+from asr_kd.gmm.stages import SYSTEMS, GmmConfig, align_parts
+from asr_kd.utils import setup_logging
+
+DEFAULT_PARTS = "train-clean-100,dev-clean,test-clean"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    d = GmmConfig()
+    p = argparse.ArgumentParser(prog="asr-kd align", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp-dir", type=Path, required=True, help="experiment directory")
+    p.add_argument("--lang-dir", type=Path, required=True, help="the lang directory the system was trained with")
+    p.add_argument("--system", default="tri2", choices=SYSTEMS, help="which system under <exp>/gmm/ aligns")
+    p.add_argument("--parts", default=DEFAULT_PARTS, help="comma-separated parts to align")
+    p.add_argument("--fbank-dir", type=Path, default=None,
+                   help="where cuts_<part>.jsonl.gz are (default <exp>/data/fbank)")
+    p.add_argument("--corpus-dir", type=Path, default=None,
+                   help="corpus with *.phones.ctm and SPEAKERS.TXT: also score phone boundaries per TTS engine")
+    p.add_argument("--beam", type=float, default=d.beam, help="alignment beam")
+    p.add_argument("--retry-beam", type=float, default=d.retry_beam, help="beam of the second try after a failure")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="alignment processes")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+
+    def body() -> None:
+        setup_logging(args.exp_dir / "gmm" / "log" / f"align_{args.system}.log")
+        config = GmmConfig(beam=args.beam, retry_beam=args.retry_beam, num_workers=args.num_workers)
+        parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+        align_parts(args.exp_dir, args.lang_dir, args.system, parts, args.fbank_dir, config, args.corpus_dir)
+
+    return run_cli(body, "asr-kd align")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

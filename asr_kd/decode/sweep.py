@@ -1,0 +1,56 @@
+"""LM-weight sweep by re-decoding at acoustic scales 1/lmwt, and writing hypotheses + WER.
+
+kaldi_hmm_gmm's lattice decoder hands back only the best path (no lattice to rescore), so the
+sweep Kaldi does with lattice-scale on one lattice is done here by decoding once per weight.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import jiwer
+import kaldi_hmm_gmm as khg
+import kaldifst
+import numpy as np
+
+from asr_kd.decode.decoder import DecodeOptions, DecodeResult, decode_utterances
+from asr_kd.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def word_error_rate(refs: Mapping[str, str], hyps: Mapping[str, str]) -> dict[str, float]:
+    """Corpus WER of hypotheses against references (same utterance ids), with error counts."""
+    ids = sorted(refs)
+    out = jiwer.process_words([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
+    num_ref = sum(len(refs[i].split()) for i in ids)
+    return {"wer": out.wer, "substitutions": out.substitutions, "deletions": out.deletions,
+            "insertions": out.insertions, "ref_words": num_ref, "utterances": len(ids)}
+
+
+def sweep_lm_weights(graph: kaldifst.StdVectorFst, transition_model: khg.TransitionModel,
+                     inputs: Mapping[str, np.ndarray], refs: Mapping[str, str], id_to_word: Mapping[int, str],
+                     lm_weights: Sequence[float], opts: DecodeOptions, out_dir: str | Path,
+                     am: khg.AmDiagGmm | None = None) -> dict:
+    """Decode at acoustic scale 1/lmwt for each LM weight; write `hyp_lmwt<w>.txt` and `wer.json`."""
+    out_dir = Path(out_dir)
+    results = {}
+    for lmwt in lm_weights:
+        res: DecodeResult = decode_utterances(graph, transition_model, inputs, replace(opts, acoustic_scale=1.0 / lmwt),
+                                              am=am, desc=f"decode lmwt {lmwt:g}")
+        hyps = {u: " ".join(w) for u, w in res.words(id_to_word).items()}
+        atomic_write_text(out_dir / f"hyp_lmwt{lmwt:g}.txt", "".join(f"{u} {hyps[u]}\n" for u in sorted(hyps)))
+        score = word_error_rate(refs, hyps)
+        score.update(rtf=res.rtf, wall_seconds=round(res.wall_seconds, 2), audio_seconds=round(res.audio_seconds, 2),
+                     num_workers=res.num_workers, failed=res.failed)
+        results[f"{lmwt:g}"] = score
+        log.info("lmwt %g: WER %.2f%% (%d words), RTF %.4f with %d workers", lmwt, 100 * score["wer"],
+                 score["ref_words"], res.rtf, res.num_workers)
+    best = min(results, key=lambda k: results[k]["wer"])
+    summary = {"best_lmwt": float(best), "best_wer": results[best]["wer"], "by_lmwt": results,
+               "options": {k: v for k, v in vars(opts).items() if k != "acoustic_scale"}}
+    atomic_write_json(out_dir / "wer.json", summary)
+    return summary

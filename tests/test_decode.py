@@ -1,0 +1,81 @@
+"""Decoding: HCLG from the lang helper's make_hclg + our tree/model, GMM and score-matrix decodables."""
+
+from __future__ import annotations
+
+import jiwer
+import pytest
+from lhotse import load_manifest
+
+from asr_kd.decode.decoder import DecodeOptions, decode_utterances, load_graph
+from asr_kd.gmm.estimate import pdf_loglikes
+from asr_kd.gmm.features import compute_gmm_features
+from asr_kd.gmm.system import GmmSystem
+from tests.test_gmm import BAD_CUT, build_small_gmm_exp
+
+
+@pytest.fixture(scope="module")
+def decoding_setup(tmp_path_factory):
+    """tri1 of the small corpus, its HCLG with a bigram of the training sentences, the aligned cuts' features."""
+    from asr_kd.lang.graph import make_hclg
+    from asr_kd.lang.lm import make_lang_test, train_arpa
+
+    exp = build_small_gmm_exp(tmp_path_factory.getbasetemp() / "gmm_small")
+    cuts = load_manifest(exp / "data" / "fbank" / "cuts_train-clean-100.jsonl.gz").filter(lambda c: c.id != BAD_CUT)
+    text = exp / "lm_text.txt"
+    text.write_text("".join(c.supervisions[0].text + "\n" for c in cuts))
+    train_arpa(text, exp / "lm.arpa", order=2)
+    make_lang_test(exp / "lang", exp / "lm.arpa", exp / "lang_test")
+    refs = {c.id: c.supervisions[0].text for c in cuts}
+    setups = {}
+    for name in ("tri1", "tri2"):
+        sys_dir = exp / "gmm" / name
+        make_hclg(exp / "lang_test", sys_dir / "tree", sys_dir / "final.mdl", sys_dir / "graph")
+        system = GmmSystem.load(sys_dir)
+        feats = compute_gmm_features(cuts, transform=system.transform).feats
+        words = {}
+        for line in (sys_dir / "graph" / "words.txt").read_text().splitlines():
+            w, i = line.split()
+            words[int(i)] = w
+        setups[name] = (load_graph(sys_dir / "graph" / "HCLG.fst"), system, feats, refs, words)
+    return setups
+
+
+def _wer(result, refs, words) -> float:
+    hyps = result.words(words)
+    ids = sorted(refs)
+    return jiwer.wer([refs[i] for i in ids], [" ".join(hyps[i]) or "<empty>" for i in ids])
+
+
+@pytest.mark.parametrize("name,decoder", [("tri1", "lattice-faster"), ("tri1", "faster"), ("tri2", "lattice-faster")])
+def test_gmm_decoding_of_training_utterances_is_nearly_error_free(decoding_setup, name, decoder):
+    graph, system, feats, refs, words = decoding_setup[name]
+    assert (system.transform is not None) == (name == "tri2")  # tri2 decodes LDA+MLLT features
+    result = decode_utterances(graph, system.transition_model, feats, DecodeOptions(decoder=decoder), am=system.am)
+    assert not result.failed
+    # A model decoding its own (clean, synthetic) training data through a correct graph makes
+    # almost no errors; a graph/model mismatch (wrong tree, pdf or transition-id mapping) gives ~100%.
+    assert _wer(result, refs, words) < 0.2
+    assert result.audio_seconds == pytest.approx(sum(f.shape[0] for f in feats.values()) * 0.01)
+    assert result.rtf > 0
+
+
+def test_score_matrix_decoding_equals_gmm_decoding(decoding_setup):
+    """DecodableCtc over M[:, tid2pdf[1:]] must see exactly the scores DecodableAmDiagGmm computes."""
+    graph, system, feats, refs, words = decoding_setup["tri1"]
+    some = dict(sorted(feats.items())[:12])
+    opts = DecodeOptions(num_workers=1)
+    gmm = decode_utterances(graph, system.transition_model, some, opts, am=system.am)
+    scores = {u: pdf_loglikes(system.am, f) for u, f in some.items()}
+    matrix = decode_utterances(graph, system.transition_model, scores, opts)
+    assert matrix.hyps == gmm.hyps
+    assert _wer(matrix, {u: refs[u] for u in some}, words) < 0.2
+
+
+def test_score_matrix_with_too_few_pdfs_is_an_input_error(decoding_setup):
+    from asr_kd.utils import InputError
+
+    graph, system, feats, _, _ = decoding_setup["tri1"]
+    utt, f = next(iter(feats.items()))
+    with pytest.raises(InputError, match="does not cover"):
+        decode_utterances(graph, system.transition_model, {utt: pdf_loglikes(system.am, f)[:, :5]},
+                          DecodeOptions(num_workers=1))
