@@ -99,6 +99,8 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (cosine schedule)")
     g.add_argument("--min-lr", type=float, default=0.0)
     g.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0: no clipping)")
+    g.add_argument("--max-norm", type=float, default=0.0,
+                   help="after each update, cap the L2 norm of every unit's incoming weights at this (0: off)")
     g.add_argument("--early-stopping-patience", type=int, default=0,
                    help="stop after this many epochs without a better dev accuracy; final.pt is then the best model")
     g.add_argument("--seed", type=int, default=1, help="model initialisation, shuffling and dropout")
@@ -127,6 +129,8 @@ def get_params() -> AttributeDict:
         "eval_batch_size": 8192,
         "checkpoint_name": "checkpoint.pt",
         "progress_bar": True,
+        # Callable (inputs, labels) -> inputs applied to training windows only (e.g. image jitter); None: off.
+        "input_transform": None,
     })
 
 
@@ -222,6 +226,8 @@ def make_batch(params: AttributeDict, bank: FrameBank, frame_idx: Tensor, teache
     batch = {"frame_idx": frame_idx,
              "inputs": bank.splice(frame_idx, params.model_left, params.model_right),
              "labels": bank.batch_labels(frame_idx)}
+    if params.get("input_transform") is not None:
+        batch["inputs"] = params.input_transform(batch["inputs"], batch["labels"])
     if teacher is not None and teacher.active:
         batch["teacher_probs"] = teacher.probs(frame_idx, batch["inputs"])
     return batch
@@ -236,7 +242,17 @@ def train_step(params: AttributeDict, model: nn.Module, optimizer: torch.optim.O
     if params.grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
     optimizer.step()
+    if params.get("max_norm", 0.0) > 0:
+        apply_max_norm(model, params.max_norm)
     return info
+
+
+@torch.no_grad()
+def apply_max_norm(model: nn.Module, max_norm: float) -> None:
+    """Rescale each row (one unit's incoming weights) of every Linear layer whose L2 norm exceeds `max_norm`."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            module.weight.copy_(torch.renorm(module.weight, p=2, dim=0, maxnorm=max_norm))
 
 
 class MetricsCsv:
@@ -405,9 +421,10 @@ def _resolve_banks(params: AttributeDict) -> tuple[Path, Path]:
     return Path(train), Path(dev)
 
 
-def run(rank: int, world_size: int, args: argparse.Namespace) -> None:
-    """Train on one rank of `world_size` (1: a single process)."""
+def run(rank: int, world_size: int, args: argparse.Namespace, hooks: dict[str, Any] | None = None) -> None:
+    """Train on one rank of `world_size` (1: a single process); `hooks` override get_params() entries."""
     params = get_params()
+    params.update(hooks or {})
     params.update(vars(args))
     params.rank, params.world_size = rank, world_size
     exp_dir = Path(params.exp_dir)

