@@ -11,24 +11,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import jiwer
 import kaldi_hmm_gmm as khg
 import kaldifst
 import numpy as np
 
 from asr_kd.decode.decoder import DecodeOptions, DecodeResult, decode_utterances
+from asr_kd.score.wer import compute_wer
 from asr_kd.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
 def word_error_rate(refs: Mapping[str, str], hyps: Mapping[str, str]) -> dict[str, float]:
-    """Corpus WER of hypotheses against references (same utterance ids), with error counts."""
-    ids = sorted(refs)
-    out = jiwer.process_words([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
-    num_ref = sum(len(refs[i].split()) for i in ids)
-    return {"wer": out.wer, "substitutions": out.substitutions, "deletions": out.deletions,
-            "insertions": out.insertions, "ref_words": num_ref, "utterances": len(ids)}
+    """Corpus WER (a fraction, not percent) of hypotheses against references, with error counts."""
+    result = compute_wer(refs, hyps)
+    return {"wer": result.wer / 100, "substitutions": result.substitutions, "deletions": result.deletions,
+            "insertions": result.insertions, "ref_words": result.num_ref_words, "utterances": len(result.utterances)}
 
 
 def sweep_lm_weights(graph: kaldifst.StdVectorFst, transition_model: khg.TransitionModel,
