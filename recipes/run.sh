@@ -8,9 +8,20 @@
 #   --stage N            first stage to run;  --stop-stage N  last stage to run
 #   --num-jobs N         parallel processes
 #   --seed N             corpus synthesis seed
+#   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
 # Stages:
 #   0  synthesize the embedded corpus (skipped when --corpus-dir is given)
 #   1  lhotse manifests, 40-dim fbank, CMVN stats
+#   2  lang (CMUdict lexicon of the corpus words), n-gram LM -> lang_test/G.fst, dev perplexity
+#   3  GMM-HMM mono -> tri1 -> tri2, alignments of train/dev/test, HCLG, GMM decode (WER)
+#   4  frame banks (train/dev/test) from the tri2 alignments
+#   5  baseline frame classifier on 100% of train
+#   6  the ensemble: num_members models that differ in their seed only
+#   7  the ensemble's soft targets at temperature T, stored top-k (soft_targets=stored)
+#   8  the distilled student (T, hard_weight)
+#   9  3% of train: baseline with early stopping, student from the full-data ensemble
+#  10  hybrid decoding of baseline / ensemble / student on dev and test, frame accuracies
+#  11  RESULTS.md (paper Table 1 and Table 5 forms, plots) in the experiment dir
 # A finished stage leaves $exp_dir/.stageN.done and is skipped when the recipe is rerun.
 set -euo pipefail
 
@@ -23,6 +34,20 @@ stop_stage=100
 num_jobs=2
 seed=0
 corpus_preset=""
+# Defaults of the stages' settings; recipes/conf/<preset>.conf sets them per preset.
+lm_order=3; lm_text_lines=0   # 0: the whole LM text; N: a sample of N sentences (smaller G and HCLG)
+mono_iters=25; mono_gauss=1000; mono_utts=1000
+tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
+tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
+model_preset=small; num_layers=""; hidden_dim=""
+num_epochs=10; batch_size=1024; lr=0.08; optimizer=sgd; lr_schedule=newbob
+device=auto
+num_members=10
+soft_targets=stored   # stored: top-k file beside the frame bank; online: members run during training
+teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=20
+subset_fraction=0.03; subset_seed=0; subset_num_epochs=30; early_stopping_patience=3
+subset_batch_size=""   # empty: batch_size; a subset too small for many steps per epoch wants smaller batches
+lm_weights=8,10,12,14; decode_beam=13; decode_max_active=7000
 
 # The preset's config first, so that explicit options override it.
 for ((i = 1; i <= $#; i++)); do
@@ -65,6 +90,177 @@ if run_stage 1; then
   python -m asr_kd.bin.prepare_data --corpus-dir "$corpus_dir" --exp-dir "$exp_dir" \
     --parts $parts --num-jobs "$num_jobs"
   touch "$exp_dir/.stage1.done"
+fi
+
+
+lang_dir=$exp_dir/lang
+lang_test_dir=$exp_dir/lang_test
+gmm_dir=$exp_dir/gmm
+ali_dir=$gmm_dir/tri2/ali
+graph_dir=$gmm_dir/tri2/graph
+bank_dir=$exp_dir/bank
+nnet_dir=$exp_dir/nnet
+results_dir=$exp_dir/results
+mkdir -p "$results_dir"
+members=$(for m in $(seq 1 "$num_members"); do echo "$nnet_dir/member$m/final.pt"; done)
+
+# step NAME COMMAND...: run one Python step, recording its command line for RESULTS.md.
+step() {
+  local name=$1; shift
+  printf '%s\t%s\n' "$name" "$*" >> "$results_dir/commands.tsv"
+  "$@"
+}
+
+# Options shared by every frame-classifier training run.
+train_opts=(--frame-bank "$bank_dir" --preset "$model_preset" --batch-size "$batch_size" --lr "$lr"
+  --optimizer "$optimizer" --lr-schedule "$lr_schedule" --device "$device")
+[ -n "$num_layers" ] && train_opts+=(--num-layers "$num_layers")
+[ -n "$hidden_dim" ] && train_opts+=(--hidden-dim "$hidden_dim")
+# The teacher of the students: stored soft targets, or the members themselves run online.
+if [ "$soft_targets" = stored ]; then
+  teacher_opts=(--soft-targets-dir "$bank_dir/soft_T$temperature")
+else
+  # shellcheck disable=SC2206
+  teacher_opts=(--teacher-checkpoints $members --teacher-mean "$teacher_mean")
+fi
+
+if run_stage 2; then
+  log "Stage 2: lang dir from CMUdict over the corpus words, a ${lm_order}-gram LM on the LM text (G.fst, dev perplexity)"
+  mkdir -p "$exp_dir/lm"
+  lm_text=$corpus_dir/lm-text.txt
+  if [ "$lm_text_lines" -gt 0 ]; then
+    # Every k-th sentence, so that the sample spans all the text sources: a small G keeps HCLG small.
+    total=$(wc -l < "$lm_text")
+    every=$(( total > lm_text_lines ? total / lm_text_lines : 1 ))
+    awk -v every="$every" 'NR % every == 0' "$lm_text" > "$exp_dir/lm/lm-text.sample.txt.tmp"
+    mv "$exp_dir/lm/lm-text.sample.txt.tmp" "$exp_dir/lm/lm-text.sample.txt"
+    lm_text=$exp_dir/lm/lm-text.sample.txt
+  fi
+  # The vocabulary: every transcript word (dev/test included, as with LibriSpeech's lexicon) + the LM text's.
+  cat "$corpus_dir"/LibriSpeech/*/*/*/*.trans.txt | cut -d' ' -f2- > "$exp_dir/lm/transcripts.txt"
+  step prepare_lang python -m asr_kd.bin.prepare_lang --text "$exp_dir/lm/transcripts.txt" --text "$lm_text" \
+    --lang-dir "$lang_dir" --oov-to-unk
+  step train_lm python -m asr_kd.bin.train_lm --corpus-dir "$corpus_dir" --text "$lm_text" --lang-dir "$lang_dir" \
+    --lm-dir "$exp_dir/lm" --lang-test-dir "$lang_test_dir" --order "$lm_order"
+  touch "$exp_dir/.stage2.done"
+fi
+
+if run_stage 3; then
+  log "Stage 3: GMM-HMM mono -> tri1 -> tri2 for the frame labels; tri2 alignments, HCLG and its own WER"
+  step train_gmm python -m asr_kd.bin.train_gmm --exp-dir "$exp_dir" --lang-dir "$lang_dir" \
+    --mono-iters "$mono_iters" --mono-gauss "$mono_gauss" --mono-utts "$mono_utts" \
+    --tri1-iters "$tri1_iters" --tri1-leaves "$tri1_leaves" --tri1-gauss "$tri1_gauss" \
+    --tri2-iters "$tri2_iters" --tri2-leaves "$tri2_leaves" --tri2-gauss "$tri2_gauss" --num-workers "$num_jobs"
+  step align python -m asr_kd.bin.align --exp-dir "$exp_dir" --lang-dir "$lang_dir" --system tri2 \
+    --parts "${parts// /,}" --corpus-dir "$corpus_dir" --num-workers "$num_jobs"
+  step make_graph python -m asr_kd.bin.make_graph --lang-dir "$lang_test_dir" --model-dir "$gmm_dir/tri2" \
+    --graph-dir "$graph_dir"
+  step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
+    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$lm_weights" \
+    --beam "$decode_beam" --max-active "$decode_max_active" --num-workers "$num_jobs"
+  touch "$exp_dir/.stage3.done"
+fi
+
+if run_stage 4; then
+  log "Stage 4: frame banks (CMVN'd fbank + tri2 pdf-ids, contiguous) of train, dev and test"
+  for part in $parts; do
+    case $part in train*) name=train ;; dev*) name=dev ;; *) name=test ;; esac
+    step "bank_$name" python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_$part.jsonl.gz" \
+      --out-dir "$bank_dir/$name" --cmvn "$exp_dir/data/fbank/cmvn.json"
+  done
+  touch "$exp_dir/.stage4.done"
+fi
+
+if run_stage 5; then
+  log "Stage 5: baseline '$model_preset' frame classifier on 100% of train (paper Table 1 row 'baseline')"
+  step train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
+    --num-epochs "$num_epochs" --seed 1
+  touch "$exp_dir/.stage5.done"
+fi
+
+if run_stage 6; then
+  log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed"
+  for m in $(seq 1 "$num_members"); do
+    # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
+    step "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
+      --num-epochs "$num_epochs" --seed $((100 + m))
+  done
+  touch "$exp_dir/.stage6.done"
+fi
+
+if run_stage 7; then
+  if [ "$soft_targets" = stored ]; then
+    soft_device=()  # make-soft-targets picks CUDA when present itself; it knows no "auto"
+    [ "$device" = auto ] || soft_device=(--device "$device")
+    log "Stage 7: store the ensemble's top-$top_k $teacher_mean-mean posteriors at T=$temperature for every train frame"
+    # shellcheck disable=SC2086
+    step soft_targets python -m asr_kd.bin.make_soft_targets --teacher $members --frame-bank "$bank_dir/train" \
+      --out-dir "$bank_dir/soft_T$temperature" --temperature "$temperature" --top-k "$top_k" \
+      --mean "$teacher_mean" "${soft_device[@]}"
+  else
+    log "Stage 7: soft_targets=$soft_targets: the students run the ensemble online, nothing to store"
+  fi
+  touch "$exp_dir/.stage7.done"
+fi
+
+if run_stage 8; then
+  log "Stage 8: distil the ensemble into one '$model_preset' model (T=$temperature, hard weight $hard_weight)"
+  step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
+    --num-epochs "$num_epochs" --seed 1 "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
+  touch "$exp_dir/.stage8.done"
+fi
+
+if run_stage 9; then
+  log "Stage 9: $subset_fraction of train (paper Table 5): baseline with early stopping, student on the full-data ensemble's soft targets without"
+  subset_opts=(--subset-fraction "$subset_fraction" --subset-seed "$subset_seed" --num-epochs "$subset_num_epochs"
+    --batch-size "${subset_batch_size:-$batch_size}")
+  step train_baseline_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline_subset" "${train_opts[@]}" \
+    "${subset_opts[@]}" --seed 1 --early-stopping-patience "$early_stopping_patience"
+  step train_student_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset" "${train_opts[@]}" \
+    "${subset_opts[@]}" --seed 1 --newbob-end-gain 0 "${teacher_opts[@]}" --temperature "$temperature" \
+    --hard-weight "$hard_weight"
+  touch "$exp_dir/.stage9.done"
+fi
+
+if run_stage 10; then
+  log "Stage 10: frame accuracies on train/dev/test and hybrid decoding (posterior / prior through tri2's HCLG) of dev and test"
+  decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$exp_dir/data/fbank/cmvn.json"
+    --dev-cuts "$ali_dir/cuts_dev-clean.jsonl.gz" --test-cuts "$ali_dir/cuts_test-clean.jsonl.gz"
+    --lm-weights "$lm_weights" --beam "$decode_beam" --max-active "$decode_max_active" --num-workers "$num_jobs")
+  for system in baseline student ensemble; do
+    if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi
+    # shellcheck disable=SC2086
+    step "decode_$system" python -m asr_kd.bin.decode_nnet --model $models "${decode_opts[@]}" \
+      --out-dir "$exp_dir/decode/$system" --device "$device"
+  done
+  for system in baseline student ensemble baseline_subset student_subset; do
+    if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi
+    names="train dev test"
+    case $system in
+      *_subset)
+        # Their train accuracy is on the utterances they were trained on (paper Table 5).
+        # shellcheck disable=SC2086
+        step "acc_${system}_train" python -m asr_kd.bin.decode_nnet --model $models --frame-bank "$bank_dir/train" \
+          --subset-fraction "$subset_fraction" --subset-seed "$subset_seed" \
+          --accuracy-out "$results_dir/acc_${system}_train.json" --device "$device"
+        names="dev test" ;;
+    esac
+    # shellcheck disable=SC2086
+    step "acc_$system" python -m asr_kd.bin.decode_nnet --model $models \
+      --frame-bank $(for n in $names; do echo "$bank_dir/$n"; done) \
+      --accuracy-out $(for n in $names; do echo "$results_dir/acc_${system}_$n.json"; done) --device "$device"
+  done
+  touch "$exp_dir/.stage10.done"
+fi
+
+if run_stage 11; then
+  log "Stage 11: $exp_dir/RESULTS.md: paper Table 1 / Table 5 forms beside the paper's numbers, plots"
+  step report python -m asr_kd.bin.report --exp-dir "$exp_dir" --num-members "$num_members"
+  touch "$exp_dir/.stage11.done"
+fi
+
+if [ -f "$exp_dir/RESULTS.md" ] && [ "$stop_stage" -ge 11 ]; then
+  sed -n '/^## Table 1/,/^## Plots/p' "$exp_dir/RESULTS.md" | sed '$d'
 fi
 
 log "Finished stages $stage..$stop_stage in $exp_dir"

@@ -1,0 +1,362 @@
+"""`asr-kd decode-nnet`: hybrid decoding with a frame classifier, or an ensemble of them.
+
+The acoustic score of HMM state s at frame t is log p(s | window_t) - log p(s) (posterior divided
+by the prior from the training alignments), searched through an HCLG graph with Kaldi's decoder.
+With several --model checkpoints the posterior is the ensemble's arithmetic mean (T = 1).
+
+Decoding (Kaldi's decode.sh + score.sh): dev is decoded at every --lm-weights value (acoustic
+scale 1/weight), the weight with the fewest dev errors is chosen and test is decoded and scored
+with it. Writes <out-dir>/{dev,test}/scoring/<lmwt>.txt (Kaldi `text`), <out-dir>/scoring/
+(wer_<lmwt>, per_utt_{dev,test}.txt, wer_summary.*) and <out-dir>/results.json (WER, LM weight,
+RTF, frame accuracy when the cuts carry pdf_ids, model size, data size, command, hardware).
+
+Data: lhotse cuts with features (--dev-cuts / --test-cuts, e.g. the tri2 alignment cuts), or a
+LibriSpeech-layout part directory (--dev-dir / --test-dir, e.g. LibriSpeech/dev-clean), whose
+fbank is computed into <out-dir>/data first.
+
+Frame accuracy only (no decoding): --frame-bank DIR... --accuracy-out FILE... (one JSON per bank);
+with --subset-fraction F --subset-seed S only the utterances the trainer's same options select.
+
+Examples:
+  asr-kd decode-nnet --model exp/nnet/baseline/final.pt --graph-dir exp/gmm/tri2/graph \\
+      --transition-model exp/gmm/tri2/final.mdl --cmvn exp/data/fbank/cmvn.json \\
+      --dev-cuts exp/gmm/tri2/ali/cuts_dev-clean.jsonl.gz --test-cuts exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz \\
+      --lm-weights 8,10,12 --out-dir exp/decode/baseline
+  asr-kd decode-nnet --model exp/nnet/member{1..10}/final.pt --frame-bank exp/bank/{dev,test} \\
+      --accuracy-out acc_dev.json acc_test.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from asr_kd.bin.common import run_cli
+from asr_kd.utils.errors import InputError
+from asr_kd.utils.io import atomic_write_json, atomic_write_text, read_json
+from asr_kd.utils.logging import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr-kd decode-nnet", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, nargs="+", required=True,
+                   help="FrameClassifier checkpoint(s); several = an ensemble (arithmetic mean of posteriors)")
+    g = p.add_argument_group("decoding")
+    g.add_argument("--graph-dir", type=Path, help="directory with HCLG.fst and words.txt (e.g. exp/gmm/tri2/graph)")
+    g.add_argument("--transition-model", type=Path, help="final.mdl of the GMM system whose tree made the graph")
+    g.add_argument("--cmvn", type=Path, help="global CMVN stats the models were trained with (cmvn.json)")
+    g.add_argument("--dev-cuts", type=Path, help="dev lhotse cuts with features (LM weight chosen here)")
+    g.add_argument("--dev-dir", type=Path, help="or a LibriSpeech-layout dev part directory")
+    g.add_argument("--test-cuts", type=Path, help="test lhotse cuts with features (decoded at dev's LM weight)")
+    g.add_argument("--test-dir", type=Path, help="or a LibriSpeech-layout test part directory")
+    g.add_argument("--out-dir", type=Path, help="where hypotheses, WER reports and results.json go")
+    g.add_argument("--lm-weights", default="10", help="comma-separated LM weights tried on dev (acoustic scale 1/w)")
+    g.add_argument("--beam", type=float, default=13.0)
+    g.add_argument("--max-active", type=int, default=7000)
+    g.add_argument("--lattice-beam", type=float, default=6.0)
+    g.add_argument("--decoder", choices=("lattice-faster", "faster"), default="lattice-faster")
+    g.add_argument("--num-workers", type=int, default=2, help="decoding processes")
+    g.add_argument("--chunk-utts", type=int, default=200,
+                   help="utterances scored by the network at a time (bounds the score matrices' memory)")
+    g = p.add_argument_group("frame accuracy only")
+    g.add_argument("--frame-bank", type=Path, nargs="+", help="score frame accuracy on these frame banks instead of decoding")
+    g.add_argument("--subset-fraction", type=float, default=1.0, help="only the trainer's seeded utterance subset")
+    g.add_argument("--subset-seed", type=int, default=0)
+    g.add_argument("--accuracy-out", type=Path, nargs="+", help="JSON file for each bank's frame accuracy")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=8192, help="frames per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="redo even if the output exists")
+    return p
+
+
+class HybridScorer:
+    """Scaled likelihoods log p(s|x) - log p(s) of one model or an ensemble's mean posterior."""
+
+    def __init__(self, model_paths: Sequence[Path], device: torch.device, batch_size: int = 8192):
+        from asr_kd.models import FrameClassifier
+
+        for path in model_paths:
+            if not path.is_file():
+                raise InputError(f"{path}: model checkpoint not found")
+        self.models = [FrameClassifier.load(p, map_location=device).eval() for p in model_paths]
+        configs = {(m.config.feat_dim, m.config.num_outputs, m.left_context, m.right_context) for m in self.models}
+        if len(configs) != 1:
+            raise InputError(f"--model: the models disagree on (feat_dim, outputs, left, right): {sorted(configs)}")
+        first = self.models[0].config
+        self.feat_dim, self.num_outputs = first.feat_dim, first.num_outputs
+        self.left, self.right = first.left_context, first.right_context
+        self.device, self.batch_size = device, batch_size
+        # Members trained on the same alignments share their priors; averaging covers any that don't.
+        priors = torch.stack([m.log_priors.float().exp() for m in self.models]).mean(0)
+        self.log_priors = priors.log().cpu().numpy()
+        self.num_params = sum(sum(p.numel() for p in m.parameters()) for m in self.models)
+
+    @torch.no_grad()
+    def log_posteriors_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        """log p(s | window) (B, C) for spliced windows: the model's, or log of the members' mean."""
+        if len(self.models) == 1:
+            return torch.log_softmax(self.models[0](windows).float(), dim=-1)
+        probs = torch.stack([torch.softmax(m(windows).float(), dim=-1) for m in self.models]).mean(0)
+        return probs.clamp_min(1e-30).log()
+
+    @torch.no_grad()
+    def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
+        """(T, C) log posteriors of one utterance's normalised features (T, D); edges repeat."""
+        from asr_kd.models.context import splice_utterance
+
+        x = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
+        windows = splice_utterance(x, self.left, self.right)
+        out = [self.log_posteriors_windows(windows[i:i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
+        return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.num_outputs), np.float32)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lm_weights(text: str) -> list[str]:
+    """LM weights as the strings used in file names ('10', '12.5'), validated."""
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError as err:
+        raise InputError(f"--lm-weights must be numbers separated by commas: {text!r}") from err
+    if not weights or min(weights) <= 0:
+        raise InputError(f"--lm-weights must be positive numbers, got {text!r}")
+    return [f"{w:g}" for w in weights]
+
+
+def load_part(cuts_path: Path | None, part_dir: Path | None, work_dir: Path, what: str):
+    """A CutSet with features: from a manifest, or made from a LibriSpeech-layout part directory."""
+    from lhotse import CutSet
+
+    if (cuts_path is None) == (part_dir is None):
+        raise InputError(f"give exactly one of --{what}-cuts and --{what}-dir")
+    if cuts_path is not None:
+        if not cuts_path.is_file():
+            raise InputError(f"{cuts_path}: no such cuts manifest")
+        cuts = CutSet.from_file(cuts_path)
+    else:
+        from asr_kd.data.features import compute_fbank, cuts_path as fbank_cuts_path
+        from asr_kd.data.prepare import prepare_manifests
+
+        if not part_dir.is_dir():
+            raise InputError(f"{part_dir}: no such LibriSpeech part directory")
+        part = part_dir.name
+        prepare_manifests(part_dir.parent, work_dir / "manifests", [part])
+        compute_fbank(work_dir / "manifests", work_dir / "fbank", [part])
+        cuts = CutSet.from_file(fbank_cuts_path(work_dir / "fbank", part))
+    for cut in cuts:
+        if not cut.has_features:
+            raise InputError(f"cut {cut.id} ({cuts_path or part_dir}): has no features")
+    return cuts
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class PartScores:
+    """Score matrices of a part, chunk by chunk, plus frame-accuracy counts where cuts have pdf_ids."""
+
+    def __init__(self, scorer: HybridScorer, cmvn, chunk_utts: int):
+        self.scorer, self.cmvn, self.chunk_utts = scorer, cmvn, chunk_utts
+        self.nnet_seconds = 0.0
+        self.correct = self.labelled = 0
+
+    def chunks(self, cuts) -> Iterator[dict[str, np.ndarray]]:
+        """{cut id: (frames, num_pdfs) log-likelihoods} for successive chunks of utterances."""
+        for chunk in _chunks(list(cuts), self.chunk_utts):
+            start = time.perf_counter()
+            scores = {}
+            for cut in chunk:
+                feats = cut.load_features()
+                if feats.shape[1] != self.scorer.feat_dim:
+                    raise InputError(f"cut {cut.id}: features of dim {feats.shape[1]}, the model expects "
+                                     f"{self.scorer.feat_dim}")
+                logp = self.scorer.log_posteriors(self.cmvn.apply(feats) if self.cmvn is not None else feats)
+                if cut.custom and "pdf_ids" in cut.custom:
+                    labels = np.asarray(cut.load_custom("pdf_ids"))
+                    if labels.shape == (logp.shape[0],):
+                        self.correct += int((logp.argmax(1) == labels).sum())
+                        self.labelled += labels.size
+                scores[cut.id] = (logp - self.scorer.log_priors).astype(np.float32)
+            self.nnet_seconds += time.perf_counter() - start
+            yield scores
+
+    @property
+    def frame_accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+
+def utterance_id(cut) -> str:
+    """The utterance id a hypothesis is written under: the supervision's (LibriSpeech's) id, else the cut's."""
+    return cut.supervisions[0].id if len(cut.supervisions) == 1 else cut.id
+
+
+def references(cuts) -> dict[str, list[str]]:
+    """Reference words per utterance from the cuts' supervisions."""
+    return {utterance_id(c): " ".join(s.text or "" for s in c.supervisions).split() for c in cuts}
+
+
+def decode_part(scores: PartScores, cuts, graph, tm, opts, lm_weights: Sequence[str], id_to_word,
+                out_dir: Path) -> dict:
+    """Decode one part at each LM weight into <out_dir>/scoring/<lmwt>.txt; hypotheses, timing, frame accuracy."""
+    from asr_kd.decode.decoder import decode_utterances
+
+    hyps: dict[str, dict[str, list[str]]] = {w: {} for w in lm_weights}
+    search = {w: 0.0 for w in lm_weights}
+    failed: list[str] = []
+    audio_seconds = 0.0
+    utt_ids = {c.id: utterance_id(c) for c in cuts}
+    for chunk in scores.chunks(cuts):
+        audio_seconds += sum(m.shape[0] for m in chunk.values()) * 0.01
+        for w in lm_weights:
+            res = decode_utterances(graph, tm, chunk, replace(opts, acoustic_scale=1.0 / float(w)), desc=f"decode lmwt {w}")
+            hyps[w].update((utt_ids[c], words) for c, words in res.words(id_to_word).items())
+            search[w] += res.wall_seconds
+            failed += [utt_ids[c] for c in res.failed]
+    for w in lm_weights:
+        atomic_write_text(out_dir / "scoring" / f"{w}.txt",
+                          "".join(f"{u} {' '.join(hyps[w][u])}\n".rstrip() + "\n" for u in sorted(hyps[w])))
+    return {"audio_seconds": round(audio_seconds, 3), "nnet_seconds": round(scores.nnet_seconds, 3),
+            "search_seconds": {w: round(s, 3) for w, s in search.items()}, "failed": sorted(set(failed)),
+            "utterances": len(hyps[lm_weights[0]]), "frame_accuracy": scores.frame_accuracy,
+            "hyps": hyps}
+
+
+def _data_size(cuts, part: dict) -> dict:
+    return {"utterances": part["utterances"], "hours": round(part["audio_seconds"] / 3600, 4),
+            "words": sum(len(s.text.split()) for c in cuts for s in c.supervisions if s.text)}
+
+
+def decode(args: argparse.Namespace, device: torch.device) -> None:
+    """Decode dev at every LM weight, test at dev's best; write reports and results.json."""
+    from asr_kd.data.cmvn import CmvnStats
+    from asr_kd.decode.decoder import DecodeOptions, load_graph
+    from asr_kd.gmm.lang_files import read_symbols
+    from asr_kd.gmm.model_io import load_transition_model
+    from asr_kd.report.hardware import describe_hardware
+    from asr_kd.score.wer import score_dev_test, select_lm_weight
+
+    for name in ("graph_dir", "transition_model", "out_dir"):
+        if getattr(args, name) is None:
+            raise InputError(f"decoding needs --{name.replace('_', '-')}")
+    out_dir: Path = args.out_dir
+    results_path = out_dir / "results.json"
+    if results_path.is_file() and not args.overwrite:
+        log.info("%s exists: decoding is done (--overwrite redoes it)", results_path)
+        return
+    lm_weights = _lm_weights(args.lm_weights)
+    setup_logging(out_dir / "log" / "decode.log")
+    scorer = HybridScorer(args.model, device, args.batch_size)
+    cmvn = CmvnStats.load(args.cmvn) if args.cmvn is not None else None
+    if not args.transition_model.is_file():
+        raise InputError(f"{args.transition_model}: transition model not found")
+    tm = load_transition_model(args.transition_model)
+    if tm.num_pdfs != scorer.num_outputs:
+        raise InputError(f"{args.transition_model}: {tm.num_pdfs} pdfs, the model has {scorer.num_outputs} outputs")
+    graph = load_graph(args.graph_dir / "HCLG.fst")
+    id_to_word = {i: w for w, i in read_symbols(args.graph_dir / "words.txt").items()}
+    opts = DecodeOptions(beam=args.beam, max_active=args.max_active, lattice_beam=args.lattice_beam,
+                         decoder=args.decoder, num_workers=args.num_workers)
+
+    dev_cuts = load_part(args.dev_cuts, args.dev_dir, out_dir / "data", "dev")
+    dev = decode_part(PartScores(scorer, cmvn, args.chunk_utts), dev_cuts, graph, tm, opts, lm_weights,
+                      id_to_word, out_dir / "dev")
+    dev_refs = references(dev_cuts)
+    best, _ = select_lm_weight(dev_refs, dev["hyps"])
+    test = test_refs = None
+    if args.test_cuts is not None or args.test_dir is not None:
+        test_cuts = load_part(args.test_cuts, args.test_dir, out_dir / "data", "test")
+        test = decode_part(PartScores(scorer, cmvn, args.chunk_utts), test_cuts, graph, tm, opts, [best],
+                           id_to_word, out_dir / "test")
+        test_refs = references(test_cuts)
+    summary = score_dev_test(out_dir / "scoring", dev_refs, dev.pop("hyps"), test_refs,
+                             test.pop("hyps") if test else None)
+    parts = {"dev": (dev, dev_cuts)} | ({"test": (test, test_cuts)} if test else {})
+    result = {
+        "models": [str(p) for p in args.model], "num_models": len(args.model),
+        "num_params": scorer.num_params, "num_params_per_model": scorer.num_params // len(args.model),
+        "lmwt": summary["lmwt"], "dev_wer_by_lmwt": summary["dev_wer_by_lmwt"],
+        "command": "asr-kd decode-nnet " + shlex.join(args.argv),
+        "hardware": describe_hardware(), "num_workers": args.num_workers,
+    }
+    for name, (part, cuts) in parts.items():
+        search = part["search_seconds"][best]
+        result[name] = {
+            "wer": summary[name]["wer"], "errors": summary[name].get("errors"),
+            "frame_accuracy": part["frame_accuracy"], "data": _data_size(cuts, part),
+            "failed": part["failed"], "nnet_seconds": part["nnet_seconds"], "search_seconds": search,
+            # Real-time factor of the whole hybrid decode at the chosen weight: network + search.
+            "rtf": round((part["nnet_seconds"] + search) / max(part["audio_seconds"], 1e-9), 5),
+        }
+    atomic_write_json(results_path, result)
+    log.info("dev WER %.2f%% at LM weight %s%s", result["dev"]["wer"], best,
+             f", test WER {result['test']['wer']:.2f}%" if test else "")
+
+
+def frame_accuracy(args: argparse.Namespace, device: torch.device) -> None:
+    """Frame accuracy of the model (or ensemble) on frame banks, optionally on the trainer's subset."""
+    from asr_kd.data.frame_bank import FrameBank
+    from asr_kd.report.hardware import describe_hardware
+    from asr_kd.score.frame_accuracy import frame_accuracy_bank
+
+    outs = args.accuracy_out or []
+    if len(outs) != len(args.frame_bank):
+        raise InputError(f"give one --accuracy-out file per --frame-bank ({len(args.frame_bank)} banks, {len(outs)} files)")
+    todo = [(bank, out) for bank, out in zip(args.frame_bank, outs) if args.overwrite or not out.is_file()]
+    if not todo:
+        log.info("%s exist (--overwrite redoes them)", ", ".join(map(str, outs)))
+        return
+    scorer = HybridScorer(args.model, device, args.batch_size)
+    hardware = describe_hardware()
+    for bank_dir, out in todo:
+        bank = FrameBank.load(bank_dir, device)
+        if bank.feat_dim != scorer.feat_dim or bank.num_classes > scorer.num_outputs:
+            raise InputError(f"{bank_dir}: feat_dim {bank.feat_dim} / {bank.num_classes} classes do not fit the "
+                             f"model's {scorer.feat_dim} / {scorer.num_outputs}")
+        subset = args.subset_fraction < 1.0
+        idx = bank.subset_frames(args.subset_fraction, args.subset_seed) if subset else None
+        acc = frame_accuracy_bank(scorer.log_posteriors_windows, bank, scorer.left, scorer.right,
+                                  batch_size=args.batch_size, amp=device.type == "cuda", frame_idx=idx)
+        record = acc.as_dict() | {
+            "models": [str(p) for p in args.model], "frame_bank": str(bank_dir),
+            "subset_fraction": args.subset_fraction, "subset_seed": args.subset_seed,
+            "utterances": max(1, round(args.subset_fraction * bank.num_utterances)) if subset else bank.num_utterances,
+            "command": "asr-kd decode-nnet " + shlex.join(args.argv), "hardware": hardware}
+        atomic_write_json(out, record)
+        print(f"frame accuracy {100 * acc.accuracy:.2f}% over {acc.num_frames} frames ({bank_dir})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+
+    def body() -> None:
+        setup_logging()
+        device = _device(args.device)
+        if args.frame_bank is not None:
+            frame_accuracy(args, device)
+        else:
+            decode(args, device)
+
+    return run_cli(body, "asr-kd decode-nnet")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`asr-kd report`: write <exp-dir>/RESULTS.md (paper Table 1 and Table 5 forms) and its plots.
+
+Reads what the recipe's stages left under the experiment directory (lm/info.json, gmm/tri2/,
+bank/*/manifest.json, nnet/*/metrics.csv, decode/*/results.json, results/acc_*.json,
+results/commands.tsv); a stage that has not run shows as '–'. Plots go to <exp-dir>/plots/.
+
+Example:
+  asr-kd report --exp-dir exp/mini --num-members 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from asr_kd.bin.common import run_cli
+from asr_kd.utils.errors import InputError
+from asr_kd.utils.io import atomic_write_text
+from asr_kd.utils.logging import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr-kd report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp-dir", type=Path, required=True, help="the recipe's experiment directory")
+    p.add_argument("--num-members", type=int, default=10, help="ensemble size (which member*/ dirs to read)")
+    p.add_argument("--output", type=Path, help="markdown file to write (default <exp-dir>/RESULTS.md)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    command = "asr-kd report " + shlex.join(str(a) for a in (sys.argv[1:] if argv is None else argv))
+
+    def body() -> None:
+        from asr_kd.report.collect import collect_results
+        from asr_kd.report.plots import plot_dev_accuracy, plot_wer_vs_lmwt
+        from asr_kd.report.tables import render_results
+
+        setup_logging()
+        if not args.exp_dir.is_dir():
+            raise InputError(f"{args.exp_dir}: experiment directory not found")
+        if args.num_members < 1:
+            raise InputError(f"--num-members must be at least 1, got {args.num_members}")
+        res = collect_results(args.exp_dir, args.num_members)
+        plots = []
+        if not args.no_plots:
+            for make, name in ((plot_dev_accuracy, "dev_accuracy.png"), (plot_wer_vs_lmwt, "wer_vs_lmwt.png")):
+                made = make(res, args.exp_dir / "plots" / name)
+                if made is not None:
+                    plots.append(made.relative_to(args.exp_dir))
+        output = args.output or args.exp_dir / "RESULTS.md"
+        atomic_write_text(output, render_results(res, plots, command))
+        print(f"wrote {output}")
+
+    return run_cli(body, "asr-kd report")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

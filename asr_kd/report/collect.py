@@ -1,0 +1,132 @@
+"""Gather what the recipe's stages wrote under an experiment directory into one `Results` record.
+
+Every reader returns None for a stage that was not run, so a partial experiment still reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NNET_SYSTEMS = ("baseline", "student", "baseline_subset", "student_subset")
+DEV, TEST = "dev-clean", "test-clean"
+
+
+def read_json_or_none(path: Path) -> Any:
+    """A JSON file's content, None when absent or unreadable (a stage not run or cut short)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        log.warning("%s: unreadable (%s); reported as missing", path, err)
+        return None
+
+
+def read_commands(path: Path) -> dict[str, str]:
+    """`name<TAB>command` lines written by run.sh's `step`; the last run of a name wins."""
+    commands: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            name, _, command = line.partition("\t")
+            if command:
+                commands[name] = command
+    return commands
+
+
+def read_metrics(path: Path) -> list[tuple[int, float]]:
+    """(epoch, dev accuracy) of the end-of-epoch rows of a trainer's metrics.csv."""
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("dev_acc"):
+                rows.append((int(row["epoch"]), float(row["dev_acc"])))
+    return rows
+
+
+def gmm_wer(decode_dir_dev: Path, decode_dir_test: Path) -> dict | None:
+    """GMM WER (%) the Kaldi way: LM weight with the lowest dev WER, applied to test."""
+    dev, test = read_json_or_none(decode_dir_dev / "wer.json"), read_json_or_none(decode_dir_test / "wer.json")
+    if dev is None:
+        return None
+    by_lmwt = dev["by_lmwt"]
+    best = min(by_lmwt, key=lambda w: (by_lmwt[w]["wer"], float(w)))
+    out = {"lmwt": best, "dev_wer": 100 * by_lmwt[best]["wer"],
+           "dev_wer_by_lmwt": {w: 100 * r["wer"] for w, r in by_lmwt.items()},
+           "dev_rtf": by_lmwt[best].get("rtf"), "test_wer": None, "test_rtf": None}
+    if test is not None and best in test["by_lmwt"]:
+        out["test_wer"] = 100 * test["by_lmwt"][best]["wer"]
+        out["test_rtf"] = test["by_lmwt"][best].get("rtf")
+    return out
+
+
+def count_params(checkpoint: Path) -> int | None:
+    """Trainable parameters of a FrameClassifier checkpoint (buffers such as priors excluded)."""
+    if not checkpoint.is_file():
+        return None
+    from asr_kd.models import FrameClassifier
+
+    model = FrameClassifier.load(checkpoint)
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class Results:
+    """Everything RESULTS.md shows; None where a stage did not run."""
+
+    exp_dir: Path
+    num_members: int
+    lm: dict | None = None
+    alignment: dict | None = None
+    gmm: dict | None = None
+    banks: dict[str, dict | None] = field(default_factory=dict)
+    decode: dict[str, dict | None] = field(default_factory=dict)
+    accuracy: dict[str, dict[str, dict | None]] = field(default_factory=dict)
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    params: dict[str, int | None] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+    corpus: dict | None = None
+
+    def acc(self, system: str, part: str) -> float | None:
+        """Frame accuracy (%) of a system on train/dev/test, None when not measured."""
+        record = self.accuracy.get(system, {}).get(part)
+        return None if record is None else 100 * record["accuracy"]
+
+    def wer(self, system: str, part: str) -> float | None:
+        """WER (%) of a decoded system on dev/test (GMM included), None when not decoded."""
+        if system == "gmm":
+            return None if self.gmm is None else self.gmm[f"{part}_wer"]
+        record = self.decode.get(system)
+        return None if record is None or part not in record else record[part]["wer"]
+
+
+def collect_results(exp_dir: str | Path, num_members: int) -> Results:
+    """Read every stage's outputs under `exp_dir` (see recipes/run.sh for where each one is)."""
+    exp = Path(exp_dir)
+    res = Results(exp, num_members)
+    res.lm = read_json_or_none(exp / "lm" / "info.json")
+    res.alignment = read_json_or_none(exp / "gmm" / "tri2" / "ali" / "info.json")
+    res.gmm = gmm_wer(exp / "gmm" / "tri2" / f"decode_{DEV}", exp / "gmm" / "tri2" / f"decode_{TEST}")
+    res.banks = {name: read_json_or_none(exp / "bank" / name / "manifest.json") for name in ("train", "dev", "test")}
+    systems = (*NNET_SYSTEMS, "ensemble")
+    res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
+    res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json") for p in ("train", "dev", "test")}
+                    for s in systems}
+    nnet = exp / "nnet"
+    members = [f"member{m}" for m in range(1, num_members + 1)]
+    res.curves = {name: read_metrics(nnet / name / "metrics.csv") for name in (*NNET_SYSTEMS, *members)}
+    res.params = {s: count_params(nnet / s / "final.pt") for s in NNET_SYSTEMS}
+    member_params = [count_params(nnet / m / "final.pt") for m in members]
+    res.params["ensemble"] = sum(member_params) if member_params and None not in member_params else None
+    res.commands = read_commands(exp / "results" / "commands.tsv")
+    corpus_summary = sorted(exp.glob("corpus/summary.json"))
+    res.corpus = read_json_or_none(corpus_summary[0]) if corpus_summary else None
+    return res

@@ -1,0 +1,74 @@
+"""PNG plots for RESULTS.md: dev frame accuracy per epoch, dev WER against the LM weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from asr_kd.report.collect import Results
+from asr_kd.utils.io import atomic_path
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_dev_accuracy(res: Results, path: Path) -> Path | None:
+    """Dev frame accuracy per epoch of every trained network (members thin and grey)."""
+    curves = {name: pts for name, pts in res.curves.items() if pts}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    member_labelled = False
+    for name, pts in curves.items():
+        epochs, acc = zip(*pts)
+        if name.startswith("member"):
+            ax.plot(epochs, [100 * a for a in acc], color="0.6", lw=1, marker=".",
+                    label=None if member_labelled else "ensemble members")
+            member_labelled = True
+        else:
+            ax.plot(epochs, [100 * a for a in acc], lw=2, marker="o", label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev frame accuracy %")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_wer_vs_lmwt(res: Results, path: Path) -> Path | None:
+    """Dev WER at each LM weight tried, per decoded system."""
+    series = {}
+    if res.gmm:
+        series["GMM tri2"] = res.gmm["dev_wer_by_lmwt"]
+    for system, record in res.decode.items():
+        if record:
+            series[system] = record["dev_wer_by_lmwt"]
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, by_lmwt in series.items():
+        points = sorted((float(w), wer) for w, wer in by_lmwt.items())
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xlabel("LM weight (acoustic scale = 1 / weight)")
+    ax.set_ylabel("dev WER %")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,164 @@
+"""RESULTS.md: the paper's Table 1 and Table 5 forms, beside the paper's numbers, with provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from asr_kd.report.collect import Results
+from asr_kd.report.hardware import describe_hardware, hardware_line
+from asr_kd.report.markdown import format_cell, markdown_table
+
+# Hinton, Vinyals & Dean (2015), Table 1 (test frame accuracy %, test WER %) and Table 5
+# (train / test frame accuracy %). The paper gives no GMM row.
+PAPER_TABLE1 = {"baseline": (58.9, 10.9), "ensemble": (61.1, 10.7), "student": (60.8, 10.7)}
+PAPER_TABLE5 = {"baseline": (63.4, 58.9), "baseline_subset": (67.3, 44.5), "student_subset": (65.4, 57.0)}
+PAPER_GAIN_RECOVERED = 80.0  # "more than 80% of the improvement"
+
+
+def _paper(values: tuple[float, ...]) -> tuple[str, ...]:
+    """The paper's numbers as printed there (one decimal)."""
+    return tuple(f"{v:.1f}" for v in values)
+
+
+def gain_recovered(baseline: float | None, ensemble: float | None, student: float | None) -> float | None:
+    """Share (%) of the ensemble's gain over the baseline that the student keeps; None if undefined."""
+    if None in (baseline, ensemble, student) or ensemble <= baseline:  # type: ignore[operator]
+        return None
+    return 100.0 * (student - baseline) / (ensemble - baseline)  # type: ignore[operator]
+
+
+def _percent(value: float | None) -> str:
+    return format_cell(value, 1) + ("%" if value is not None else "")
+
+
+def _bank_size(res: Results, name: str) -> str:
+    bank = res.banks.get(name)
+    if bank is None:
+        return "–"
+    return f"{bank['num_utterances']} utterances, {bank['num_frames']} frames ({bank['num_frames'] / 360000:.3f} h)"
+
+
+def table1(res: Results) -> str:
+    """System | dev/test frame accuracy | dev/test WER | the paper's test numbers."""
+    members = f"{res.num_members}x ensemble"
+    rows = [("GMM tri2 (labels and graph)", None, None, res.wer("gmm", "dev"), res.wer("gmm", "test"), "–", "–")]
+    for system, name in (("baseline", "baseline"), ("ensemble", members), ("student", "distilled single model")):
+        paper = PAPER_TABLE1[system]
+        rows.append((name, res.acc(system, "dev"), res.acc(system, "test"), res.wer(system, "dev"),
+                     res.wer(system, "test"), *_paper(paper)))
+    header = ["system", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %",
+              "paper test frame acc %", "paper test WER %"]
+    return markdown_table(header, rows)
+
+
+def table5(res: Results) -> str:
+    """Train / test frame accuracy of the 100% baseline and the two 3% systems, beside the paper's."""
+    rows = []
+    for system, name in (("baseline", "baseline, 100% of train"),
+                         ("baseline_subset", "baseline, subset of train (early stopping)"),
+                         ("student_subset", "soft targets, subset of train (no early stopping)")):
+        rows.append((name, res.acc(system, "train"), res.acc(system, "test"), *_paper(PAPER_TABLE5[system])))
+    header = ["system", "train frame acc %", "test frame acc %", "paper train %", "paper test %"]
+    return markdown_table(header, rows)
+
+
+def sizes_and_speed(res: Results) -> str:
+    """Parameters per system and the real-time factor of decoding test at dev's LM weight."""
+    rows = []
+    gmm = res.gmm or {}
+    rows.append(("GMM tri2", None, gmm.get("lmwt"), gmm.get("test_rtf")))
+    for system in ("baseline", "ensemble", "student", "baseline_subset", "student_subset"):
+        dec = res.decode.get(system) or {}
+        rtf = dec.get("test", {}).get("rtf")
+        rows.append((system, res.params.get(system), dec.get("lmwt"), rtf))
+    return markdown_table(["system", "parameters", "LM weight (chosen on dev)", "test decode RTF"], rows, digits=4)
+
+
+def _subset_note(res: Results) -> str:
+    acc = res.accuracy.get("baseline_subset", {}).get("train")
+    if acc is None:
+        return ""
+    return (f"The subset systems' train accuracy is on their own {100 * acc['subset_fraction']:g}% of the training "
+            f"utterances ({acc['utterances']} utterances, {acc['num_frames']} frames; seed {acc['subset_seed']}); "
+            "the paper's subset is 3%.\n")
+
+
+def other_figures(res: Results) -> list[str]:
+    """Bullet lines: LM perplexity, alignment quality, pdf count, data sizes."""
+    lines = []
+    lm = res.lm or {}
+    # train-lm reports the full LM's and the pruned decoding LM's (G's) dev perplexity.
+    for key, what in (("full_dev", "full LM"), ("g_dev", "pruned LM in G.fst"), ("dev", "LM")):
+        dev = lm.get(key)
+        if dev:
+            lines.append(f"- {what}: {lm.get('order', '?')}-gram on {lm.get('train_words', '?')} words; dev "
+                         f"perplexity {dev['ppl']:.1f} over {dev['num_sentences']} sentences "
+                         f"(`{res.commands.get('train_lm', 'asr-kd train-lm')}`)")
+    if res.alignment:
+        lines.append(f"- tri2: {res.alignment['num_pdfs']} pdfs (tied triphone states = network outputs; paper ~14,000)")
+        for part, by_engine in (res.alignment.get("boundary_accuracy") or {}).items():
+            total = by_engine.get("all")
+            if total:
+                lines.append(f"- tri2 alignment of {part}: {100 * total['within']:.1f}% of {total['boundaries']} phone "
+                             f"starts within 20 ms of the synthesizer's true times ({total['utterances']} utterances)")
+    for name in ("train", "dev", "test"):
+        lines.append(f"- {name} frame bank: {_bank_size(res, name)}")
+    return lines
+
+
+def provenance(res: Results) -> str:
+    """Which command made which number, and on what hardware."""
+    commands = dict(res.commands)
+    # A result file's own record of its command wins: run.sh logs a step even when it finds the output made.
+    for system, record in res.decode.items():
+        if record and "command" in record:
+            commands[f"decode_{system}"] = record["command"]
+    for system, by_part in res.accuracy.items():
+        for part, record in by_part.items():
+            if record and "command" in record:
+                commands.pop(f"acc_{system}", None)
+                commands[f"acc_{system}_{part}"] = record["command"]
+    lines = ["| step | command |", "|---|---|"]
+    for name, command in commands.items():
+        escaped = command.replace("|", "\\|")  # a pipe would end the table cell
+        lines.append(f"| {name} | `{escaped}` |")
+    hardware = {hardware_line(r["hardware"]) for part in res.accuracy.values() for r in part.values()
+                if r and "hardware" in r}
+    hardware |= {hardware_line(r["hardware"]) for r in res.decode.values() if r and "hardware" in r}
+    hw_lines = [f"- scoring and decoding ran on: {h}" for h in sorted(hardware)]
+    hw_lines.append(f"- this report was made on: {hardware_line(describe_hardware())}")
+    return "\n".join(lines) + "\n\n" + "\n".join(hw_lines) + "\n"
+
+
+def render_results(res: Results, plots: list[Path], command: str) -> str:
+    """The whole RESULTS.md text."""
+    t1 = {s: res.acc(s, "test") for s in ("baseline", "ensemble", "student")}
+    gain = gain_recovered(t1["baseline"], t1["ensemble"], t1["student"])
+    dev_gain = gain_recovered(res.acc("baseline", "dev"), res.acc("ensemble", "dev"), res.acc("student", "dev"))
+    parts = [
+        f"# Results of {res.exp_dir}\n",
+        f"Made by `{command}` from the outputs of `recipes/run.sh`. Frame accuracies are against the tri2 "
+        "forced alignments; WERs use the LM weight with the lowest dev WER, applied to test (Kaldi's score.sh). "
+        "'–' marks a stage that has not run. Data: train "
+        f"{_bank_size(res, 'train')}; dev {_bank_size(res, 'dev')}; test {_bank_size(res, 'test')}.\n",
+        "## Table 1: frame accuracy and WER (paper Table 1)\n",
+        table1(res),
+        f"\nGain recovered by distillation, (distilled - baseline) / (ensemble - baseline) of test frame accuracy: "
+        f"**{_percent(gain)}** (dev: {_percent(dev_gain)}; paper: more than {PAPER_GAIN_RECOVERED:.0f}%)."
+        + ("" if gain is not None or None in t1.values() else
+           " Undefined here: the ensemble is not better than the baseline.") + "\n",
+        "## Table 5: training on a subset of the data (paper Table 5)\n",
+        table5(res),
+        "\n" + _subset_note(res),
+        "## Model sizes and decoding speed\n",
+        sizes_and_speed(res),
+        "\nRTF = (network + search wall seconds) / audio seconds, decoding test at the chosen LM weight with the "
+        "workers given in the command; GMM: search only.\n",
+        "## Other figures\n",
+        "\n".join(other_figures(res)) + "\n",
+        "## Plots\n",
+        "\n".join(f"![{p.stem}]({p.as_posix()})" for p in plots) + ("\n" if plots else "No curves yet.\n"),
+        "## Provenance\n",
+        provenance(res),
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,115 @@
+"""RESULTS.md from an experiment directory: tables, LM-weight choice, gain recovered, missing stages."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from asr_kd.bin import report
+from asr_kd.report.collect import collect_results
+from asr_kd.report.tables import gain_recovered
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
+
+
+def _row(md: str, name: str) -> list[str]:
+    """Cells of the first table row whose first cell is `name`."""
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in\n{md}")
+
+
+def test_gain_recovered_is_the_students_share_of_the_ensembles_gain():
+    # Ensemble 10 points over the baseline, student 8: 80% of the gain, as in the paper's claim.
+    assert gain_recovered(50.0, 60.0, 58.0) == pytest.approx(80.0)
+    assert gain_recovered(50.0, 60.0, 45.0) == pytest.approx(-50.0)
+    assert gain_recovered(50.0, 50.0, 55.0) is None  # no gain to recover
+    assert gain_recovered(None, 60.0, 58.0) is None
+
+
+def test_report_of_an_experiment_with_no_stages_run_shows_dashes(tmp_path):
+    assert report.main(["--exp-dir", str(tmp_path), "--num-members", "3"]) == 0
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "## Table 1" in md and "## Table 5" in md
+    assert _row(md, "baseline")[1:5] == ["–"] * 4
+    assert _row(md, "3x ensemble")[1:5] == ["–"] * 4
+    # The paper's numbers are there even when ours are not.
+    assert _row(md, "distilled single model")[5:] == ["60.8", "10.7"]
+    assert _row(md, "baseline, subset of train (early stopping)")[1:] == ["–", "–", "67.3", "44.5"]
+
+
+def test_gmm_wer_uses_the_lm_weight_best_on_dev_for_test(tmp_path):
+    # Dev prefers weight 10 (25% < 30%); test is reported at 10 (40%) even though 8 is better on test.
+    dev = {"by_lmwt": {"8": {"wer": 0.30, "rtf": 0.1}, "10": {"wer": 0.25, "rtf": 0.2}}}
+    test = {"by_lmwt": {"8": {"wer": 0.10, "rtf": 0.1}, "10": {"wer": 0.40, "rtf": 0.3}}}
+    _write(tmp_path / "gmm/tri2/decode_dev-clean/wer.json", dev)
+    _write(tmp_path / "gmm/tri2/decode_test-clean/wer.json", test)
+    res = collect_results(tmp_path, 2)
+    assert res.gmm["lmwt"] == "10"
+    assert res.wer("gmm", "dev") == pytest.approx(25.0) and res.wer("gmm", "test") == pytest.approx(40.0)
+    assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
+    assert _row((tmp_path / "RESULTS.md").read_text(), "GMM tri2 (labels and graph)")[3:5] == ["25.00", "40.00"]
+
+
+def _acc(value: float, **extra) -> dict:
+    return {"accuracy": value, "cross_entropy": 1.0, "num_frames": 1000, "subset_fraction": 1.0, "subset_seed": 0,
+            "utterances": 10, "hardware": {"cpu": "test cpu", "cores": 2, "gpu": None, "torch": "x", "python": "3"},
+            **extra}
+
+
+def test_tables_carry_accuracies_wers_and_the_gain_recovered(tmp_path):
+    for system, (dev, test) in {"baseline": (0.50, 0.40), "ensemble": (0.60, 0.50), "student": (0.58, 0.47)}.items():
+        _write(tmp_path / f"results/acc_{system}_dev.json", _acc(dev))
+        _write(tmp_path / f"results/acc_{system}_test.json", _acc(test))
+        _write(tmp_path / f"decode/{system}/results.json",
+               {"lmwt": "10", "dev_wer_by_lmwt": {"10": 30.0}, "dev": {"wer": 30.0}, "test": {"wer": 20.0, "rtf": 0.05}})
+    _write(tmp_path / "results/acc_baseline_subset_train.json", _acc(0.9, subset_fraction=0.03, utterances=4))
+    _write(tmp_path / "results/commands.tsv", "decode_baseline\tpython -m asr_kd.bin.decode_nnet --a | b\n")
+    assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert _row(md, "baseline")[1:5] == ["50.00", "40.00", "30.00", "20.00"]
+    assert _row(md, "2x ensemble")[1:3] == ["60.00", "50.00"]
+    # test: (47 - 40) / (50 - 40) = 70%; dev: (58 - 50) / (60 - 50) = 80%.
+    assert re.search(r"\*\*70\.0%\*\* \(dev: 80\.0%", md)
+    assert _row(md, "baseline, subset of train (early stopping)")[1:3] == ["90.00", "–"]
+    assert "3% of the training utterances (4 utterances" in md
+    assert "`python -m asr_kd.bin.decode_nnet --a \\| b`" in md  # the pipe cannot end the cell
+    assert "2 cores of test cpu" in md
+
+
+def test_plots_are_pngs_of_the_training_curves_and_lm_weight_sweep(tmp_path):
+    header = "epoch,step,lr,loss,train_acc,dev_acc,dev_ce,frames_per_s\n"
+    for name in ("baseline", "member1", "member2", "student"):
+        _write(tmp_path / f"nnet/{name}/metrics.csv", header + "1,10,0.1,2.0,0.3,,,\n1,20,0.1,2,0.3,0.35,2.1,100\n"
+               "2,40,0.1,1.5,0.4,0.45,1.9,100\n")
+    _write(tmp_path / "decode/baseline/results.json",
+           {"lmwt": "10", "dev_wer_by_lmwt": {"8": 31.0, "10": 30.0}, "dev": {"wer": 30.0}})
+    res = collect_results(tmp_path, 2)
+    assert res.curves["baseline"] == [(1, 0.35), (2, 0.45)]  # only end-of-epoch rows carry dev_acc
+    assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2"]) == 0
+    for name in ("dev_accuracy.png", "wer_vs_lmwt.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"(plots/{name})" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_report_of_a_missing_experiment_dir_is_an_input_error(tmp_path, capsys):
+    assert report.main(["--exp-dir", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_lm_perplexities_of_the_full_and_the_pruned_lm_are_listed(tmp_path):
+    dev = {"ppl": 213.41, "num_sentences": 296}
+    _write(tmp_path / "lm/info.json", {"order": 3, "train_words": 1000, "full_dev": dev,
+                                       "g_dev": dict(dev, ppl=223.2)})
+    assert report.main(["--exp-dir", str(tmp_path), "--no-plots"]) == 0
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "- full LM: 3-gram on 1000 words; dev perplexity 213.4 over 296 sentences" in md
+    assert "- pruned LM in G.fst: 3-gram on 1000 words; dev perplexity 223.2" in md
