@@ -58,22 +58,10 @@ done
 . "$recipe_dir/parse_options.sh"
 
 exp_dir=${exp_dir:-exp/$preset}
-mkdir -p "$exp_dir/log"
 parts="train-clean-100 dev-clean test-clean"
 
-log() {
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" | tee -a "$exp_dir/log/run.log"
-}
-
-# run_stage N: true when stage N is inside [stage, stop_stage] and not already done.
-run_stage() {
-  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
-  if [ -f "$exp_dir/.stage$1.done" ]; then
-    log "Stage $1: done before ($exp_dir/.stage$1.done), skipping"
-    return 1
-  fi
-}
+results_dir=$exp_dir/results
+. "$recipe_dir/stage_helpers.sh"
 
 if [ -z "$corpus_dir" ]; then
   corpus_dir=$exp_dir/corpus
@@ -100,16 +88,8 @@ ali_dir=$gmm_dir/tri2/ali
 graph_dir=$gmm_dir/tri2/graph
 bank_dir=$exp_dir/bank
 nnet_dir=$exp_dir/nnet
-results_dir=$exp_dir/results
-mkdir -p "$results_dir"
 members=$(for m in $(seq 1 "$num_members"); do echo "$nnet_dir/member$m/final.pt"; done)
 
-# step NAME COMMAND...: run one Python step, recording its command line for RESULTS.md.
-step() {
-  local name=$1; shift
-  printf '%s\t%s\n' "$name" "$*" >> "$results_dir/commands.tsv"
-  "$@"
-}
 
 # Options shared by every frame-classifier training run.
 train_opts=(--frame-bank "$bank_dir" --preset "$model_preset" --batch-size "$batch_size" --lr "$lr"

@@ -31,3 +31,11 @@ def tiny_exp(tiny_corpus, tmp_path_factory) -> Path:
     compute_fbank(exp / "data" / "manifests", exp / "data" / "fbank", PARTS, num_jobs=2)
     compute_cmvn_stats(exp / "data" / "fbank", TRAIN, PARTS)
     return exp
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe_exp(tiny_corpus, tiny_exp, tmp_path_factory) -> Path:
+    """recipes/run.sh --preset tiny through every stage: SIGKILLed once while a member trains, then rerun."""
+    from tests.recipe_run import ensure_recipe_run
+
+    return ensure_recipe_run(tiny_corpus, tiny_exp, tmp_path_factory.getbasetemp())

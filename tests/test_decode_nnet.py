@@ -13,12 +13,6 @@ import pytest
 import torch
 
 from asr_kd.bin import decode_nnet
-from tests.test_recipe import ensure_recipe_run
-
-
-@pytest.fixture(scope="module")
-def recipe_exp(tiny_corpus, tiny_exp, tmp_path_factory) -> Path:
-    return ensure_recipe_run(tiny_corpus, tiny_exp, tmp_path_factory.getbasetemp())
 
 
 def _corpus_refs(corpus: Path, part: str) -> dict[str, str]:
@@ -39,11 +33,11 @@ def _hyps(path: Path) -> dict[str, str]:
     return out
 
 
-def test_reported_wers_equal_jiwer_on_the_written_hypotheses(recipe_exp, tiny_corpus):
+def test_reported_wers_equal_jiwer_on_the_written_hypotheses(tiny_recipe_exp, tiny_corpus):
     for system in ("baseline", "ensemble", "student"):
-        res = json.loads((recipe_exp / "decode" / system / "results.json").read_text())
+        res = json.loads((tiny_recipe_exp / "decode" / system / "results.json").read_text())
         for name, part in (("dev", "dev-clean"), ("test", "test-clean")):
-            hyps = _hyps(recipe_exp / "decode" / system / name / "scoring" / f"{res['lmwt']}.txt")
+            hyps = _hyps(tiny_recipe_exp / "decode" / system / name / "scoring" / f"{res['lmwt']}.txt")
             refs = _corpus_refs(tiny_corpus, part)
             ids = sorted(hyps)
             assert set(ids) <= set(refs) and len(ids) == res[name]["data"]["utterances"]
@@ -53,19 +47,19 @@ def test_reported_wers_equal_jiwer_on_the_written_hypotheses(recipe_exp, tiny_co
         assert res["test"]["rtf"] > 0 and res["hardware"]["cores"] >= 1
 
 
-def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_chosen(recipe_exp, tiny_corpus,
+def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_chosen(tiny_recipe_exp, tiny_corpus,
                                                                                         tmp_path):
-    baseline = recipe_exp / "decode" / "baseline"
+    baseline = tiny_recipe_exp / "decode" / "baseline"
     recorded = json.loads((baseline / "results.json").read_text())
     lmwt = recorded["lmwt"]
     # The recipe's own search settings, from the command its results.json records.
     words = shlex.split(recorded["command"])
     search = [a for opt in ("--beam", "--max-active") for a in (opt, words[words.index(opt) + 1])]
     out = tmp_path / "dec"
-    argv = ["--model", str(recipe_exp / "nnet" / "baseline" / "final.pt"),
-            "--graph-dir", str(recipe_exp / "gmm" / "tri2" / "graph"),
-            "--transition-model", str(recipe_exp / "gmm" / "tri2" / "final.mdl"),
-            "--cmvn", str(recipe_exp / "data" / "fbank" / "cmvn.json"),
+    argv = ["--model", str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt"),
+            "--graph-dir", str(tiny_recipe_exp / "gmm" / "tri2" / "graph"),
+            "--transition-model", str(tiny_recipe_exp / "gmm" / "tri2" / "final.mdl"),
+            "--cmvn", str(tiny_recipe_exp / "data" / "fbank" / "cmvn.json"),
             "--dev-dir", str(tiny_corpus / "LibriSpeech" / "dev-clean"), "--lm-weights", f"4,{lmwt}",
             *search, "--out-dir", str(out)]
     assert decode_nnet.main(argv) == 0
@@ -82,8 +76,8 @@ def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_
     assert "test" not in json.loads((out / "results.json").read_text())
 
 
-def test_an_ensemble_of_one_model_twice_scores_like_the_model(recipe_exp):
-    path = recipe_exp / "nnet" / "baseline" / "final.pt"
+def test_an_ensemble_of_one_model_twice_scores_like_the_model(tiny_recipe_exp):
+    path = tiny_recipe_exp / "nnet" / "baseline" / "final.pt"
     single = decode_nnet.HybridScorer([path], torch.device("cpu"))
     double = decode_nnet.HybridScorer([path, path], torch.device("cpu"))
     feats = np.random.default_rng(0).standard_normal((57, single.feat_dim)).astype(np.float32)
@@ -92,12 +86,12 @@ def test_an_ensemble_of_one_model_twice_scores_like_the_model(recipe_exp):
     assert double.num_params == 2 * single.num_params
 
 
-def test_subset_accuracy_scores_exactly_the_trainers_subset(recipe_exp, tmp_path):
+def test_subset_accuracy_scores_exactly_the_trainers_subset(tiny_recipe_exp, tmp_path):
     from asr_kd.data.frame_bank import FrameBank
 
-    bank_dir = recipe_exp / "bank" / "train"
+    bank_dir = tiny_recipe_exp / "bank" / "train"
     out = tmp_path / "acc.json"
-    assert decode_nnet.main(["--model", str(recipe_exp / "nnet" / "baseline_subset" / "final.pt"),
+    assert decode_nnet.main(["--model", str(tiny_recipe_exp / "nnet" / "baseline_subset" / "final.pt"),
                              "--frame-bank", str(bank_dir), "--subset-fraction", "0.1", "--subset-seed", "3",
                              "--accuracy-out", str(out), "--device", "cpu"]) == 0
     record = json.loads(out.read_text())
@@ -110,12 +104,12 @@ def test_subset_accuracy_scores_exactly_the_trainers_subset(recipe_exp, tmp_path
     assert record["utterances"] == len(utts) and 0.0 <= record["accuracy"] <= 1.0
 
 
-def test_bad_inputs_end_with_one_line_and_exit_code_2(recipe_exp, tmp_path, capsys):
-    assert decode_nnet.main(["--model", str(tmp_path / "none.pt"), "--frame-bank", str(recipe_exp / "bank" / "dev"),
+def test_bad_inputs_end_with_one_line_and_exit_code_2(tiny_recipe_exp, tmp_path, capsys):
+    assert decode_nnet.main(["--model", str(tmp_path / "none.pt"), "--frame-bank", str(tiny_recipe_exp / "bank" / "dev"),
                              "--accuracy-out", str(tmp_path / "a.json")]) == 2
     assert "none.pt" in capsys.readouterr().err
-    model = str(recipe_exp / "nnet" / "baseline" / "final.pt")
+    model = str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt")
     assert decode_nnet.main(["--model", model, "--out-dir", str(tmp_path / "d")]) == 2
     assert "--graph-dir" in capsys.readouterr().err
-    assert decode_nnet.main(["--model", model, "--frame-bank", str(recipe_exp / "bank" / "dev")]) == 2
+    assert decode_nnet.main(["--model", model, "--frame-bank", str(tiny_recipe_exp / "bank" / "dev")]) == 2
     assert "--accuracy-out" in capsys.readouterr().err

@@ -227,3 +227,32 @@ def test_early_stopping_keeps_the_best_model_as_final(data, tmp_path):
     assert final["epoch"] == 1 and not (exp / "epoch-3.pt").exists()
     best = torch.load(exp / "best.pt", weights_only=False)
     assert all(torch.equal(final["state_dict"][k], best["state_dict"][k]) for k in best["state_dict"])
+
+
+def test_soft_term_switched_off_trains_exactly_like_hard_labels_alone(data, single_run, tmp_path):
+    teacher = ["--teacher-checkpoints", str(single_run / "final.pt"), "--temperature", "2"]
+    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "1", "--amp", "none"]
+    assert train_main(["--exp-dir", str(tmp_path / "hard"), *common]) == 0
+    assert train_main(["--exp-dir", str(tmp_path / "off"), *common, *teacher, "--soft-until-epoch", "0"]) == 0
+    assert train_main(["--exp-dir", str(tmp_path / "on"), *common, *teacher]) == 0
+    weights = {n: FrameClassifier.load(tmp_path / n / "final.pt").state_dict() for n in ("hard", "off", "on")}
+    assert all(torch.equal(weights["hard"][k], weights["off"][k]) for k in weights["hard"])
+    assert not all(torch.equal(weights["hard"][k], weights["on"][k]) for k in weights["hard"])
+
+
+def test_early_stopped_distillation_changes_only_the_epochs_after_the_switch(data, single_run, tmp_path):
+    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "2", "--amp", "none",
+              "--teacher-checkpoints", str(single_run / "final.pt"), "--temperature", "2", "--lr-schedule", "constant"]
+    assert train_main(["--exp-dir", str(tmp_path / "full"), *common]) == 0
+    assert train_main(["--exp-dir", str(tmp_path / "stopped"), *common, "--soft-until-epoch", "1"]) == 0
+    epoch1 = [FrameClassifier.load(tmp_path / n / "epoch-1.pt").state_dict() for n in ("full", "stopped")]
+    finals = [FrameClassifier.load(tmp_path / n / "final.pt").state_dict() for n in ("full", "stopped")]
+    assert all(torch.equal(epoch1[0][k], epoch1[1][k]) for k in epoch1[0])
+    assert not all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_temperature_schedule_needs_the_online_teacher(data, tmp_path, capsys):
+    code = train_main(["--exp-dir", str(tmp_path / "x"), "--frame-bank", str(data["bank"]), *TRAIN_ARGS,
+                       "--soft-targets-dir", str(tmp_path / "soft"), "--temperature-schedule", "linear:5:1:1:3"])
+    assert code == 2
+    assert "--temperature-schedule needs the online teacher" in capsys.readouterr().err

@@ -42,7 +42,7 @@ import torch
 
 from asr_kd.bin.common import run_cli
 from asr_kd.utils.errors import InputError
-from asr_kd.utils.io import atomic_write_json, atomic_write_text, read_json
+from asr_kd.utils.io import atomic_write_json, atomic_write_text
 from asr_kd.utils.logging import setup_logging
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr-kd decode-nnet", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, nargs="+", required=True,
-                   help="FrameClassifier checkpoint(s); several = an ensemble (arithmetic mean of posteriors)")
+                   help="FrameClassifier checkpoint(s), or .onnx files from `asr-kd export-model` (run with "
+                        "onnxruntime on the CPU); several = an ensemble (arithmetic mean of posteriors)")
     g = p.add_argument_group("decoding")
     g.add_argument("--graph-dir", type=Path, help="directory with HCLG.fst and words.txt (e.g. exp/gmm/tri2/graph)")
     g.add_argument("--transition-model", type=Path, help="final.mdl of the GMM system whose tree made the graph")
@@ -86,11 +87,13 @@ class HybridScorer:
 
     def __init__(self, model_paths: Sequence[Path], device: torch.device, batch_size: int = 8192):
         from asr_kd.models import FrameClassifier
+        from asr_kd.models.export import OnnxFrameClassifier
 
         for path in model_paths:
             if not path.is_file():
                 raise InputError(f"{path}: model checkpoint not found")
-        self.models = [FrameClassifier.load(p, map_location=device).eval() for p in model_paths]
+        self.models = [OnnxFrameClassifier(p) if p.suffix == ".onnx" else FrameClassifier.load(p, map_location=device).eval()
+                       for p in model_paths]
         configs = {(m.config.feat_dim, m.config.num_outputs, m.left_context, m.right_context) for m in self.models}
         if len(configs) != 1:
             raise InputError(f"--model: the models disagree on (feat_dim, outputs, left, right): {sorted(configs)}")
@@ -99,9 +102,10 @@ class HybridScorer:
         self.left, self.right = first.left_context, first.right_context
         self.device, self.batch_size = device, batch_size
         # Members trained on the same alignments share their priors; averaging covers any that don't.
-        priors = torch.stack([m.log_priors.float().exp() for m in self.models]).mean(0)
-        self.log_priors = priors.log().cpu().numpy()
-        self.num_params = sum(sum(p.numel() for p in m.parameters()) for m in self.models)
+        priors = torch.stack([m.log_priors.float().cpu().exp() for m in self.models]).mean(0)
+        self.log_priors = priors.log().numpy()
+        self.num_params = sum(m.num_params if isinstance(m, OnnxFrameClassifier) else sum(p.numel() for p in m.parameters())
+                              for m in self.models)
 
     @torch.no_grad()
     def log_posteriors_windows(self, windows: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from asr_kd.train.checkpoint import load_train_state, rng_states, save_checkpoin
 from asr_kd.train.schedule import LrSchedule, make_schedule
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
+
+if TYPE_CHECKING:
+    from asr_kd.distill.schedules import DistillationSchedule
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--soft-targets-dir", type=Path, help="stored top-k soft targets of the training frame bank")
     g.add_argument("--temperature", type=float, default=1.0, help="distillation temperature T")
     g.add_argument("--hard-weight", type=float, default=0.5, help="weight of the hard-label CE relative to the soft term")
+    g.add_argument("--temperature-schedule",
+                   help="T per epoch, e.g. 'linear:5:1:1:10' or 'step:1=5,4=2' (online teacher only; "
+                        "overrides --temperature)")
+    g.add_argument("--hard-weight-schedule", help="hard weight per epoch, same forms; overrides --hard-weight")
+    g.add_argument("--soft-until-epoch", type=int,
+                   help="early-stopped distillation: after this epoch train on hard labels only")
     g = p.add_argument_group("running")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--amp", choices=["auto", "bf16", "none"], default="auto", help="autocast (auto: bf16 on CUDA)")
@@ -228,9 +237,31 @@ def make_batch(params: AttributeDict, bank: FrameBank, frame_idx: Tensor, teache
              "labels": bank.batch_labels(frame_idx)}
     if params.get("input_transform") is not None:
         batch["inputs"] = params.input_transform(batch["inputs"], batch["labels"])
-    if teacher is not None and teacher.active:
+    if teacher is not None and teacher.active and params.get("use_soft", True):
         batch["teacher_probs"] = teacher.probs(frame_idx, batch["inputs"])
     return batch
+
+
+def distillation_schedule(params: AttributeDict) -> DistillationSchedule:
+    """The per-epoch T / hard weight / soft-term switch from the options (constants when no schedule)."""
+    from asr_kd.distill.schedules import ConstantSchedule, DistillationSchedule, parse_schedule
+
+    if params.temperature_schedule and params.soft_targets_dir:
+        raise InputError(f"--temperature-schedule needs the online teacher: {params.soft_targets_dir} stores "
+                         f"soft targets at one temperature ({params.temperature})")
+    return DistillationSchedule(
+        temperature=parse_schedule(params.temperature_schedule) if params.temperature_schedule
+        else ConstantSchedule(params.temperature),
+        hard_weight=parse_schedule(params.hard_weight_schedule) if params.hard_weight_schedule
+        else ConstantSchedule(params.hard_weight),
+        soft_until_epoch=params.soft_until_epoch)
+
+
+def apply_distillation_settings(params: AttributeDict, schedule: DistillationSchedule, epoch: int) -> None:
+    """Set params.temperature / hard_weight / use_soft for `epoch` (a function of the epoch only: resumable)."""
+    settings = schedule.at(epoch)
+    params.temperature, params.hard_weight, params.use_soft = (settings.temperature, settings.hard_weight,
+                                                               settings.use_soft)
 
 
 def train_step(params: AttributeDict, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -515,10 +546,13 @@ def _train(params: AttributeDict) -> None:
     if params.world_size > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[params.device.index] if params.device.type == "cuda" else None)
+    distill_schedule = distillation_schedule(params)
     teacher = Teacher(params, train_bank)
     frames_on_device = torch.from_numpy(train_frames).to(train_bank.feats.device)
 
     while state.epoch <= params.num_epochs and not state.finished:
+        if teacher.active:
+            apply_distillation_settings(params, distill_schedule, state.epoch)
         perm = epoch_permutation(len(train_frames), params.seed, state.epoch).to(frames_on_device.device)
         shard = frames_on_device[perm[params.rank::params.world_size]]
         tic = time.perf_counter()

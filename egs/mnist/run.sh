@@ -44,30 +44,9 @@ max_norm=3.5
 device=cpu
 . "$repo/recipes/parse_options.sh"
 
-mkdir -p "$exp_dir/log"
 data=$exp_dir/data
-results=$exp_dir/results
-mkdir -p "$results"
-
-log() {
-  local fname=${BASH_SOURCE[1]##*/}
-  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" | tee -a "$exp_dir/log/run.log"
-}
-
-run_stage() {
-  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
-  if [ -f "$exp_dir/.stage$1.done" ]; then
-    log "Stage $1: done before ($exp_dir/.stage$1.done), skipping"
-    return 1
-  fi
-}
-
-# step NAME COMMAND...: run one Python step, recording its command line for results.md.
-step() {
-  local name=$1; shift
-  printf '%s\t%s\n' "$name" "$*" >> "$results/commands.tsv"
-  "$@"
-}
+results_dir=$exp_dir/results
+. "$repo/recipes/stage_helpers.sh"
 
 # One image is one frame: no context window; the rest is the trainer's usual options.
 mlp() { echo --preset tiny --num-layers 2 --hidden-dim "$1" --left-context 0 --right-context 0; }
@@ -151,7 +130,7 @@ if run_stage 7; then
   evaluate() {  # evaluate NAME [mnist-eval options]: results/NAME.json
     local name=$1; shift
     step "eval $name" python -m asr_kd.bin.mnist_eval --model "$exp_dir/$name/final.pt" --test-bank "$data/test" \
-      --teacher "$teacher" --out "$results/$name.json" "$@"
+      --teacher "$teacher" --out "$results_dir/$name.json" "$@"
   }
   evaluate teacher
   for s in $seeds; do evaluate baseline_s$s; evaluate distilled_s$s; done
@@ -164,7 +143,7 @@ fi
 
 if run_stage 8; then
   log "Stage 8: $exp_dir/results.md, the paper's MNIST numbers beside ours"
-  python -m asr_kd.bin.mnist_report --results-dir "$results" --data-dir "$data" --out "$exp_dir/results.md" \
+  python -m asr_kd.bin.mnist_report --results-dir "$results_dir" --data-dir "$data" --out "$exp_dir/results.md" \
     --teacher-dropout "$teacher_dropout" --seeds $seeds --temperatures $temperatures --temperature "$temperature" --teacher-epochs "$teacher_epochs" \
     --student-epochs "$student_epochs" --small-epochs "$small_epochs" --transfer78-epochs "$transfer78_epochs"
   log "wrote $exp_dir/results.md"

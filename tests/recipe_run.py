@@ -1,0 +1,67 @@
+"""Running recipes/run.sh --preset tiny from the tests: once per session, killed once mid-training."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_SH = REPO / "recipes" / "run.sh"
+KILL_INFO = "kill_test.json"
+# Outputs of the stages that were complete when the recipe was killed; a rerun must not touch them.
+KEPT_OUTPUTS = [".stage1.done", ".stage2.done", ".stage3.done", ".stage4.done", ".stage5.done",
+                "lang_test/G.fst", "gmm/tri2/final.mdl", "gmm/tri2/graph/HCLG.fst", "bank/train/manifest.json",
+                "nnet/baseline/final.pt"]
+
+
+def env_with_this_python() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` is this interpreter
+    return env
+
+
+def run_recipe(exp: Path, corpus: Path, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the tiny recipe to completion (or the given --stop-stage); fail the test on a non-zero exit."""
+    proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--corpus-dir", str(corpus),
+                           "--exp-dir", str(exp), *extra], cwd=REPO, env=env_with_this_python(), capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
+    """Start the recipe, SIGKILL its process group once member1 has finished epoch 1; report what was there."""
+    proc = subprocess.Popen(["bash", str(RUN_SH), "--preset", "tiny", "--corpus-dir", str(corpus), "--exp-dir",
+                             str(exp)], cwd=REPO, env=env_with_this_python(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    marker = exp / "nnet" / "member1" / "epoch-1.pt"
+    deadline = time.monotonic() + 600
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the recipe ended or timed out before member1 finished an epoch"
+    return {"mtimes": {p: (exp / p).stat().st_mtime_ns for p in KEPT_OUTPUTS},
+            "member1_final_existed": (exp / "nnet" / "member1" / "final.pt").exists(),
+            "stage6_done_existed": (exp / ".stage6.done").exists()}
+
+
+def ensure_recipe_run(tiny_corpus: Path, tiny_exp: Path, base: Path) -> Path:
+    """The tiny recipe's experiment dir under `base`, made (kill, then rerun) unless already complete."""
+    exp = base / "recipe_tiny"
+    if (exp / ".stage11.done").exists():
+        return exp
+    if not (exp / ".stage1.done").exists():
+        shutil.copytree(tiny_exp / "data", exp / "data", dirs_exist_ok=True)
+        (exp / ".stage1.done").touch()
+    info = _kill_during_member_training(exp, tiny_corpus)
+    proc = run_recipe(exp, tiny_corpus)
+    info["rerun_stdout"] = proc.stdout
+    (exp / KILL_INFO).write_text(json.dumps(info))
+    return exp
