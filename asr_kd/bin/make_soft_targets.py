@@ -1,6 +1,7 @@
 """Store an ensemble teacher's top-k posteriors at temperature T for every frame of a frame bank.
 
-The members' distributions at T are averaged (arithmetic or geometric mean), the k largest
+The members' distributions at T are averaged (arithmetic or geometric mean, optionally with
+per-teacher weights), the k largest
 probabilities per frame and their pdf-ids are kept (fp16 + int16/int32, ~29 MB per hour of audio
 at k=20), and a manifest records the teachers' checksums, T, k and the frame bank's checksum so
 that training can refuse stale targets. Rerunning with the same options skips a finished store;
@@ -9,6 +10,8 @@ an interrupted run resumes from its last completed chunk.
 Example:
   asr-kd make-soft-targets --teacher exp/member{1..10}/final.pt \\
       --frame-bank exp/bank/train --temperature 2 --top-k 20 --out-dir exp/soft_targets/T2
+  asr-kd make-soft-targets --teacher exp/member1/final.pt exp/member2/final.pt \\
+      --teacher-weights 0.7 0.3 --frame-bank exp/bank/train --out-dir exp/soft_targets/T2_weighted
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=20, help="probabilities kept per frame")
     parser.add_argument("--mean", choices=["arithmetic", "geometric"], default="arithmetic",
                         help="how member distributions are combined")
+    parser.add_argument("--teacher-weights", type=float, nargs="+", metavar="W",
+                        help="one weight per --teacher for a weighted mean (normalised to sum 1; "
+                             "default: equal weights); recorded in the store's manifest")
     parser.add_argument("--batch-size", type=int, default=8192, help="frames per teacher forward")
     parser.add_argument("--chunk-frames", type=int, default=1 << 20,
                         help="frames between progress checkpoints (resume granularity)")
@@ -57,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"--temperature must be > 0, got {args.temperature}")
         if args.batch_size < 1 or args.chunk_frames < 1:
             raise InputError("--batch-size and --chunk-frames must be positive")
-        teacher = EnsembleTeacher.load(args.teacher, args.device, mean=args.mean)
+        if args.teacher_weights is not None and len(args.teacher_weights) != len(args.teacher):
+            raise InputError(f"--teacher-weights: {len(args.teacher_weights)} weights for "
+                             f"{len(args.teacher)} --teacher checkpoints")
+        teacher = EnsembleTeacher.load(args.teacher, args.device, mean=args.mean, weights=args.teacher_weights)
         bank = FrameBank.load(args.frame_bank, args.device)
         setup_logging(args.out_dir / "log" / "make_soft_targets.log")
         store = SoftTargetStore.write(teacher, bank, args.out_dir, args.temperature, args.top_k,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from asr_kd.utils.errors import InputError
 
-__all__ = ["MeanType", "average_posteriors", "EnsembleTeacher", "ensemble_frame_accuracy", "file_sha256"]
+__all__ = ["MeanType", "average_posteriors", "normalise_weights", "EnsembleTeacher", "ensemble_frame_accuracy", "file_sha256"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def average_posteriors(
     temperature: float = 1.0,
     mean: MeanType = "arithmetic",
     *,
+    weights: Sequence[float] | None = None,
     overwrite_input: bool = False,
 ) -> Tensor:
     """Ensemble distribution at `temperature` from members' logits of shape (frames, classes).
@@ -45,7 +47,9 @@ def average_posteriors(
     `logits` is a sequence of M (B, C) tensors or one stacked (M, B, C) tensor. "arithmetic" is
     the mean of the members' softmaxes; "geometric" is the renormalised geometric mean, i.e.
     softmax of the mean of the members' log-softmaxes. Computed in float32; returns (B, C).
-    `overwrite_input=True` lets it divide fp32 logits by T in place (saves a pass over them).
+    `weights` (M non-negative numbers, normalised to sum 1) make both means weighted; None or
+    equal weights give the plain mean. `overwrite_input=True` lets it divide fp32 logits by T
+    in place (saves a pass over them).
     """
     members = list(logits.unbind(0)) if isinstance(logits, Tensor) else list(logits)
     if isinstance(logits, Tensor) and logits.dim() != 3:
@@ -56,21 +60,42 @@ def average_posteriors(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if mean not in ("arithmetic", "geometric"):
         raise ValueError(f"mean must be 'arithmetic' or 'geometric', got {mean!r}")
+    norm_weights = normalise_weights(weights, len(members))
     # Member by member: the (M, B, C) fp32 intermediates of a 10 x 16k x 14k batch would take
     # 9 GB each; this keeps two (B, C) buffers and makes the same number of passes over the data.
     total: Tensor | None = None
     with torch.autocast(members[0].device.type, enabled=False):
-        for z in members:
+        for i, z in enumerate(members):
+            if norm_weights is not None and norm_weights[i] == 0.0:
+                continue  # 0 * log_softmax would be nan where a probability underflows to 0
             scaled = z.float()
             if temperature != 1.0:
                 # In place only on the copy .float() made of bf16/fp16 logits, or when allowed.
                 own = scaled is not z or overwrite_input
                 scaled = scaled.div_(temperature) if own else scaled / temperature
             term = F.softmax(scaled, dim=-1) if mean == "arithmetic" else F.log_softmax(scaled, dim=-1)
+            if norm_weights is not None:
+                term = term.mul_(norm_weights[i])
             total = term if total is None else total.add_(term)
         assert total is not None
-        total.div_(len(members))
+        if norm_weights is None:
+            total.div_(len(members))
         return total if mean == "arithmetic" else F.softmax(total, dim=-1)
+
+
+def normalise_weights(weights: Sequence[float] | Tensor | None, num_members: int) -> list[float] | None:
+    """Member weights scaled to sum 1; None when absent or all equal (the plain mean, bit for bit)."""
+    if weights is None:
+        return None
+    values = [float(w) for w in (weights.tolist() if isinstance(weights, Tensor) else weights)]
+    if len(values) != num_members:
+        raise InputError(f"{len(values)} ensemble weights given for {num_members} members")
+    if not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        raise InputError(f"ensemble weights must be finite, >= 0 and not all 0, got {values}")
+    if len(set(values)) == 1:
+        return None
+    total = sum(values)
+    return [w / total for w in values]
 
 
 def file_sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
@@ -111,8 +136,12 @@ def _signature(module: nn.Module) -> tuple[Any, ...]:
 class EnsembleTeacher(nn.Module):
     """M trained members whose averaged posteriors at temperature T are the soft targets."""
 
-    def __init__(self, models: Sequence[nn.Module], mean: MeanType = "arithmetic", path: PathType = "auto"):
-        """`path="auto"` picks "mlp", else "vmap" for identical members, else "loop" (module doc)."""
+    def __init__(self, models: Sequence[nn.Module], mean: MeanType = "arithmetic", path: PathType = "auto",
+                 weights: Sequence[float] | None = None):
+        """`path="auto"` picks "mlp", else "vmap" for identical members, else "loop" (module doc).
+
+        `weights`: one non-negative weight per member (normalised); None = equal weights.
+        """
         super().__init__()
         if not models:
             raise InputError("an ensemble needs at least one member")
@@ -120,6 +149,8 @@ class EnsembleTeacher(nn.Module):
             raise InputError(f"ensemble mean must be 'arithmetic' or 'geometric', got {mean!r}")
         self.members = nn.ModuleList(models)
         self.mean: MeanType = mean
+        # None for equal weights, so an unweighted teacher behaves (and is recorded) as before.
+        self.weights: list[float] | None = normalise_weights(weights, len(models))
         stackable = len({_signature(m) for m in self.members}) == 1
         mlp = stackable and _linear_stack(self.members[0]) is not None
         if path == "auto":
@@ -142,6 +173,7 @@ class EnsembleTeacher(nn.Module):
         checkpoint_paths: Sequence[str | os.PathLike],
         device: str | torch.device = "cpu",
         mean: MeanType = "arithmetic",
+        weights: Sequence[float] | None = None,
     ) -> "EnsembleTeacher":
         """Load members saved by `FrameClassifier.save`, recording each checkpoint's sha256."""
         from asr_kd.models import FrameClassifier
@@ -152,9 +184,10 @@ class EnsembleTeacher(nn.Module):
                 raise InputError(f"{path}: teacher checkpoint not found")
             models.append(FrameClassifier.load(path, map_location=device))
             checkpoints.append({"path": str(path), "sha256": file_sha256(path)})
-        teacher = cls(models, mean=mean)
+        teacher = cls(models, mean=mean, weights=weights)
         teacher.checkpoints = checkpoints
-        log.info("ensemble teacher: %d members, %s mean, %s path, on %s", len(models), mean, teacher.path, device)
+        log.info("ensemble teacher: %d members, %s mean%s, %s path, on %s", len(models), mean,
+                 f" weighted {teacher.weights}" if teacher.weights else "", teacher.path, device)
         return teacher
 
     @property
@@ -264,7 +297,8 @@ class EnsembleTeacher(nn.Module):
     @torch.no_grad()
     def soft_targets(self, x: Tensor, temperature: float = 1.0) -> Tensor:
         """The ensemble's distribution at `temperature` for input `x`: (B, C) float32."""
-        return average_posteriors(self.member_logits(x), temperature, self.mean, overwrite_input=True)
+        return average_posteriors(self.member_logits(x), temperature, self.mean, weights=self.weights,
+                                  overwrite_input=True)
 
     def forward(self, x: Tensor) -> Tensor:
         """Ensemble probabilities at T = 1."""
@@ -295,8 +329,8 @@ def ensemble_frame_accuracy(
         labels = frame_bank.labels[idx.to(frame_bank.labels.device)].to(device).long()
         logits = teacher.member_logits(x)
         correct[:-2] += (logits.argmax(-1) == labels).sum(-1).cpu()
-        correct[-2] += (average_posteriors(logits, 1.0, "arithmetic").argmax(-1) == labels).sum().cpu()
-        correct[-1] += (average_posteriors(logits, 1.0, "geometric").argmax(-1) == labels).sum().cpu()
+        correct[-2] += (average_posteriors(logits, 1.0, "arithmetic", weights=teacher.weights).argmax(-1) == labels).sum().cpu()
+        correct[-1] += (average_posteriors(logits, 1.0, "geometric", weights=teacher.weights).argmax(-1) == labels).sum().cpu()
     n = max(len(idx_all), 1)
     acc = (correct.double() / n).tolist()
     result = {f"member{i + 1}": a for i, a in enumerate(acc[:-2])}

@@ -87,6 +87,8 @@ def frame_bank_checksum(frame_bank: Any) -> str:
 
 def _teacher_record(teacher: EnsembleTeacher) -> dict[str, Any]:
     record: dict[str, Any] = {"mean": teacher.mean, "num_members": teacher.num_members}
+    if teacher.weights is not None:  # absent for equal weights: older stores stay valid
+        record["weights"] = list(teacher.weights)
     if teacher.checkpoints:
         record["checkpoints"] = list(teacher.checkpoints)
     else:
@@ -97,7 +99,7 @@ def _teacher_record(teacher: EnsembleTeacher) -> dict[str, Any]:
 def _teacher_matches(recorded: dict[str, Any], expect: EnsembleTeacher | Sequence[str | os.PathLike]) -> bool:
     """Same members (order-free: the mean does not depend on it) and, for a teacher, same mean."""
     if isinstance(expect, EnsembleTeacher):
-        if expect.mean != recorded.get("mean"):
+        if expect.mean != recorded.get("mean") or expect.weights != recorded.get("weights"):
             return False
         if not expect.checkpoints:
             return recorded.get("weights_sha256") == expect.weights_sha256()
@@ -248,7 +250,8 @@ class SoftTargetStore:
                 x = frame_bank.splice(idx, left, right).to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     member_logits = teacher.member_logits(x)
-                p = average_posteriors(member_logits, temperature, teacher.mean, overwrite_input=True)
+                p = average_posteriors(member_logits, temperature, teacher.mean, weights=teacher.weights,
+                                       overwrite_input=True)
                 if p.shape[1] != num_classes:
                     raise InputError(
                         f"teacher gives {p.shape[1]} classes but the frame bank has {num_classes}"

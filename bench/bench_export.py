@@ -1,0 +1,75 @@
+"""CPU inference speed of a FrameClassifier: PyTorch eager vs onnxruntime vs TorchScript.
+
+Each preset (random weights) is exported to ONNX and TorchScript in a temporary directory; every
+runtime scores the same batch of random windows (logits, as the decoder's forward pass does),
+calls interleaved and the fastest of --repeats kept, so load on a shared machine hits all alike.
+Prints frames/s and the ratio against PyTorch eager measured in the same run.
+
+  python bench/bench_export.py --presets small paper --batch-size 1024 --repeats 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.models.export import OnnxFrameClassifier, export_onnx, export_torchscript, load_torchscript
+
+
+def _fastest(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Fastest seconds per call of each function, after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", nargs="+", default=["small", "paper"])
+    p.add_argument("--num-outputs", type=int, default=None, help="output classes (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads, every runtime")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"CPU, {args.threads} threads, batch {args.batch_size}, best of {args.repeats}; torch {torch.__version__}")
+    for preset in args.presets:
+        config = dataclasses.replace(get_preset(preset), **({"num_outputs": args.num_outputs} if args.num_outputs else {}))
+        torch.manual_seed(0)
+        model = FrameClassifier(config).eval()
+        windows = torch.randn(args.batch_size, config.context, config.feat_dim)
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_model = OnnxFrameClassifier(export_onnx(model, Path(tmp) / "m.onnx"), num_threads=args.threads)
+            ts_model, _ = load_torchscript(export_torchscript(model, Path(tmp) / "m.ts.pt"))
+
+            def eager() -> object:
+                with torch.inference_mode():
+                    return model(windows)
+
+            def torchscript() -> object:
+                with torch.inference_mode():
+                    return ts_model(windows)
+
+            best = _fastest({"pytorch": eager, "onnxruntime": lambda: onnx_model(windows),
+                             "torchscript": torchscript}, args.repeats)
+        params = sum(t.numel() for t in model.parameters()) / 1e6
+        print(f"{preset} ({config.num_layers}x{config.hidden_dim}, {config.num_outputs} outputs, {params:.1f}M params)")
+        for name, seconds in best.items():
+            print(f"  {name:12s} {args.batch_size / seconds:10.0f} frames/s  x{best['pytorch'] / seconds:.2f} vs pytorch")
+
+
+if __name__ == "__main__":
+    main()
