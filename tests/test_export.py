@@ -5,17 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-
-from asr_kd.bin import decode_nnet, export_model  # noqa: E402
-from asr_kd.models import FrameClassifier, get_preset  # noqa: E402
-from asr_kd.models.export import (ONNX_OPSET, OnnxFrameClassifier, export_onnx, export_torchscript,  # noqa: E402
+from asr_kd.bin import decode_nnet, export_model
+from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.models.export import (ONNX_OPSET, OnnxFrameClassifier, export_onnx, export_torchscript,
                                   load_torchscript)
-from asr_kd.utils.errors import InputError  # noqa: E402
+from asr_kd.utils.errors import InputError
 
 # The exports run the same fp32 maths with other kernels (onnxruntime's MLAS GEMM, another
 # summation order): each output differs by a few ulps of the values summed, ~1e-6 relative for
