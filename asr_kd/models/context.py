@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,3 +36,24 @@ def splice_utterance(feats: Tensor, left: int, right: int) -> Tensor:
     start = torch.zeros_like(idx)
     end = torch.full_like(idx, num_frames)
     return gather_context(feats, idx, start, end, left, right)
+
+
+def as_utterance(feats: np.ndarray | Tensor, feat_dim: int) -> Tensor:
+    """One utterance's features as a (T, D) tensor; accepts (T, D) or (1, T, D)."""
+    x = torch.as_tensor(np.asarray(feats) if not isinstance(feats, Tensor) else feats)
+    if x.dim() == 3:
+        if x.shape[0] != 1:
+            raise ValueError(f"posteriors: one utterance at a time, got batch of {x.shape[0]}")
+        x = x[0]
+    if x.dim() != 2 or x.shape[1] != feat_dim:
+        raise ValueError(f"posteriors: expected (T, {feat_dim}) features, got {tuple(x.shape)}")
+    return x
+
+
+def utterance_log_posteriors(logits_of: Callable[[Tensor], Tensor], feats: Tensor, left: int, right: int,
+                             num_outputs: int, temperature: float, batch_size: int) -> Tensor:
+    """log softmax(logits / T) (T, C) of every frame of one utterance (T, D), in batches of windows."""
+    windows = splice_utterance(feats, left, right)
+    out = [torch.log_softmax(logits_of(windows[i:i + batch_size]).float() / temperature, dim=-1)
+           for i in range(0, windows.shape[0], batch_size)]
+    return torch.cat(out) if out else torch.empty(0, num_outputs, device=feats.device)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asr_kd.models.context import splice_utterance
+from asr_kd.models.context import as_utterance, utterance_log_posteriors
 from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path
@@ -161,17 +161,9 @@ class OnnxFrameClassifier:
 
     def log_posteriors(self, feats: np.ndarray | Tensor, temperature: float = 1.0, batch_size: int = 8192) -> Tensor:
         """log p(state | window) (T, C) for one utterance `feats` (T, D) or (1, T, D); edges repeat."""
-        x = torch.as_tensor(np.asarray(feats) if not isinstance(feats, Tensor) else feats)
-        if x.dim() == 3:
-            if x.shape[0] != 1:
-                raise ValueError(f"posteriors: one utterance at a time, got batch of {x.shape[0]}")
-            x = x[0]
-        if x.dim() != 2 or x.shape[1] != self.config.feat_dim:
-            raise ValueError(f"posteriors: expected (T, {self.config.feat_dim}) features, got {tuple(x.shape)}")
-        windows = splice_utterance(x.to("cpu", torch.float32), self.left_context, self.right_context)
-        out = [torch.log_softmax(self(windows[i:i + batch_size]) / temperature, dim=-1)
-               for i in range(0, windows.shape[0], batch_size)]
-        return torch.cat(out) if out else torch.empty(0, self.config.num_outputs)
+        x = as_utterance(feats, self.config.feat_dim).to("cpu", torch.float32)
+        return utterance_log_posteriors(self, x, self.left_context, self.right_context, self.config.num_outputs,
+                                        temperature, batch_size)
 
     def posteriors(self, feats: np.ndarray | Tensor, temperature: float = 1.0) -> Tensor:
         """p(state | window) (T, C) for one utterance `feats` (T, D) or (1, T, D)."""
