@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-  sox flac libsndfile1 fortunes bible-kjv-text sword-text-web diatheke wordnet-base)
+  sox flac libsndfile1 fortunes bible-kjv bible-kjv-text sword-text-web diatheke wordnet-base)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
