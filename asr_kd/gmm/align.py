@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import kaldi_hmm_gmm as khg
 import kaldifst
@@ -18,6 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from asr_kd.gmm.lang_files import GmmLang
+
+if TYPE_CHECKING:
+    from asr_kd.gmm.system import GmmSystem
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +155,12 @@ def warn_failed(result: AlignResult, what: str) -> None:
     if result.failed:
         shown = ", ".join(result.failed[:20]) + (" ..." if len(result.failed) > 20 else "")
         log.warning("%s: %d utterance(s) could not be aligned and are excluded: %s", what, len(result.failed), shown)
+
+
+def align_with_system(system: GmmSystem, lang: GmmLang, feats: dict[str, np.ndarray],
+                      transcripts: dict[str, list[int]], opts: AlignOptions, what: str) -> AlignResult:
+    """Viterbi-align `transcripts` with `system`'s tree and GMMs; warn (counted) about the failures."""
+    result = align_utterances(system.transition_model, system.tree, system.am, lang, feats, transcripts, opts,
+                              desc=what)
+    warn_failed(result, what)
+    return result

@@ -8,7 +8,7 @@ import kaldi_hmm_gmm as khg
 import numpy as np
 
 from asr_kd.gmm import estimate
-from asr_kd.gmm.align import AlignOptions, align_utterances, warn_failed
+from asr_kd.gmm.align import AlignOptions, align_utterances, align_with_system, warn_failed
 from asr_kd.gmm.features import GmmFeatures
 from asr_kd.gmm.lang_files import GmmLang
 from asr_kd.gmm.system import GmmSystem, TransitionArrays
@@ -68,7 +68,5 @@ def train_mono(lang: GmmLang, feats: GmmFeatures, transcripts: dict[str, list[in
     x, pdf = gather(feats, equal.alignments, arrays)
     estimate.update(system.am, estimate.accumulate(system.am, x, pdf))
     run_em(system, lang, feats, subset, equal.alignments, schedule, align_opts, "mono")
-    final = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats, transcripts,
-                             align_opts, desc="mono final align")
-    warn_failed(final, "mono final alignment")
+    final = align_with_system(system, lang, feats.feats, transcripts, align_opts, "mono final alignment")
     return system, final.alignments, final.failed

@@ -12,7 +12,7 @@ import numpy as np
 from lhotse import CutSet, load_manifest
 
 from asr_kd.gmm.ali_io import ali_cuts_path, write_ali_info, write_alignment_cuts
-from asr_kd.gmm.align import AlignOptions, align_utterances, warn_failed
+from asr_kd.gmm.align import AlignOptions, align_with_system
 from asr_kd.gmm.boundaries import boundary_accuracy, engines_of_utterances, read_phone_ctms, read_speaker_engines
 from asr_kd.gmm.features import GmmFeatures, compute_gmm_features
 from asr_kd.gmm.lang_files import GmmLang, load_gmm_lang
@@ -177,9 +177,8 @@ def align_parts(exp_dir: str | Path, lang_dir: str | Path, system_name: str, par
         cuts = load_cuts(fbank_dir / f"cuts_{part}.jsonl.gz")
         feats: GmmFeatures = compute_gmm_features(cuts, cmvn=cmvn, transform=system.transform)
         transcripts = transcripts_of(cuts, lang, f"{part} transcripts")
-        result = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats, transcripts,
-                                  config.align_options(), desc=f"align {part}")
-        warn_failed(result, f"{system_name} alignment of {part}")
+        result = align_with_system(system, lang, feats.feats, transcripts, config.align_options(),
+                                   f"{system_name} alignment of {part}")
         pdf_ids = {u: arrays.pdf[a] for u, a in result.alignments.items()}
         write_alignment_cuts(cuts, pdf_ids, ali_dir, part)
         failed_by_part[part] = result.failed

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from asr_kd.gmm import estimate
-from asr_kd.gmm.align import AlignOptions, align_utterances, warn_failed
+from asr_kd.gmm.align import AlignOptions, align_with_system
 from asr_kd.gmm.features import GmmFeatures
 from asr_kd.gmm.lang_files import GmmLang
 from asr_kd.gmm.system import GmmSystem, TransitionArrays
@@ -52,9 +52,8 @@ def run_em(system: GmmSystem, lang: GmmLang, feats: GmmFeatures, transcripts: di
     inc = max(schedule.target_gauss - start_gauss, 0) / max(schedule.max_iter_inc, 1)
     for it in range(1, schedule.num_iters + 1):
         if it in schedule.realign_iters:
-            result = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats,
-                                      transcripts, align_opts, desc=f"{name} realign it{it}")
-            warn_failed(result, f"{name} iteration {it}")
+            result = align_with_system(system, lang, feats.feats, transcripts, align_opts,
+                                       f"{name} realignment, iteration {it}")
             if result.alignments:
                 alignments = result.alignments
                 x, pdf = gather(feats, alignments, arrays)

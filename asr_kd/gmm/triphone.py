@@ -7,7 +7,7 @@ import logging
 import kaldi_hmm_gmm as khg
 import numpy as np
 
-from asr_kd.gmm.align import AlignOptions, align_utterances, warn_failed
+from asr_kd.gmm.align import AlignOptions, AlignResult, align_with_system
 from asr_kd.gmm.features import GmmFeatures, splice
 from asr_kd.gmm.lang_files import GmmLang
 from asr_kd.gmm.lda_mllt import LdaStats, estimate_mllt, mllt_stats, transform_means
@@ -58,6 +58,15 @@ def init_from_tree_stats(lang: GmmLang, feats: GmmFeatures, prev: GmmSystem,
     return GmmSystem(ctx, tm, am)
 
 
+def initial_tied_alignment(system: GmmSystem, lang: GmmLang, feats: GmmFeatures, transcripts: dict[str, list[int]],
+                           align_opts: AlignOptions, name: str) -> AlignResult:
+    """Alignment with the freshly tied single-Gaussian model; an error when nothing aligns."""
+    first = align_with_system(system, lang, feats.feats, transcripts, align_opts, f"{name} initial alignment")
+    if not first.alignments:
+        raise InputError(f"{name}: no utterance could be aligned with the initial triphone model")
+    return first
+
+
 def train_triphone(lang: GmmLang, feats: GmmFeatures, transcripts: dict[str, list[int]], prev: GmmSystem,
                    prev_alignments: dict[str, np.ndarray], num_leaves: int, schedule: TrainSchedule | None = None,
                    align_opts: AlignOptions | None = None, name: str = "tri"
@@ -70,15 +79,9 @@ def train_triphone(lang: GmmLang, feats: GmmFeatures, transcripts: dict[str, lis
     system = init_from_tree_stats(lang, feats, prev, prev_alignments, num_leaves)
     # The tied single-Gaussian model already beats the previous system's, so aligning with it
     # replaces Kaldi's convert-ali (which the bindings lack).
-    first = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats, transcripts,
-                             align_opts, desc=f"{name} initial align")
-    warn_failed(first, f"{name} initial alignment")
-    if not first.alignments:
-        raise InputError(f"{name}: no utterance could be aligned with the initial triphone model")
+    first = initial_tied_alignment(system, lang, feats, transcripts, align_opts, name)
     run_em(system, lang, feats, transcripts, first.alignments, schedule, align_opts, name)
-    final = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats, transcripts,
-                             align_opts, desc=f"{name} final align")
-    warn_failed(final, f"{name} final alignment")
+    final = align_with_system(system, lang, feats.feats, transcripts, align_opts, f"{name} final alignment")
     return system, final.alignments, final.failed
 
 
@@ -104,11 +107,7 @@ def train_lda_mllt(lang: GmmLang, feats: GmmFeatures, transcripts: dict[str, lis
     transform = stats.estimate(lda_dim)
     feats.apply_transform(transform, splice_context)
     system = init_from_tree_stats(lang, feats, prev, prev_alignments, num_leaves)
-    first = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats, transcripts,
-                             align_opts, desc=f"{name} initial align")
-    warn_failed(first, f"{name} initial alignment")
-    if not first.alignments:
-        raise InputError(f"{name}: no utterance could be aligned with the initial triphone model")
+    first = initial_tied_alignment(system, lang, feats, transcripts, align_opts, name)
 
     def update_mllt(it: int, x: np.ndarray, pdf_ids: np.ndarray) -> bool:
         nonlocal transform
@@ -124,7 +123,5 @@ def train_lda_mllt(lang: GmmLang, feats: GmmFeatures, transcripts: dict[str, lis
     run_em(system, lang, feats, transcripts, first.alignments, schedule, align_opts, name,
            before_accumulate=update_mllt)
     system.transform = transform
-    final = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats, transcripts,
-                             align_opts, desc=f"{name} final align")
-    warn_failed(final, f"{name} final alignment")
+    final = align_with_system(system, lang, feats.feats, transcripts, align_opts, f"{name} final alignment")
     return system, final.alignments, final.failed
