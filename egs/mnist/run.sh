@@ -107,21 +107,23 @@ if run_stage 4; then
   touch "$exp_dir/.stage4.done"
 fi
 
+# transfer_student SET EPOCHS LABEL: a 2x800 student distilled at T=$temperature on the bank train_SET.
+transfer_student() {
+  soft_targets "train_$1" "$temperature"
+  step "$3" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/transfer_$1" \
+    --train-bank "$data/train_$1" $(mlp 800) --num-epochs "$2" --seed 1 "${train_opts[@]}" \
+    --soft-targets-dir "$exp_dir/soft/train_${1}_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+}
+
 if run_stage 5; then
   log "Stage 5: 2x800 student distilled at T=$temperature on a transfer set without any 3"
-  soft_targets train_no3 "$temperature"
-  step "no-3 transfer" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/transfer_no3" \
-    --train-bank "$data/train_no3" $(mlp 800) --num-epochs "$student_epochs" --seed 1 "${train_opts[@]}" \
-    --soft-targets-dir "$exp_dir/soft/train_no3_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+  transfer_student no3 "$student_epochs" "no-3 transfer"
   touch "$exp_dir/.stage5.done"
 fi
 
 if run_stage 6; then
   log "Stage 6: 2x800 student distilled at T=$temperature on a transfer set of only 7s and 8s"
-  soft_targets train_78 "$temperature"
-  step "7/8 transfer" python -m asr_kd.bin.mnist_train --exp-dir "$exp_dir/transfer_78" \
-    --train-bank "$data/train_78" $(mlp 800) --num-epochs "$transfer78_epochs" --seed 1 "${train_opts[@]}" \
-    --soft-targets-dir "$exp_dir/soft/train_78_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+  transfer_student 78 "$transfer78_epochs" "7/8 transfer"
   touch "$exp_dir/.stage6.done"
 fi
 
