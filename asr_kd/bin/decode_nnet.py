@@ -112,8 +112,9 @@ class HybridScorer:
         """log p(s | window) (B, C) for spliced windows: the model's, or log of the members' mean."""
         if len(self.models) == 1:
             return torch.log_softmax(self.models[0](windows).float(), dim=-1)
-        probs = torch.stack([torch.softmax(m(windows).float(), dim=-1) for m in self.models]).mean(0)
-        return probs.clamp_min(1e-30).log()
+        from asr_kd.distill.ensemble import average_posteriors
+
+        return average_posteriors([m(windows) for m in self.models]).clamp_min(1e-30).log()
 
     @torch.no_grad()
     def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
