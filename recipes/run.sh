@@ -47,7 +47,8 @@ soft_targets=stored   # stored: top-k file beside the frame bank; online: member
 teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=20
 subset_fraction=0.03; subset_seed=0; subset_num_epochs=30; early_stopping_patience=3
 subset_batch_size=""   # empty: batch_size; a subset too small for many steps per epoch wants smaller batches
-lm_weights=8,10,12,14; decode_beam=13; decode_max_active=7000
+# LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
+lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18; decode_beam=13; decode_max_active=7000
 
 # The preset's config first, so that explicit options override it.
 for ((i = 1; i <= $#; i++)); do
@@ -136,7 +137,7 @@ if run_stage 3; then
   step make_graph python -m asr_kd.bin.make_graph --lang-dir "$lang_test_dir" --model-dir "$gmm_dir/tri2" \
     --graph-dir "$graph_dir"
   step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
-    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$lm_weights" \
+    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$gmm_lm_weights" \
     --beam "$decode_beam" --max-active "$decode_max_active" --num-workers "$num_jobs"
   touch "$exp_dir/.stage3.done"
 fi
@@ -220,15 +221,15 @@ if run_stage 10; then
       *_subset)
         # Their train accuracy is on the utterances they were trained on (paper Table 5).
         # shellcheck disable=SC2086
-        step "acc_${system}_train" python -m asr_kd.bin.decode_nnet --model $models --frame-bank "$bank_dir/train" \
+        step "acc_${system}_train" python -m asr_kd.bin.frame_accuracy --model $models --frame-bank "$bank_dir/train" \
           --subset-fraction "$subset_fraction" --subset-seed "$subset_seed" \
-          --accuracy-out "$results_dir/acc_${system}_train.json" --device "$device"
+          --output "$results_dir/acc_${system}_train.json" --device "$device"
         names="dev test" ;;
     esac
     # shellcheck disable=SC2086
-    step "acc_$system" python -m asr_kd.bin.decode_nnet --model $models \
+    step "acc_$system" python -m asr_kd.bin.frame_accuracy --model $models \
       --frame-bank $(for n in $names; do echo "$bank_dir/$n"; done) \
-      --accuracy-out $(for n in $names; do echo "$results_dir/acc_${system}_$n.json"; done) --device "$device"
+      --output $(for n in $names; do echo "$results_dir/acc_${system}_$n.json"; done) --device "$device"
   done
   touch "$exp_dir/.stage10.done"
 fi

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr_kd.bin import decode_nnet
+from asr_kd.bin import decode_nnet, frame_accuracy
+from asr_kd.decode.scorer import HybridScorer
 
 
 def _corpus_refs(corpus: Path, part: str) -> dict[str, str]:
@@ -78,8 +79,8 @@ def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_
 
 def test_an_ensemble_of_one_model_twice_scores_like_the_model(tiny_recipe_exp):
     path = tiny_recipe_exp / "nnet" / "baseline" / "final.pt"
-    single = decode_nnet.HybridScorer([path], torch.device("cpu"))
-    double = decode_nnet.HybridScorer([path, path], torch.device("cpu"))
+    single = HybridScorer([path], torch.device("cpu"))
+    double = HybridScorer([path, path], torch.device("cpu"))
     feats = np.random.default_rng(0).standard_normal((57, single.feat_dim)).astype(np.float32)
     np.testing.assert_allclose(double.log_posteriors(feats), single.log_posteriors(feats), atol=1e-5)
     np.testing.assert_allclose(double.log_priors, single.log_priors, atol=1e-6)
@@ -91,9 +92,9 @@ def test_subset_accuracy_scores_exactly_the_trainers_subset(tiny_recipe_exp, tmp
 
     bank_dir = tiny_recipe_exp / "bank" / "train"
     out = tmp_path / "acc.json"
-    assert decode_nnet.main(["--model", str(tiny_recipe_exp / "nnet" / "baseline_subset" / "final.pt"),
-                             "--frame-bank", str(bank_dir), "--subset-fraction", "0.1", "--subset-seed", "3",
-                             "--accuracy-out", str(out), "--device", "cpu"]) == 0
+    assert frame_accuracy.main(["--model", str(tiny_recipe_exp / "nnet" / "baseline_subset" / "final.pt"),
+                                "--frame-bank", str(bank_dir), "--subset-fraction", "0.1", "--subset-seed", "3",
+                                "--output", str(out), "--device", "cpu"]) == 0
     record = json.loads(out.read_text())
     # The trainer's rule (FrameBank.subset_frames, which the trainer uses): round(fraction * utterances)
     # utterances drawn by numpy's default_rng(seed) without replacement; count their frames here.
@@ -105,11 +106,12 @@ def test_subset_accuracy_scores_exactly_the_trainers_subset(tiny_recipe_exp, tmp
 
 
 def test_bad_inputs_end_with_one_line_and_exit_code_2(tiny_recipe_exp, tmp_path, capsys):
-    assert decode_nnet.main(["--model", str(tmp_path / "none.pt"), "--frame-bank", str(tiny_recipe_exp / "bank" / "dev"),
-                             "--accuracy-out", str(tmp_path / "a.json")]) == 2
+    assert frame_accuracy.main(["--model", str(tmp_path / "none.pt"), "--frame-bank",
+                                str(tiny_recipe_exp / "bank" / "dev"), "--output", str(tmp_path / "a.json")]) == 2
     assert "none.pt" in capsys.readouterr().err
+    assert frame_accuracy.main(["--model", str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt"), "--frame-bank",
+                                str(tiny_recipe_exp / "bank" / "dev"), "--output", "a.json", "b.json"]) == 2
+    assert "one --output per data set" in capsys.readouterr().err
     model = str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt")
     assert decode_nnet.main(["--model", model, "--out-dir", str(tmp_path / "d")]) == 2
     assert "--graph-dir" in capsys.readouterr().err
-    assert decode_nnet.main(["--model", model, "--frame-bank", str(tiny_recipe_exp / "bank" / "dev")]) == 2
-    assert "--accuracy-out" in capsys.readouterr().err

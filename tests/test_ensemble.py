@@ -187,8 +187,8 @@ def test_average_posteriors_leaves_the_callers_logits_alone_unless_told():
     assert torch.allclose(logits, before / 2)
 
 
-def test_ensemble_accuracy_cli_writes_what_the_library_computes(tmp_path, capsys):
-    from asr_kd.bin import ensemble_accuracy
+def test_frame_accuracy_cli_per_member_writes_what_the_library_computes(tmp_path, capsys):
+    from asr_kd.bin import frame_accuracy
 
     rng = np.random.default_rng(3)
     feats = [rng.normal(size=(n, CONFIG.feat_dim)).astype(np.float32) for n in (6, 8)]
@@ -199,11 +199,13 @@ def test_ensemble_accuracy_cli_writes_what_the_library_computes(tmp_path, capsys
         paths.append(tmp_path / f"m{i}.pt")
         m.save(paths[-1])
     out = tmp_path / "acc.json"
-    argv = ["--teacher", *map(str, paths), "--frame-bank", str(tmp_path / "bank"), "--out", str(out), "--device", "cpu"]
-    assert ensemble_accuracy.main(argv) == 0
+    argv = ["--model", *map(str, paths), "--frame-bank", str(tmp_path / "bank"), "--output", str(out),
+            "--per-member", "--device", "cpu"]
+    assert frame_accuracy.main(argv) == 0
     written = json.loads(out.read_text())
     expected = ensemble_frame_accuracy(EnsembleTeacher(_members(2)), bank)
-    for key in ("member1", "member2", "arithmetic", "geometric"):
-        assert written[key] == pytest.approx(expected[key])
-    assert "ensemble (arithmetic)" in capsys.readouterr().out
-    assert ensemble_accuracy.main(["--teacher", str(paths[0]), "--frame-bank", str(tmp_path / "none")]) == 2
+    assert written["members"] == pytest.approx([expected["member1"], expected["member2"]])
+    assert written["accuracy"] == pytest.approx(expected["arithmetic"])
+    assert written["geometric_mean_accuracy"] == pytest.approx(expected["geometric"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == written
+    assert frame_accuracy.main(["--model", str(paths[0]), "--frame-bank", str(tmp_path / "none")]) == 2
