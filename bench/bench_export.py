@@ -3,9 +3,13 @@
 Each preset (random weights) is exported to ONNX and TorchScript in a temporary directory; every
 runtime scores the same batch of random windows (logits, as the decoder's forward pass does),
 calls interleaved and the fastest of --repeats kept, so load on a shared machine hits all alike.
-Prints frames/s and the ratio against PyTorch eager measured in the same run.
+Prints frames/s, the network's real-time factor (100 frames per audio second / frames/s) and the
+ratio against PyTorch eager measured in the same run. --archs gives layers x hidden shapes
+instead of presets (the small preset's context and features, --num-outputs classes), e.g. the
+deployment table's systems: a network's cost depends on its shape, not on its trained weights.
 
   python bench/bench_export.py --presets small paper --batch-size 1024 --repeats 3 --threads 2
+  python bench/bench_export.py --archs 2x128 2x64 --num-outputs 1500 --threads 1
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def _fastest(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, fl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=["small", "paper"])
+    p.add_argument("--archs", nargs="+", metavar="LxH", help="layers x hidden shapes (replace --presets)")
     p.add_argument("--num-outputs", type=int, default=None, help="output classes (default: the preset's)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=3)
@@ -46,8 +51,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU, {args.threads} threads, batch {args.batch_size}, best of {args.repeats}; torch {torch.__version__}")
-    for preset in args.presets:
-        config = dataclasses.replace(get_preset(preset), **({"num_outputs": args.num_outputs} if args.num_outputs else {}))
+    names = args.archs or args.presets
+    for preset in names:
+        overrides = {"num_outputs": args.num_outputs} if args.num_outputs else {}
+        if args.archs:
+            layers, hidden = (int(v) for v in preset.lower().split("x"))
+            overrides |= {"num_layers": layers, "hidden_dim": hidden}
+        config = dataclasses.replace(get_preset("small" if args.archs else preset), **overrides)
         torch.manual_seed(0)
         model = FrameClassifier(config).eval()
         windows = torch.randn(args.batch_size, config.context, config.feat_dim)
@@ -68,7 +78,8 @@ def main() -> None:
         params = sum(t.numel() for t in model.parameters()) / 1e6
         print(f"{preset} ({config.num_layers}x{config.hidden_dim}, {config.num_outputs} outputs, {params:.1f}M params)")
         for name, seconds in best.items():
-            print(f"  {name:12s} {args.batch_size / seconds:10.0f} frames/s  x{best['pytorch'] / seconds:.2f} vs pytorch")
+            fps = args.batch_size / seconds
+            print(f"  {name:12s} {fps:10.0f} frames/s  network RTF {100 / fps:.5f}  x{best['pytorch'] / seconds:.2f} vs pytorch")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import onnx
 import pytest
 import torch
 
-from asr_kd.bin import decode_nnet, export_model
+from asr_kd.bin import export_model
+from asr_kd.decode.scorer import HybridScorer
 from asr_kd.models import FrameClassifier, get_preset
 from asr_kd.models.export import (ONNX_OPSET, OnnxFrameClassifier, export_onnx, export_torchscript,
                                   load_torchscript)
@@ -112,12 +113,12 @@ def test_hybrid_scorer_takes_an_onnx_model_in_place_of_the_checkpoint(model, exp
     ckpt = tmp_path / "m.pt"
     model.save(ckpt)
     feats = _feats().numpy()
-    torch_scorer = decode_nnet.HybridScorer([ckpt], torch.device("cpu"))
-    onnx_scorer = decode_nnet.HybridScorer([exported[0]], torch.device("cpu"))
+    torch_scorer = HybridScorer([ckpt], torch.device("cpu"))
+    onnx_scorer = HybridScorer([exported[0]], torch.device("cpu"))
     assert np.array_equal(onnx_scorer.log_priors, torch_scorer.log_priors)
     assert onnx_scorer.num_params == torch_scorer.num_params
     assert np.allclose(onnx_scorer.log_posteriors(feats), torch_scorer.log_posteriors(feats), rtol=RTOL, atol=1e-5)
-    mixed = decode_nnet.HybridScorer([ckpt, exported[0]], torch.device("cpu"))
+    mixed = HybridScorer([ckpt, exported[0]], torch.device("cpu"))
     assert np.allclose(mixed.log_posteriors(feats), torch_scorer.log_posteriors(feats), rtol=RTOL, atol=1e-5)
 
 

@@ -135,3 +135,17 @@ def test_rerun_skips_finished_parts(one_chapter_corpus, tmp_path):
     prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
     compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_jobs=1)
     assert [p.stat().st_mtime_ns for p in outputs] == mtimes
+
+
+def test_manifests_made_from_relative_paths_load_from_any_directory(one_chapter_corpus, tmp_path, monkeypatch):
+    # The recipe passes paths relative to where it runs; later stages (and egs/ scripts) run elsewhere.
+    monkeypatch.chdir(tmp_path)
+    prepare_manifests(Path("corpus"), Path("manifests"), [TRAIN])
+    compute_fbank(Path("manifests"), Path("fbank"), [TRAIN], num_jobs=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cuts = load_manifest(tmp_path / cuts_path("fbank", TRAIN))
+    cut = next(iter(cuts))
+    assert cut.load_features().shape == (cut.num_frames, 40)
+    assert cut.load_audio().shape[1] > 0

@@ -14,16 +14,13 @@ Data: lhotse cuts with features (--dev-cuts / --test-cuts, e.g. the tri2 alignme
 LibriSpeech-layout part directory (--dev-dir / --test-dir, e.g. LibriSpeech/dev-clean), whose
 fbank is computed into <out-dir>/data first.
 
-Frame accuracy only (no decoding): --frame-bank DIR... --accuracy-out FILE... (one JSON per bank);
-with --subset-fraction F --subset-seed S only the utterances the trainer's same options select.
+Frame accuracy alone (no decoding): `asr-kd frame-accuracy`.
 
 Examples:
   asr-kd decode-nnet --model exp/nnet/baseline/final.pt --graph-dir exp/gmm/tri2/graph \\
       --transition-model exp/gmm/tri2/final.mdl --cmvn exp/data/fbank/cmvn.json \\
       --dev-cuts exp/gmm/tri2/ali/cuts_dev-clean.jsonl.gz --test-cuts exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz \\
       --lm-weights 8,10,12 --out-dir exp/decode/baseline
-  asr-kd decode-nnet --model exp/nnet/member{1..10}/final.pt --frame-bank exp/bank/{dev,test} \\
-      --accuracy-out acc_dev.json acc_test.json
 """
 
 from __future__ import annotations
@@ -41,6 +38,7 @@ import numpy as np
 import torch
 
 from asr_kd.bin.common import run_cli
+from asr_kd.decode.scorer import HybridScorer, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, atomic_write_text
 from asr_kd.utils.logging import setup_logging
@@ -71,60 +69,14 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=int, default=2, help="decoding processes")
     g.add_argument("--chunk-utts", type=int, default=200,
                    help="utterances scored by the network at a time (bounds the score matrices' memory)")
-    g = p.add_argument_group("frame accuracy only")
-    g.add_argument("--frame-bank", type=Path, nargs="+", help="score frame accuracy on these frame banks instead of decoding")
-    g.add_argument("--subset-fraction", type=float, default=1.0, help="only the trainer's seeded utterance subset")
-    g.add_argument("--subset-seed", type=int, default=0)
-    g.add_argument("--accuracy-out", type=Path, nargs="+", help="JSON file for each bank's frame accuracy")
+    add_specialist_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=8192, help="frames per forward pass")
+    p.add_argument("--num-threads", type=int, default=None,
+                   help="intra-op CPU threads of the network (PyTorch and onnxruntime alike; default: theirs), "
+                        "so network RTFs of both runtimes compare")
     p.add_argument("--overwrite", action="store_true", help="redo even if the output exists")
     return p
-
-
-class HybridScorer:
-    """Scaled likelihoods log p(s|x) - log p(s) of one model or an ensemble's mean posterior."""
-
-    def __init__(self, model_paths: Sequence[Path], device: torch.device, batch_size: int = 8192):
-        from asr_kd.models import FrameClassifier
-        from asr_kd.models.export import OnnxFrameClassifier
-
-        for path in model_paths:
-            if not path.is_file():
-                raise InputError(f"{path}: model checkpoint not found")
-        self.models = [OnnxFrameClassifier(p) if p.suffix == ".onnx" else FrameClassifier.load(p, map_location=device).eval()
-                       for p in model_paths]
-        configs = {(m.config.feat_dim, m.config.num_outputs, m.left_context, m.right_context) for m in self.models}
-        if len(configs) != 1:
-            raise InputError(f"--model: the models disagree on (feat_dim, outputs, left, right): {sorted(configs)}")
-        first = self.models[0].config
-        self.feat_dim, self.num_outputs = first.feat_dim, first.num_outputs
-        self.left, self.right = first.left_context, first.right_context
-        self.device, self.batch_size = device, batch_size
-        # Members trained on the same alignments share their priors; averaging covers any that don't.
-        priors = torch.stack([m.log_priors.float().cpu().exp() for m in self.models]).mean(0)
-        self.log_priors = priors.log().numpy()
-        self.num_params = sum(m.num_params if isinstance(m, OnnxFrameClassifier) else sum(p.numel() for p in m.parameters())
-                              for m in self.models)
-
-    @torch.no_grad()
-    def log_posteriors_windows(self, windows: torch.Tensor) -> torch.Tensor:
-        """log p(s | window) (B, C) for spliced windows: the model's, or log of the members' mean."""
-        if len(self.models) == 1:
-            return torch.log_softmax(self.models[0](windows).float(), dim=-1)
-        from asr_kd.distill.ensemble import average_posteriors
-
-        return average_posteriors([m(windows) for m in self.models]).clamp_min(1e-30).log()
-
-    @torch.no_grad()
-    def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
-        """(T, C) log posteriors of one utterance's normalised features (T, D); edges repeat."""
-        from asr_kd.models.context import splice_utterance
-
-        x = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
-        windows = splice_utterance(x, self.left, self.right)
-        out = [self.log_posteriors_windows(windows[i:i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
-        return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.num_outputs), np.float32)
 
 
 def _device(name: str) -> torch.device:
@@ -268,7 +220,7 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
         return
     lm_weights = _lm_weights(args.lm_weights)
     setup_logging(out_dir / "log" / "decode.log")
-    scorer = HybridScorer(args.model, device, args.batch_size)
+    scorer = make_scorer(args, device)
     cmvn = CmvnStats.load(args.cmvn) if args.cmvn is not None else None
     if not args.transition_model.is_file():
         raise InputError(f"{args.transition_model}: transition model not found")
@@ -296,10 +248,11 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
     parts = {"dev": (dev, dev_cuts)} | ({"test": (test, test_cuts)} if test else {})
     result = {
         "models": [str(p) for p in args.model], "num_models": len(args.model),
+        "specialists": [str(p) for p in args.specialists or []],
         "num_params": scorer.num_params, "num_params_per_model": scorer.num_params // len(args.model),
         "lmwt": summary["lmwt"], "dev_wer_by_lmwt": summary["dev_wer_by_lmwt"],
         "command": "asr-kd decode-nnet " + shlex.join(args.argv),
-        "hardware": describe_hardware(), "num_workers": args.num_workers,
+        "hardware": describe_hardware(), "num_workers": args.num_workers, "num_threads": args.num_threads,
     }
     for name, (part, cuts) in parts.items():
         search = part["search_seconds"][best]
@@ -315,50 +268,17 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
              f", test WER {result['test']['wer']:.2f}%" if test else "")
 
 
-def frame_accuracy(args: argparse.Namespace, device: torch.device) -> None:
-    """Frame accuracy of the model (or ensemble) on frame banks, optionally on the trainer's subset."""
-    from asr_kd.data.frame_bank import FrameBank
-    from asr_kd.report.hardware import describe_hardware
-    from asr_kd.score.frame_accuracy import frame_accuracy_bank
-
-    outs = args.accuracy_out or []
-    if len(outs) != len(args.frame_bank):
-        raise InputError(f"give one --accuracy-out file per --frame-bank ({len(args.frame_bank)} banks, {len(outs)} files)")
-    todo = [(bank, out) for bank, out in zip(args.frame_bank, outs) if args.overwrite or not out.is_file()]
-    if not todo:
-        log.info("%s exist (--overwrite redoes them)", ", ".join(map(str, outs)))
-        return
-    scorer = HybridScorer(args.model, device, args.batch_size)
-    hardware = describe_hardware()
-    for bank_dir, out in todo:
-        bank = FrameBank.load(bank_dir, device)
-        if bank.feat_dim != scorer.feat_dim or bank.num_classes > scorer.num_outputs:
-            raise InputError(f"{bank_dir}: feat_dim {bank.feat_dim} / {bank.num_classes} classes do not fit the "
-                             f"model's {scorer.feat_dim} / {scorer.num_outputs}")
-        subset = args.subset_fraction < 1.0
-        idx = bank.subset_frames(args.subset_fraction, args.subset_seed) if subset else None
-        acc = frame_accuracy_bank(scorer.log_posteriors_windows, bank, scorer.left, scorer.right,
-                                  batch_size=args.batch_size, amp=device.type == "cuda", frame_idx=idx)
-        record = acc.as_dict() | {
-            "models": [str(p) for p in args.model], "frame_bank": str(bank_dir),
-            "subset_fraction": args.subset_fraction, "subset_seed": args.subset_seed,
-            "utterances": max(1, round(args.subset_fraction * bank.num_utterances)) if subset else bank.num_utterances,
-            "command": "asr-kd decode-nnet " + shlex.join(args.argv), "hardware": hardware}
-        atomic_write_json(out, record)
-        print(f"frame accuracy {100 * acc.accuracy:.2f}% over {acc.num_frames} frames ({bank_dir})")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
 
     def body() -> None:
         setup_logging()
-        device = _device(args.device)
-        if args.frame_bank is not None:
-            frame_accuracy(args, device)
-        else:
-            decode(args, device)
+        if args.num_threads is not None:
+            if args.num_threads < 1:
+                raise InputError(f"--num-threads must be >= 1, got {args.num_threads}")
+            torch.set_num_threads(args.num_threads)
+        decode(args, _device(args.device))
 
     return run_cli(body, "asr-kd decode-nnet")
 

@@ -5,9 +5,14 @@ metadata, so `asr-kd decode-nnet --model out.onnx ...` decodes with it through o
 exporting, the posteriors of every written file are compared with PyTorch's on a random batch of
 windows and the largest absolute difference is printed with each file's size.
 
+With --check-parity --frame-bank DIR the written (or existing) files are also run over real
+utterances of that frame bank (e.g. exp/bank/dev) and compared with the checkpoint: the largest
+|log-posterior difference| over every frame and class must stay within --tolerance, else the
+command exits with status 2 (a deployment gate); --parity-out keeps the figures as JSON.
+
 Example:
   asr-kd export-model --model exp/nnet/student/final.pt --onnx exp/nnet/student/final.onnx \\
-      --torchscript exp/nnet/student/final.ts.pt
+      --torchscript exp/nnet/student/final.ts.pt --check-parity --frame-bank exp/bank/dev
 """
 
 from __future__ import annotations
@@ -32,7 +37,40 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
     p.add_argument("--check-frames", type=int, default=256, help="random windows the posteriors are compared on")
     p.add_argument("--overwrite", action="store_true", help="rewrite files that exist")
+    g = p.add_argument_group("parity check on real utterances")
+    g.add_argument("--check-parity", action="store_true",
+                   help="compare each file's log-posteriors with PyTorch's on --frame-bank utterances; "
+                        "exit 2 when one differs by more than --tolerance")
+    g.add_argument("--frame-bank", type=Path, help="frame bank whose utterances the parity check runs on (e.g. exp/bank/dev)")
+    g.add_argument("--parity-utterances", type=int, default=20, help="utterances, spread evenly over the bank")
+    g.add_argument("--tolerance", type=float, default=None,
+                   help="largest allowed |log p_runtime - log p_pytorch| (default: 1e-3)")
+    g.add_argument("--parity-out", type=Path, help="JSON file for the parity figures")
     return p
+
+
+def check_parity_of(model, paths: list[Path], args: argparse.Namespace) -> None:
+    """Run the parity check of `paths` on --frame-bank; print, keep as JSON, raise InputError on a failure."""
+    from asr_kd.data.frame_bank import FrameBank
+    from asr_kd.models.parity import DEFAULT_TOLERANCE, check_parity
+    from asr_kd.utils.io import atomic_write_json
+
+    if args.frame_bank is None:
+        raise InputError("--check-parity needs --frame-bank (real utterances to compare on, e.g. exp/bank/dev)")
+    bank = FrameBank.load(args.frame_bank)
+    reports = check_parity(model, paths, bank, args.parity_utterances, args.tolerance or DEFAULT_TOLERANCE)
+    for r in reports:
+        print(f"parity {r.runtime}: {r.path} max |log p - PyTorch's| = {r.max_abs_diff:.2e} over {r.frames} frames "
+              f"of {r.utterances} utterances of {args.frame_bank} (tolerance {r.tolerance:g}): "
+              f"{'ok' if r.passed else 'FAILED'}")
+    if args.parity_out is not None:
+        atomic_write_json(args.parity_out, {"model": str(args.model), "frame_bank": str(args.frame_bank),
+                                            "reports": [r.as_dict() for r in reports]})
+    failed = [r for r in reports if not r.passed]
+    if failed:
+        raise InputError("parity check failed: " + "; ".join(
+            f"{r.path} differs from {args.model} by {r.max_abs_diff:.3g} > {r.tolerance:g} in log-posterior"
+            for r in failed))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             diff = (posteriors - reference).abs().max().item()
             print(f"{kind}: {path} {path.stat().st_size / 1e6:.2f} MB, max |posterior - PyTorch's| = {diff:.2e} "
                   f"over {args.check_frames} random windows")
+        if args.check_parity:
+            check_parity_of(model, [p for p in (args.onnx, args.torchscript) if p is not None], args)
 
     return run_cli(body, "asr-kd export-model")
 

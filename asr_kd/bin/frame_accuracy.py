@@ -5,7 +5,7 @@ the arithmetic mean of its members' posteriors (as `asr-kd decode-nnet` decodes 
 frame banks (CMVN already applied) or aligned lhotse cuts with --cmvn; one --output JSON per
 bank or cuts file. An output that exists is kept (the recipe's stages rerun cheaply) unless
 --overwrite. --per-member also scores each member alone and the geometric mean (paper Table 1:
-one model vs the ensemble). --subset-fraction/--subset-seed score only the utterances that
+one model vs the ensemble); --specialists scores a generalist combined with its specialists. --subset-fraction/--subset-seed score only the utterances that
 `asr-kd train` selects with the same options (the 3% subset's own train accuracy, paper Table 5).
 
 Examples:
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from asr_kd.bin.common import run_cli
-from asr_kd.decode.scorer import HybridScorer
+from asr_kd.decode.scorer import HybridScorer, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
 from asr_kd.utils.logging import setup_logging
@@ -54,6 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=8192, help="frames per forward pass")
     p.add_argument("--overwrite", action="store_true", help="rescore even where --output exists")
+    add_specialist_options(p)
     return p
 
 
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"asr-kd frame-accuracy: {', '.join(map(str, outs))} exist (--overwrite rescores)", file=sys.stderr)
             return
         device = _device(args.device)
-        scorer = HybridScorer(args.model, device, args.batch_size)
+        scorer = make_scorer(args, device)
         hardware = describe_hardware()
         for src, out in todo:
             record = (_score_bank if args.frame_bank else _score_cuts)(args, scorer, src, device)

@@ -7,11 +7,20 @@ at k=20), and a manifest records the teachers' checksums, T, k and the frame ban
 that training can refuse stale targets. Rerunning with the same options skips a finished store;
 an interrupted run resumes from its last completed chunk.
 
+A --teacher that is a GMM system directory (one holding final.mdl, e.g. exp/gmm/tri2) is a GMM
+teacher: its frame posteriors softmax(a * loglike + log prior) over its pdfs, a = --gmm-acoustic-scale
+(GMM likelihoods are far too peaky without it; Kaldi decodes GMMs at 0.1), prior = the pdf
+occupancy of its training alignment. Its features are made from the cuts of --gmm-cuts (default:
+the frame bank's source cuts) with the frame bank's frame count per cut. GMMs and checkpoints mix
+freely, --teacher-weights giving each its share; the manifest records each GMM and its scale.
+
 Example:
   asr-kd make-soft-targets --teacher exp/member{1..10}/final.pt \\
       --frame-bank exp/bank/train --temperature 2 --top-k 20 --out-dir exp/soft_targets/T2
   asr-kd make-soft-targets --teacher exp/member1/final.pt exp/member2/final.pt \\
       --teacher-weights 0.7 0.3 --frame-bank exp/bank/train --out-dir exp/soft_targets/T2_weighted
+  asr-kd make-soft-targets --teacher exp/gmm/tri2 exp/member{1..3}/final.pt --teacher-weights 0.2 0.8 0.8 0.8 \\
+      --frame-bank exp/bank/train --gmm-cuts exp/gmm/tri2/ali/cuts_train-clean-100.jsonl.gz --out-dir exp/soft_gmm_T2
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-kd make-soft-targets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", type=Path, nargs="+", required=True,
-                        help="checkpoints of the ensemble members (FrameClassifier.save files)")
+                        help="checkpoints of the ensemble members (FrameClassifier.save files), and/or GMM "
+                             "system directories (with final.mdl) as GMM teachers")
     parser.add_argument("--frame-bank", type=Path, required=True, help="frame bank directory to label")
     parser.add_argument("--out-dir", type=Path, required=True, help="where the store is written")
     parser.add_argument("--temperature", type=float, default=2.0, help="softmax temperature T (paper: 2)")
@@ -43,12 +53,33 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher-weights", type=float, nargs="+", metavar="W",
                         help="one weight per --teacher for a weighted mean (normalised to sum 1; "
                              "default: equal weights); recorded in the store's manifest")
+    parser.add_argument("--gmm-acoustic-scale", type=float, default=0.1,
+                        help="GMM teachers: scale of the log-likelihoods before adding the log prior (Kaldi: 0.1)")
+    parser.add_argument("--gmm-cuts", type=Path,
+                        help="GMM teachers: lhotse cuts with the fbank of the bank's utterances (speaker CMVN over "
+                             "them; default: the frame bank's source_cuts)")
     parser.add_argument("--batch-size", type=int, default=8192, help="frames per teacher forward")
     parser.add_argument("--chunk-frames", type=int, default=1 << 20,
                         help="frames between progress checkpoints (resume granularity)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="device that runs the teacher (default: cuda when available)")
     return parser
+
+
+def gmm_cuts(path: Path | None, bank) -> tuple[object, str]:
+    """The cuts GMM teachers make their features from: --gmm-cuts, else the bank's source_cuts; and their name."""
+    from lhotse import CutSet
+
+    if path is None:
+        source = bank.manifest.get("source_cuts")
+        if not source:
+            raise InputError(f"{bank.directory}: records no source_cuts; give --gmm-cuts")
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{path}: the frame bank's source cuts are not found from here; give --gmm-cuts")
+    if not path.is_file():
+        raise InputError(f"{path}: no such cuts manifest (--gmm-cuts)")
+    return CutSet.from_file(path), str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,8 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.teacher_weights is not None and len(args.teacher_weights) != len(args.teacher):
             raise InputError(f"--teacher-weights: {len(args.teacher_weights)} weights for "
                              f"{len(args.teacher)} --teacher checkpoints")
-        teacher = EnsembleTeacher.load(args.teacher, args.device, mean=args.mean, weights=args.teacher_weights)
+        from asr_kd.distill.gmm_teacher import MixedTeacher, is_gmm_system
+
         bank = FrameBank.load(args.frame_bank, args.device)
+        if any(is_gmm_system(p) for p in args.teacher):
+            teacher = MixedTeacher.load(args.teacher, args.device, mean=args.mean, weights=args.teacher_weights,
+                                        acoustic_scale=args.gmm_acoustic_scale)
+            teacher.attach(bank, *gmm_cuts(args.gmm_cuts, bank))
+        else:
+            teacher = EnsembleTeacher.load(args.teacher, args.device, mean=args.mean, weights=args.teacher_weights)
         setup_logging(args.out_dir / "log" / "make_soft_targets.log")
         store = SoftTargetStore.write(teacher, bank, args.out_dir, args.temperature, args.top_k,
                                       args.batch_size, args.device, chunk_frames=args.chunk_frames)

@@ -91,7 +91,8 @@ def compute_fbank(
         try:
             with_feats = cuts.compute_and_store_features(
                 extractor=extractor,
-                storage_path=fbank_dir / f"feats_{part}",
+                # Absolute (as Kaldi's make_fbank.sh writes feats.scp): the cuts work from any directory.
+                storage_path=(fbank_dir / f"feats_{part}").resolve(),
                 num_jobs=num_jobs,
                 storage_type=LilcomChunkyWriter,
             ).to_eager()

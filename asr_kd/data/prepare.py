@@ -57,7 +57,8 @@ def prepare_manifests(
     empty or corrupt audio file is an error naming the file; with it, such utterances are left
     out with a counted warning.
     """
-    root = find_librispeech_root(corpus_dir)
+    # Absolute audio paths (as Kaldi's wav.scp has), so the manifests work from any directory.
+    root = find_librispeech_root(corpus_dir).resolve()
     manifest_dir = Path(manifest_dir)
     manifest_dir.mkdir(parents=True, exist_ok=True)
     reports = {}

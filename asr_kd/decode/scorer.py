@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Sequence
 
@@ -14,14 +15,15 @@ from asr_kd.utils.errors import InputError
 class HybridScorer:
     """Log posteriors of one model (PyTorch checkpoint or .onnx) or of an ensemble's mean posterior."""
 
-    def __init__(self, model_paths: Sequence[Path], device: torch.device, batch_size: int = 8192):
+    def __init__(self, model_paths: Sequence[Path], device: torch.device, batch_size: int = 8192,
+                 num_threads: int | None = None):
         from asr_kd.models import FrameClassifier
         from asr_kd.models.export import OnnxFrameClassifier
 
         for path in model_paths:
             if not Path(path).is_file():
                 raise InputError(f"{path}: model checkpoint not found")
-        self.models = [OnnxFrameClassifier(p) if Path(p).suffix == ".onnx"
+        self.models = [OnnxFrameClassifier(p, num_threads) if Path(p).suffix == ".onnx"
                        else FrameClassifier.load(p, map_location=device).eval() for p in model_paths]
         configs = {(m.config.feat_dim, m.config.num_outputs, m.left_context, m.right_context) for m in self.models}
         if len(configs) != 1:
@@ -54,3 +56,23 @@ class HybridScorer:
         windows = splice_utterance(x, self.left, self.right)
         out = [self.log_posteriors_windows(windows[i:i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
         return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.num_outputs), np.float32)
+
+
+def add_specialist_options(parser: argparse.ArgumentParser) -> None:
+    """Options that turn a one-model scorer into generalist + specialists (Hinton et al. 2015, Section 5)."""
+    g = parser.add_argument_group("specialists (Hinton et al. 2015, Section 5)")
+    g.add_argument("--specialists", type=Path, nargs="+",
+                   help="specialist checkpoints (`asr-kd train-specialists`) of the one --model (the generalist): "
+                        "posteriors become the KL combination of generalist and active specialists")
+    g.add_argument("--specialist-top-n", type=int, default=1, help="generalist classes that pick active specialists")
+    g.add_argument("--combine-steps", type=int, default=20, help="EM iterations of the KL combination")
+
+
+def make_scorer(args: argparse.Namespace, device: torch.device) -> HybridScorer:
+    """The scorer of --model (with --specialists attached when given) from a CLI's parsed options."""
+    scorer = HybridScorer(args.model, device, args.batch_size, getattr(args, "num_threads", None))
+    if args.specialists:
+        from asr_kd.distill.specialists_combine import attach_specialists
+
+        attach_specialists(scorer, [str(p) for p in args.specialists], args.specialist_top_n, args.combine_steps)
+    return scorer

@@ -86,6 +86,8 @@ def frame_bank_checksum(frame_bank: Any) -> str:
 
 
 def _teacher_record(teacher: EnsembleTeacher) -> dict[str, Any]:
+    if hasattr(teacher, "manifest_record"):  # a MixedTeacher (GMM members: asr_kd.distill.gmm_teacher)
+        return teacher.manifest_record()
     record: dict[str, Any] = {"mean": teacher.mean, "num_members": teacher.num_members}
     if teacher.weights is not None:  # absent for equal weights: older stores stay valid
         record["weights"] = list(teacher.weights)
@@ -98,6 +100,8 @@ def _teacher_record(teacher: EnsembleTeacher) -> dict[str, Any]:
 
 def _teacher_matches(recorded: dict[str, Any], expect: EnsembleTeacher | Sequence[str | os.PathLike]) -> bool:
     """Same members (order-free: the mean does not depend on it) and, for a teacher, same mean."""
+    if hasattr(expect, "manifest_record"):
+        return expect.manifest_record() == recorded
     if isinstance(expect, EnsembleTeacher):
         if expect.mean != recorded.get("mean") or expect.weights != recorded.get("weights"):
             return False
@@ -105,11 +109,13 @@ def _teacher_matches(recorded: dict[str, Any], expect: EnsembleTeacher | Sequenc
             return recorded.get("weights_sha256") == expect.weights_sha256()
         shas = [c["sha256"] for c in expect.checkpoints]
     else:
-        missing = [str(p) for p in expect if not Path(p).is_file()]
+        missing = [str(p) for p in expect if not (Path(p).is_file() or (Path(p) / "final.mdl").is_file())]
         if missing:
             raise InputError(f"expected teacher checkpoints not found: {', '.join(missing)}")
-        shas = [file_sha256(p) for p in expect]
-    return sorted(shas) == sorted(c["sha256"] for c in recorded.get("checkpoints", []))
+        # A GMM teacher is a system directory, identified by its final.mdl.
+        shas = [file_sha256(Path(p) / "final.mdl" if Path(p).is_dir() else p) for p in expect]
+    recorded_shas = [c["sha256"] for c in recorded.get("checkpoints", []) + recorded.get("gmm_teachers", [])]
+    return sorted(shas) == sorted(recorded_shas)
 
 
 def _array_stats(probs: np.ndarray, class_ids: np.ndarray, rows: int = 1 << 20) -> dict[str, Any]:
@@ -249,7 +255,10 @@ class SoftTargetStore:
                 idx = torch.arange(start, end, device=bank_device)
                 x = frame_bank.splice(idx, left, right).to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    member_logits = teacher.member_logits(x)
+                    if getattr(teacher, "uses_frame_index", False):  # GMM members score bank frames
+                        member_logits = teacher.member_logits(x, frame_idx=idx)
+                    else:
+                        member_logits = teacher.member_logits(x)
                 p = average_posteriors(member_logits, temperature, teacher.mean, weights=teacher.weights,
                                        overwrite_input=True)
                 if p.shape[1] != num_classes:

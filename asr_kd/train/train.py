@@ -107,6 +107,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--early-stopping-patience", type=int, default=0,
                    help="stop after this many epochs without a better dev accuracy; final.pt is then the best model")
     g.add_argument("--seed", type=int, default=1, help="model initialisation, shuffling and dropout")
+    g.add_argument("--init-from", type=Path,
+                   help="start from this FrameClassifier checkpoint's weights (same model config) instead of a "
+                        "random init; a resumed run ignores it")
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher-checkpoints", nargs="*", default=[], type=Path,
                    help="teacher models; their ensemble's soft targets are computed online")
@@ -140,6 +143,12 @@ def get_params() -> AttributeDict:
         "progress_bar": True,
         # Callable (inputs, labels) -> inputs applied to training windows only (e.g. image jitter); None: off.
         "input_transform": None,
+        # Callable (train_bank, subset_frames) -> int64 frame indices (repeats allowed) that make up one epoch,
+        # e.g. a class-balanced resampling; None: the subset's frames as they are.
+        "train_frames_fn": None,
+        # Callable (teacher_probs (B, C)) -> (B, C') applied to the teacher's distributions, e.g. collapsing
+        # them onto the student's classes; None: off.
+        "soft_target_transform": None,
     })
 
 
@@ -239,6 +248,8 @@ def make_batch(params: AttributeDict, bank: FrameBank, frame_idx: Tensor, teache
         batch["inputs"] = params.input_transform(batch["inputs"], batch["labels"])
     if teacher is not None and teacher.active and params.get("use_soft", True):
         batch["teacher_probs"] = teacher.probs(frame_idx, batch["inputs"])
+        if params.get("soft_target_transform") is not None:
+            batch["teacher_probs"] = params.soft_target_transform(batch["teacher_probs"])
     return batch
 
 
@@ -495,6 +506,8 @@ def _train(params: AttributeDict) -> None:
     config = model_config(params, train_bank)
     params.model_left, params.model_right = config.left_context, config.right_context
     train_frames = train_bank.subset_frames(params.subset_fraction, params.subset_seed)
+    if params.get("train_frames_fn") is not None:
+        train_frames = np.asarray(params.train_frames_fn(train_bank, train_frames), dtype=np.int64)
     params.steps_per_epoch = len(train_frames) // (params.batch_size * params.world_size)
     if params.steps_per_epoch == 0:
         raise InputError(f"{train_path}: {len(train_frames)} training frames are fewer than one step of "
@@ -506,6 +519,8 @@ def _train(params: AttributeDict) -> None:
 
     torch.manual_seed(params.seed)  # the same initial weights on every rank
     model = FrameClassifier(config)
+    if params.init_from is not None:
+        model.load_weights(params.init_from)  # InputError when its config differs from this run's
     model.set_priors(train_bank.class_counts(train_frames))
     model.to(params.device)
     optimizer = _make_optimizer(params, model)

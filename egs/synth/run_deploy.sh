@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Deployment of the distilled model: ONNX / TorchScript exports, their parity with PyTorch, CPU decode
+# cost. The paper's point in deployment terms: the distilled model keeps (part of) the ensemble's
+# accuracy at one model's cost, and small distilled students trade accuracy for speed.
+#
+# Usage: egs/synth/run_deploy.sh --src-exp DIR [--exp-dir DIR] [--stage N] [--stop-stage N] [options]
+#   --src-exp DIR      a finished recipes/run.sh experiment (read only): bank/, bank/soft_T2, nnet/, gmm/tri2/
+#   --cuts-root DIR    directory the main recipe ran in: the cuts' feature paths are relative to it
+#                      (default: two levels above --src-exp, i.e. where exp/<name> lives)
+#   --exp-dir DIR      where this writes (default: $src_exp/deploy)
+#   --small-students   "name:layers:hidden ..." small students trained here (default "2x64:2:64 1x128:1:128"),
+#                      each distilled from the stored soft targets (kd_<name>)
+#   --hard-twins BOOL  also train each small student on hard labels only (hard_<name>; default true)
+#   --num-threads N    intra-op threads of the network in every runtime (default 1)
+#   --lm-weights L     LM weights tried on dev by the onnxruntime decode (PyTorch decodes at its choice);
+#                      default one fixed weight, 9 (the main run's choices were 7-11), to keep the cost down
+#   --dev-every N      decode every N-th dev utterance only (default 10; with one LM weight dev chooses nothing)
+# Stages:
+#   0  copies of the main run's dev/test alignment cuts with absolute feature paths
+#   1  train the small students on the same data (stored soft targets at T=2, hard weight 0.5 / hard only)
+#   2  export every system (baseline, student, ensemble members, small students) to ONNX and TorchScript,
+#      parity of both runtimes with PyTorch on real dev utterances (exit non-zero beyond --tolerance)
+#   3  test frame accuracy of every system
+#   4  hybrid decoding of dev+test with onnxruntime in the decoder (network vs search time, fixed threads)
+#   5  the same with PyTorch at the LM weight onnxruntime chose (WERs must agree; network time compared)
+#   6  DEPLOY.md table in $exp_dir
+#   7  the networks alone per runtime, interleaved calls (bench/bench_export.py --archs): results/bench_network.txt
+set -euo pipefail
+
+src_exp=""
+cuts_root=""
+exp_dir=""
+stage=0
+stop_stage=100
+small_students="2x64:2:64 1x128:1:128"
+hard_twins=true
+num_members=3
+temperature=2
+hard_weight=0.5
+num_epochs=2
+lr=0.1
+batch_size=1024
+num_threads=1
+num_workers=1
+lm_weights=9
+dev_every=10
+decode_beam=10
+decode_max_active=2000
+tolerance=1e-3
+parity_utterances=20
+. recipes/parse_options.sh
+
+[ -n "$src_exp" ] || { echo "$0: --src-exp DIR is required" >&2; exit 2; }
+for f in bank/train/manifest.json bank/soft_T$temperature/manifest.json nnet/baseline/final.pt nnet/student/final.pt \
+         gmm/tri2/final.mdl gmm/tri2/graph/HCLG.fst data/fbank/cmvn.json; do
+  [ -f "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: not a finished recipe run" >&2; exit 2; }
+done
+cuts_root=$(cd "${cuts_root:-$src_exp/../..}" && pwd)
+exp_dir=${exp_dir:-$src_exp/deploy}
+results_dir=$exp_dir/results
+. recipes/stage_helpers.sh
+
+nnet_src=$src_exp/nnet
+ali_dir=$src_exp/gmm/tri2/ali
+small_names=$(for s in $small_students; do n=${s%%:*}; echo "kd_$n"; if [ "$hard_twins" = true ]; then echo "hard_$n"; fi; done)
+members=$(seq -f "member%g" 1 "$num_members")
+systems="baseline student $small_names"
+# Checkpoint of a system: the main run's, or one trained here.
+ckpt() { case $1 in kd_*|hard_*) echo "$exp_dir/nnet/$1/final.pt" ;; *) echo "$nnet_src/$1/final.pt" ;; esac; }
+# Models a system decodes with, in a runtime: ONNX files or checkpoints; the ensemble is its members.
+models_of() {
+  local sys=$1 runtime=$2 names=$1
+  [ "$sys" = ensemble ] && names=$members
+  for n in $names; do
+    if [ "$runtime" = onnx ]; then echo "$exp_dir/export/$n/model.onnx"; else ckpt "$n"; fi
+  done
+}
+
+if run_stage 0; then
+  log "Stage 0: dev/test alignment cuts with feature paths made absolute (relative to $cuts_root in the main run)"
+  step absolute_cuts python egs/synth/local/absolute_cuts.py --root "$cuts_root" --out-dir "$exp_dir/data" \
+    --every "$dev_every" --cuts "$ali_dir"/cuts_{dev-clean,test-clean}.jsonl.gz
+  touch "$exp_dir/.stage0.done"
+fi
+
+if run_stage 1; then
+  log "Stage 1: small students on the same train bank: distilled (T=$temperature, hard weight $hard_weight) and hard-label twins"
+  for s in $small_students; do
+    IFS=: read -r name layers hidden <<< "$s"
+    common=(--frame-bank "$src_exp/bank" --num-layers "$layers" --hidden-dim "$hidden" --num-epochs "$num_epochs"
+      --batch-size "$batch_size" --lr "$lr" --optimizer sgd --lr-schedule newbob --seed 1 --device cpu)
+    step "train_kd_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/kd_$name" "${common[@]}" \
+      --soft-targets-dir "$src_exp/bank/soft_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+    [ "$hard_twins" = true ] || continue
+    step "train_hard_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/hard_$name" "${common[@]}"
+  done
+  touch "$exp_dir/.stage1.done"
+fi
+
+if run_stage 2; then
+  log "Stage 2: ONNX + TorchScript exports; log-posterior parity with PyTorch on $parity_utterances dev utterances (tolerance $tolerance)"
+  for n in $systems $members; do
+    step "export_$n" python -m asr_kd.bin.export_model --model "$(ckpt "$n")" --onnx "$exp_dir/export/$n/model.onnx" \
+      --torchscript "$exp_dir/export/$n/model.ts.pt" --check-parity --frame-bank "$src_exp/bank/dev" \
+      --parity-utterances "$parity_utterances" --tolerance "$tolerance" --parity-out "$results_dir/parity_$n.json"
+  done
+  touch "$exp_dir/.stage2.done"
+fi
+
+if run_stage 3; then
+  log "Stage 3: test frame accuracy of every system (PyTorch; the exports give the same posteriors, stage 2)"
+  for sys in $systems ensemble; do
+    # shellcheck disable=SC2046
+    step "acc_$sys" python -m asr_kd.bin.frame_accuracy --model $(models_of "$sys" torch) --frame-bank "$src_exp/bank/test" \
+      --output "$results_dir/acc_${sys}_test.json" --device cpu
+  done
+  touch "$exp_dir/.stage3.done"
+fi
+
+dev_cuts=$exp_dir/data/cuts_dev-clean.jsonl.gz
+[ "$dev_every" -eq 1 ] || dev_cuts=$exp_dir/data/every$dev_every/cuts_dev-clean.jsonl.gz
+decode_opts=(--graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/gmm/tri2/final.mdl"
+  --cmvn "$src_exp/data/fbank/cmvn.json" --dev-cuts "$dev_cuts"
+  --test-cuts "$exp_dir/data/cuts_test-clean.jsonl.gz" --beam "$decode_beam" --max-active "$decode_max_active"
+  --num-workers "$num_workers" --num-threads "$num_threads" --device cpu)
+
+if run_stage 4; then
+  log "Stage 4: hybrid decoding with onnxruntime in the decoder, $num_threads thread(s), LM weight chosen on dev from $lm_weights"
+  for sys in $systems ensemble; do
+    # shellcheck disable=SC2046
+    step "decode_${sys}_onnx" python -m asr_kd.bin.decode_nnet --model $(models_of "$sys" onnx) "${decode_opts[@]}" \
+      --lm-weights "$lm_weights" --out-dir "$exp_dir/decode/${sys}_onnx"
+  done
+  touch "$exp_dir/.stage4.done"
+fi
+
+if run_stage 5; then
+  log "Stage 5: the same decoding with PyTorch at onnxruntime's LM weight (same WER expected; network time compared)"
+  for sys in $systems ensemble; do
+    lmwt=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['lmwt'])" "$exp_dir/decode/${sys}_onnx/results.json")
+    # shellcheck disable=SC2046
+    step "decode_${sys}_torch" python -m asr_kd.bin.decode_nnet --model $(models_of "$sys" torch) "${decode_opts[@]}" \
+      --lm-weights "$lmwt" --out-dir "$exp_dir/decode/${sys}_torch"
+  done
+  touch "$exp_dir/.stage5.done"
+fi
+
+if run_stage 6; then
+  log "Stage 6: $exp_dir/DEPLOY.md: size, accuracy and CPU cost per system"
+  step deploy_table python egs/synth/local/deploy_table.py --exp-dir "$exp_dir" --src-exp "$src_exp" --systems $systems ensemble \
+    --members $members --out "$exp_dir/DEPLOY.md"
+  touch "$exp_dir/.stage6.done"
+fi
+
+if run_stage 7; then
+  log "Stage 7: network speed per runtime, interleaved calls (robust to a busy machine): $results_dir/bench_network.txt"
+  # shellcheck disable=SC2046
+  # The main run's 2 x 128 (baseline, student, each member) and the small students' shapes.
+  archs=$(for s in main:2:128 $small_students; do IFS=: read -r _ l h <<< "$s"; echo "${l}x${h}"; done)
+  classes=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['num_classes'])" "$src_exp/bank/train/manifest.json")
+  step bench_network python bench/bench_export.py --archs $archs \
+    --num-outputs "$classes" --threads "$num_threads" --repeats 20 --batch-size 1024 > "$results_dir/bench_network.txt"
+  cat "$results_dir/bench_network.txt"
+  touch "$exp_dir/.stage7.done"
+fi

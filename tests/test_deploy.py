@@ -1,0 +1,107 @@
+"""Deployment gate: exported models must give PyTorch's log-posteriors on real utterances, or fail loudly."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from asr_kd.bin import export_model
+from asr_kd.decode.scorer import HybridScorer
+from asr_kd.data.frame_bank import FrameBank
+from asr_kd.models import FrameClassifier
+from asr_kd.models.export import TORCHSCRIPT_CONFIG, export_onnx, export_torchscript
+from asr_kd.models.parity import DEFAULT_TOLERANCE, check_parity
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_recipe_exp):
+    """The tiny recipe's trained baseline and its dev frame bank (real utterances)."""
+    path = tiny_recipe_exp / "nnet" / "baseline" / "final.pt"
+    return path, FrameClassifier.load(path).eval(), FrameBank.load(tiny_recipe_exp / "bank" / "dev")
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    path, model, _ = trained
+    out = tmp_path_factory.mktemp("deploy")
+    return export_onnx(model, out / "model.onnx"), export_torchscript(model, out / "model.ts.pt")
+
+
+def _perturbed_onnx(src, dst) -> None:
+    """Copy of an exported ONNX file with its largest weight matrix moved by 1e-2 (metadata kept)."""
+    proto = onnx.load(str(src))
+    init = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
+    arr = numpy_helper.to_array(init).copy()
+    arr += np.float32(1e-2) * np.random.default_rng(0).standard_normal(arr.shape).astype(np.float32)
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(proto, str(dst))
+
+
+def _perturbed_torchscript(src, dst) -> None:
+    """Copy of an exported TorchScript file with one weight matrix moved by 1e-2 (config kept)."""
+    extra = {TORCHSCRIPT_CONFIG: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(src), _extra_files=extra)
+        weight = next(p for p in module.parameters() if p.dim() == 2)
+        with torch.no_grad():
+            weight.add_(1e-2 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+        torch.jit.save(module, str(dst), _extra_files=extra)
+
+
+def test_exports_of_a_trained_model_pass_on_real_utterances(trained, exported):
+    _, model, bank = trained
+    reports = check_parity(model, exported, bank, num_utterances=6)
+    assert [r.runtime for r in reports] == ["onnx", "torchscript"]
+    for r in reports:
+        assert r.passed, r
+        assert r.utterances == 6 and r.frames == sum(
+            int(bank.utt_offsets[u + 1] - bank.utt_offsets[u]) for u in np.linspace(0, bank.num_utterances - 1, 6).round().astype(int))
+        # Same fp32 network: far inside the tolerance, not merely under it.
+        assert r.max_abs_diff < DEFAULT_TOLERANCE / 10
+
+
+def test_a_perturbed_export_fails_the_check(trained, exported, tmp_path):
+    _, model, bank = trained
+    bad_onnx, bad_ts = tmp_path / "bad.onnx", tmp_path / "bad.ts.pt"
+    _perturbed_onnx(exported[0], bad_onnx)
+    _perturbed_torchscript(exported[1], bad_ts)
+    reports = check_parity(model, [bad_onnx, bad_ts], bank, num_utterances=3)
+    for r in reports:
+        assert not r.passed, r
+        assert r.max_abs_diff > 10 * DEFAULT_TOLERANCE
+
+
+def test_cli_gate_exits_nonzero_on_a_perturbed_file_and_zero_on_good_ones(trained, exported, tmp_path, capsys):
+    path, _, bank = trained
+    good = ["--model", str(path), "--onnx", str(exported[0]), "--torchscript", str(exported[1]),
+            "--check-parity", "--frame-bank", str(bank.directory), "--parity-utterances", "3",
+            "--parity-out", str(tmp_path / "parity.json")]
+    assert export_model.main(good) == 0
+    record = json.loads((tmp_path / "parity.json").read_text())
+    assert [r["passed"] for r in record["reports"]] == [True, True]
+    bad = tmp_path / "bad.onnx"
+    _perturbed_onnx(exported[0], bad)
+    capsys.readouterr()
+    # The file exists, so it is kept (not re-exported) and only checked: the gate must catch it.
+    assert export_model.main(["--model", str(path), "--onnx", str(bad), "--check-parity",
+                              "--frame-bank", str(bank.directory), "--parity-utterances", "3"]) == 2
+    assert "parity check failed" in capsys.readouterr().err
+    assert export_model.main(["--model", str(path), "--onnx", str(bad), "--check-parity"]) == 2
+
+
+def test_onnx_decoder_gives_pytorch_scores_with_fixed_threads(trained, exported, tiny_recipe_exp):
+    path, _, bank = trained
+    torch_scorer = HybridScorer([path], torch.device("cpu"))
+    onnx_scorer = HybridScorer([exported[0]], torch.device("cpu"), num_threads=1)
+    assert onnx_scorer.models[0].session.get_session_options().intra_op_num_threads == 1
+    feats, _ = bank.utterance(0)
+    a, b = torch_scorer.log_posteriors(feats), onnx_scorer.log_posteriors(feats)
+    assert np.abs(a - b).max() < DEFAULT_TOLERANCE
+    assert np.allclose(torch_scorer.log_priors, onnx_scorer.log_priors)
