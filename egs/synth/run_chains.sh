@@ -4,7 +4,6 @@
 #
 # Usage: egs/synth/run_chains.sh --src-exp DIR [--exp-dir DIR] [--config FILE] [--stage N] [--stop-stage N] [options]
 #   --src-exp DIR         a finished recipes/run.sh experiment (read only): bank/, nnet/member*/, gmm/tri2/
-#                         (default: two levels above --src-exp, as for exp/<name> in a clone)
 #   --exp-dir DIR         where this writes (default: $src_exp/chains)
 #   --config FILE         settings (default recipes/conf/chains_mini.conf; chains_paper.conf for a GPU)
 #   --assistant-path P    assistant shapes LAYERSxWIDTH, teacher side first (e.g. "2x96 2x64"); several

@@ -6,7 +6,6 @@
 #
 # Usage: egs/synth/run_early_stop.sh --src-exp DIR [--exp-dir DIR] [--stage N] [--stop-stage N] [options]
 #   --src-exp DIR          a finished recipes/run.sh experiment (read only): bank/, bank/soft_T2, nnet/member*/
-#                         (default: two levels above --src-exp, as for exp/<name> in a clone)
 #   --exp-dir DIR          where this writes (default: $src_exp/early_stop)
 #   --num-epochs N         epochs of every student here (default 4: the mini main run trains only 2,
 #                          so switching the soft term off after epoch 2 leaves 2 hard-label epochs)
