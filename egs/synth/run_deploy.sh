@@ -5,8 +5,6 @@
 #
 # Usage: egs/synth/run_deploy.sh --src-exp DIR [--exp-dir DIR] [--stage N] [--stop-stage N] [options]
 #   --src-exp DIR      a finished recipes/run.sh experiment (read only): bank/, bank/soft_T2, nnet/, gmm/tri2/
-#   --cuts-root DIR    directory the main recipe ran in: the cuts' feature paths are relative to it
-#                      (default: two levels above --src-exp, i.e. where exp/<name> lives)
 #   --exp-dir DIR      where this writes (default: $src_exp/deploy)
 #   --small-students   "name:layers:hidden ..." small students trained here (default "2x64:2:64 1x128:1:128"),
 #                      each distilled from the stored soft targets (kd_<name>)
@@ -16,7 +14,7 @@
 #                      default one fixed weight, 9 (the main run's choices were 7-11), to keep the cost down
 #   --dev-every N      decode every N-th dev utterance only (default 10; with one LM weight dev chooses nothing)
 # Stages:
-#   0  copies of the main run's dev/test alignment cuts with absolute feature paths
+#   0  every N-th dev utterance (--dev-every) for the LM-weight choice
 #   1  train the small students on the same data (stored soft targets at T=2, hard weight 0.5 / hard only)
 #   2  export every system (baseline, student, ensemble members, small students) to ONNX and TorchScript,
 #      parity of both runtimes with PyTorch on real dev utterances (exit non-zero beyond --tolerance)
@@ -28,7 +26,6 @@
 set -euo pipefail
 
 src_exp=""
-cuts_root=""
 exp_dir=""
 stage=0
 stop_stage=100
@@ -55,7 +52,6 @@ for f in bank/train/manifest.json bank/soft_T$temperature/manifest.json nnet/bas
          gmm/tri2/final.mdl gmm/tri2/graph/HCLG.fst data/fbank/cmvn.json; do
   [ -f "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: not a finished recipe run" >&2; exit 2; }
 done
-cuts_root=$(cd "${cuts_root:-$src_exp/../..}" && pwd)
 exp_dir=${exp_dir:-$src_exp/deploy}
 results_dir=$exp_dir/results
 . recipes/stage_helpers.sh
@@ -77,9 +73,9 @@ models_of() {
 }
 
 if run_stage 0; then
-  log "Stage 0: dev/test alignment cuts with feature paths made absolute (relative to $cuts_root in the main run)"
-  step absolute_cuts python egs/synth/local/absolute_cuts.py --root "$cuts_root" --out-dir "$exp_dir/data" \
-    --every "$dev_every" --cuts "$ali_dir"/cuts_{dev-clean,test-clean}.jsonl.gz
+  log "Stage 0: every ${dev_every}-th dev utterance (decoding dev only chooses the LM weight)"
+  step dev_subset python egs/synth/local/every_nth_cuts.py --every "$dev_every" --out-dir "$exp_dir/data" \
+    --cuts "$ali_dir/cuts_dev-clean.jsonl.gz"
   touch "$exp_dir/.stage0.done"
 fi
 
@@ -118,10 +114,9 @@ if run_stage 3; then
 fi
 
 dev_cuts=$exp_dir/data/cuts_dev-clean.jsonl.gz
-[ "$dev_every" -eq 1 ] || dev_cuts=$exp_dir/data/every$dev_every/cuts_dev-clean.jsonl.gz
 decode_opts=(--graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/gmm/tri2/final.mdl"
   --cmvn "$src_exp/data/fbank/cmvn.json" --dev-cuts "$dev_cuts"
-  --test-cuts "$exp_dir/data/cuts_test-clean.jsonl.gz" --beam "$decode_beam" --max-active "$decode_max_active"
+  --test-cuts "$ali_dir/cuts_test-clean.jsonl.gz" --beam "$decode_beam" --max-active "$decode_max_active"
   --num-workers "$num_workers" --num-threads "$num_threads" --device cpu)
 
 if run_stage 4; then
@@ -156,7 +151,8 @@ if run_stage 7; then
   log "Stage 7: network speed per runtime, interleaved calls (robust to a busy machine): $results_dir/bench_network.txt"
   # shellcheck disable=SC2046
   # The main run's 2 x 128 (baseline, student, each member) and the small students' shapes.
-  archs=$(for s in main:2:128 $small_students; do IFS=: read -r _ l h <<< "$s"; echo "${l}x${h}"; done)
+  main_arch=$(python -c "import sys; from asr_kd.models import FrameClassifier; c = FrameClassifier.load(sys.argv[1]).config; print(f'{c.num_layers}x{c.hidden_dim}')" "$nnet_src/baseline/final.pt")
+  archs=$(echo "$main_arch"; for s in $small_students; do IFS=: read -r _ l h <<< "$s"; echo "${l}x${h}"; done)
   classes=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['num_classes'])" "$src_exp/bank/train/manifest.json")
   step bench_network python bench/bench_export.py --archs $archs \
     --num-outputs "$classes" --threads "$num_threads" --repeats 20 --batch-size 1024 > "$results_dir/bench_network.txt"

@@ -4,8 +4,6 @@
 #
 # Usage: egs/synth/run_multi_teacher.sh --src-exp DIR [--exp-dir DIR] [--stage N] [--stop-stage N] [options]
 #   --src-exp DIR        a finished recipes/run.sh experiment (read only): bank/, nnet/member*, gmm/tri2/
-#   --cuts-root DIR      directory the main recipe ran in: the cuts' feature paths are relative to it
-#                        (default: two levels above --src-exp, i.e. where exp/<name> lives)
 #   --exp-dir DIR        where this writes (default: $src_exp/multi_teacher)
 #   --train-every N      students train on every N-th train utterance (default 1: all of them; the GMM
 #                        teacher costs ~1 ms of CPU per frame, so a busy 2-core machine wants N > 1)
@@ -13,7 +11,7 @@
 #   --batch-size B       students' minibatch (default 1024; the recipe uses 256 for its small subset students)
 #   --gmm-acoustic-scale A   the GMM's log-likelihood scale before the prior (default 0.1, Kaldi's)
 # Stages:
-#   0  the main run's tri2 alignment cuts with absolute feature paths; the students' train bank
+#   0  the students' train bank
 #      (every N-th utterance of train; the main run's bank itself when N = 1)
 #   1  soft-target stores at T on that bank: the ensemble, the GMM alone, GMM + ensemble at each weight
 #   2  a student per store and a hard-label baseline (the main run's settings: 2 x 128, T, hard
@@ -23,7 +21,6 @@
 set -euo pipefail
 
 src_exp=""
-cuts_root=""
 exp_dir=""
 stage=0
 stop_stage=100
@@ -47,7 +44,6 @@ for f in bank/train/manifest.json bank/dev/manifest.json data/fbank/cmvn.json gm
          gmm/tri2/ali/cuts_train-clean-100.jsonl.gz; do
   [ -f "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: not a finished recipe run" >&2; exit 2; }
 done
-cuts_root=$(cd "${cuts_root:-$src_exp/../..}" && pwd)
 exp_dir=${exp_dir:-$src_exp/multi_teacher}
 mkdir -p "$exp_dir"
 exp_dir=$(cd "$exp_dir" && pwd)
@@ -55,18 +51,18 @@ results_dir=$exp_dir/results
 . recipes/stage_helpers.sh
 
 gmm=$src_exp/gmm/tri2
-cuts_dir=$exp_dir/data
+cuts_dir=$gmm/ali
 if [ "$train_every" -eq 1 ]; then train_bank=$src_exp/bank/train; else train_bank=$exp_dir/bank/train; fi
 members=$(for m in $(seq 1 "$num_members"); do echo "$src_exp/nnet/member$m/final.pt"; done)
 mixes=$(for w in $gmm_weights; do echo "gmm${w}_ens"; done)
 teachers="ensemble gmm $mixes"
 
 if run_stage 0; then
-  log "Stage 0: tri2 alignment cuts with absolute feature paths; train bank of every ${train_every}-th utterance"
-  step absolute_cuts python egs/synth/local/absolute_cuts.py --root "$cuts_root" --out-dir "$cuts_dir" \
-    --every "$train_every" --cuts "$gmm"/ali/cuts_{train-clean-100,dev-clean,test-clean}.jsonl.gz
+  log "Stage 0: the train bank of every ${train_every}-th utterance"
   if [ "$train_every" -ne 1 ]; then
-    step bank_train python -m asr_kd.bin.build_frame_bank --cuts "$cuts_dir/every$train_every/cuts_train-clean-100.jsonl.gz" \
+    step train_subset python egs/synth/local/every_nth_cuts.py --every "$train_every" --out-dir "$exp_dir/data" \
+      --cuts "$cuts_dir/cuts_train-clean-100.jsonl.gz"
+    step bank_train python -m asr_kd.bin.build_frame_bank --cuts "$exp_dir/data/cuts_train-clean-100.jsonl.gz" \
       --num-classes "$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['num_classes'])" "$src_exp/bank/train/manifest.json")" \
       --cmvn "$src_exp/data/fbank/cmvn.json" --out-dir "$train_bank"
   fi

@@ -58,7 +58,8 @@ def main() -> None:
     args = p.parse_args()
     exp, src = args.exp_dir, args.src_exp
     bank = _json(args.train_bank / "manifest.json")
-    header = ["student's teacher", "teacher members and weights", "top-20 mass at T", "student dev frame acc %",
+    k = next((_json(exp / "soft" / f"{n}_T{args.temperature}" / "manifest.json").get("k") for n in args.teachers), None)
+    header = ["student's teacher", "teacher members and weights", f"top-{k} mass at T={args.temperature}", "student dev frame acc %",
               "student test frame acc %"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     acc = {name: {part: _json(exp / "results" / f"acc_{name}_{part}.json").get("accuracy") for part in ("dev", "test")}
