@@ -48,7 +48,7 @@ teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=20
 subset_fraction=0.03; subset_seed=0; subset_num_epochs=30; early_stopping_patience=3
 subset_batch_size=""   # empty: batch_size; a subset too small for many steps per epoch wants smaller batches
 # LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
-lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18; decode_beam=13; decode_max_active=7000
+lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18,20,22; decode_beam=13; decode_max_active=7000
 
 # The preset's config first, so that explicit options override it.
 for ((i = 1; i <= $#; i++)); do
