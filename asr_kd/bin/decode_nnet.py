@@ -37,7 +37,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import resolve_device, run_cli
 from asr_kd.decode.scorer import HybridScorer, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, atomic_write_text
@@ -77,12 +77,6 @@ def get_parser() -> argparse.ArgumentParser:
                         "so network RTFs of both runtimes compare")
     p.add_argument("--overwrite", action="store_true", help="redo even if the output exists")
     return p
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _lm_weights(text: str) -> list[str]:
@@ -278,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.num_threads < 1:
                 raise InputError(f"--num-threads must be >= 1, got {args.num_threads}")
             torch.set_num_threads(args.num_threads)
-        decode(args, _device(args.device))
+        decode(args, resolve_device(args.device))
 
     return run_cli(body, "asr-kd decode-nnet")
 

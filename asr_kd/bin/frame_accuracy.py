@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import resolve_device, run_cli
 from asr_kd.decode.scorer import HybridScorer, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
@@ -56,12 +56,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="rescore even where --output exists")
     add_specialist_options(p)
     return p
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _score_bank(args: argparse.Namespace, scorer: HybridScorer, bank_dir: Path, device: torch.device) -> dict[str, Any]:
@@ -123,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not todo:
             print(f"asr-kd frame-accuracy: {', '.join(map(str, outs))} exist (--overwrite rescores)", file=sys.stderr)
             return
-        device = _device(args.device)
+        device = resolve_device(args.device)
         scorer = make_scorer(args, device)
         hardware = describe_hardware()
         for src, out in todo:

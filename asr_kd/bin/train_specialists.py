@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import resolve_device, run_cli
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
 
@@ -78,11 +78,7 @@ def body(args: argparse.Namespace) -> None:
             raise InputError(f"--only {m}: {args.sets} has {len(sets)} sets (0..{len(sets) - 1})")
     if not 0 < args.special_fraction < 1:
         raise InputError(f"--special-fraction must be in (0, 1), got {args.special_fraction}")
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     opts = SpecialistTraining(num_epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr,
                               optimizer=args.optimizer, lr_schedule=args.lr_schedule, temperature=args.temperature,
                               hard_weight=args.hard_weight, special_fraction=args.special_fraction,

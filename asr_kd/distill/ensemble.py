@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from asr_kd.utils.errors import InputError
 
-__all__ = ["MeanType", "average_posteriors", "normalise_weights", "EnsembleTeacher", "ensemble_frame_accuracy", "file_sha256"]
+__all__ = ["MeanType", "average_posteriors", "normalise_weights", "EnsembleTeacher", "ensemble_frame_accuracy", "file_sha256",
+           "load_member"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,13 @@ PathType = Literal["auto", "mlp", "vmap", "loop"]
 _ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
 
 
+def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, str]]:
+    """A teacher member saved by `FrameClassifier.save`, in eval mode, and its record (path, sha256)."""
+    from asr_kd.models import FrameClassifier
+
+    return FrameClassifier.load(path, map_location=device).eval(), {"path": str(path), "sha256": file_sha256(path)}
+
+
 def _linear_stack(member: nn.Module) -> list[nn.Module] | None:
     """A FrameClassifier's layers in forward order when it is only Linear/activation layers."""
     from asr_kd.models import FrameClassifier
@@ -176,14 +184,13 @@ class EnsembleTeacher(nn.Module):
         weights: Sequence[float] | None = None,
     ) -> "EnsembleTeacher":
         """Load members saved by `FrameClassifier.save`, recording each checkpoint's sha256."""
-        from asr_kd.models import FrameClassifier
-
         models, checkpoints = [], []
         for path in checkpoint_paths:
             if not Path(path).is_file():
                 raise InputError(f"{path}: teacher checkpoint not found")
-            models.append(FrameClassifier.load(path, map_location=device))
-            checkpoints.append({"path": str(path), "sha256": file_sha256(path)})
+            model, record = load_member(path, device)
+            models.append(model)
+            checkpoints.append(record)
         teacher = cls(models, mean=mean, weights=weights)
         teacher.checkpoints = checkpoints
         log.info("ensemble teacher: %d members, %s mean%s, %s path, on %s", len(models), mean,

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asr_kd.distill.ensemble import EnsembleTeacher, MeanType, average_posteriors, file_sha256, normalise_weights
+from asr_kd.distill.ensemble import (EnsembleTeacher, MeanType, average_posteriors, file_sha256, load_member,
+                                     normalise_weights)
 from asr_kd.utils.errors import InputError
 
 __all__ = ["DEFAULT_ACOUSTIC_SCALE", "is_gmm_system", "GmmScorer", "GmmTeacher", "MixedTeacher"]
@@ -219,15 +220,14 @@ class MixedTeacher:
              mean: MeanType = "arithmetic", weights: Sequence[float] | None = None,
              acoustic_scale: float = DEFAULT_ACOUSTIC_SCALE) -> "MixedTeacher":
         """GMM system directories and FrameClassifier checkpoints, in the order given."""
-        from asr_kd.models import FrameClassifier
-
         members, checkpoints = [], []
         for path in paths:
             if is_gmm_system(path):
                 members.append(GmmTeacher(path, acoustic_scale, device))
             elif Path(path).is_file():
-                members.append(FrameClassifier.load(path, map_location=device).eval())
-                checkpoints.append({"path": str(path), "sha256": file_sha256(path)})
+                model, record = load_member(path, device)
+                members.append(model)
+                checkpoints.append(record)
             else:
                 raise InputError(f"{path}: neither a teacher checkpoint nor a GMM system directory (with final.mdl)")
         teacher = cls(members, mean, weights, checkpoints)
