@@ -8,18 +8,21 @@
 #   --stage N            first stage to run;  --stop-stage N  last stage to run
 #   --num-jobs N         parallel processes
 #   --seed N             corpus synthesis seed
+#   --net-seed N         network seed: baseline, student and 3% models N, member m 100*N+m
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
 # Stages:
 #   0  synthesize the embedded corpus (skipped when --corpus-dir is given)
-#   1  lhotse manifests, 40-dim fbank, CMVN stats
+#   1  lhotse manifests, 40-dim fbank, CMVN stats (global, per speaker, per utterance)
 #   2  lang (CMUdict lexicon of the corpus words), n-gram LM -> lang_test/G.fst, dev perplexity
 #   3  GMM-HMM mono -> tri1 -> tri2, alignments of train/dev/test, HCLG, GMM decode (WER)
-#   4  frame banks (train/dev/test) from the tri2 alignments
+#   4  frame banks (train/dev/test) from the tri2 alignments, inputs normalised by input_norm; with
+#      transfer_part, bank/transfer: the train frames plus that part's frames, unlabelled
 #   5  baseline frame classifier on 100% of train
 #   6  the ensemble: num_members models that differ in their seed only
-#   7  the ensemble's soft targets at temperature T, stored top-k (soft_targets=stored)
-#   8  the distilled student (T, hard_weight)
-#   9  3% of train: baseline with early stopping, student from the full-data ensemble
+#   7  the ensemble's soft targets at temperature T for the transfer set (or train), stored top-k
+#   8  the distilled student (T, hard_weight), as many updates as the baseline
+#   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
+#      baseline without; and of the ensemble
 #  10  hybrid decoding of baseline / ensemble / student on dev and test, frame accuracies
 #  11  RESULTS.md (paper Table 1 and Table 5 forms, plots) in the experiment dir
 # A finished stage leaves $exp_dir/.stageN.done and is skipped when the recipe is rerun.
@@ -33,22 +36,28 @@ stage=0
 stop_stage=100
 num_jobs=2
 seed=0
+net_seed=1
 corpus_preset=""
 # Defaults of the stages' settings; recipes/conf/<preset>.conf sets them per preset.
 lm_order=3; lm_text_lines=0   # 0: the whole LM text; N: a sample of N sentences (smaller G and HCLG)
 mono_iters=25; mono_gauss=1000; mono_utts=1000
 tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
 tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
+input_norm=speaker    # network inputs: global | speaker | utterance mean normalisation, then global CMVN
+transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
 model_preset=small; num_layers=""; hidden_dim=""
-num_epochs=10; batch_size=1024; lr=0.08; optimizer=sgd; lr_schedule=newbob
-device=auto
+num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob
+device=auto; amp=auto
 num_members=10
 soft_targets=stored   # stored: top-k file beside the frame bank; online: members run during training
-teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=20
+teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=auto
 subset_fraction=0.03; subset_seed=0; subset_num_epochs=30; early_stopping_patience=3
 subset_batch_size=""   # empty: batch_size; a subset too small for many steps per epoch wants smaller batches
+subset_augment=none    # window augmentation of the soft-target 3% students (train --augment); their teacher labels the perturbed input
 # LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
 lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18,20,22; decode_beam=13; decode_max_active=7000
+# 1-best search: the bindings give no lattice to rescore, and "faster" finds the same best path ~1/3 cheaper.
+decoder=faster
 
 # The preset's config first, so that explicit options override it.
 for ((i = 1; i <= $#; i++)); do
@@ -60,6 +69,7 @@ done
 
 exp_dir=${exp_dir:-exp/$preset}
 parts="train-clean-100 dev-clean test-clean"
+data_parts="$parts${transfer_part:+ $transfer_part}"
 
 results_dir=$exp_dir/results
 . "$recipe_dir/stage_helpers.sh"
@@ -76,8 +86,9 @@ fi
 
 if run_stage 1; then
   log "Stage 1: lhotse manifests, 40-dim fbank and CMVN stats of $corpus_dir"
+  # shellcheck disable=SC2086
   python -m asr_kd.bin.prepare_data --corpus-dir "$corpus_dir" --exp-dir "$exp_dir" \
-    --parts $parts --num-jobs "$num_jobs"
+    --parts $data_parts --num-jobs "$num_jobs"
   touch "$exp_dir/.stage1.done"
 fi
 
@@ -90,16 +101,23 @@ graph_dir=$gmm_dir/tri2/graph
 bank_dir=$exp_dir/bank
 nnet_dir=$exp_dir/nnet
 members=$(for m in $(seq 1 "$num_members"); do echo "$nnet_dir/member$m/final.pt"; done)
+# The CMVN the frame banks were built with; decoding and scoring cuts apply the same one.
+cmvn=$bank_dir/cmvn.json
+# Stored soft targets belong to this experiment's ensemble (seed runs share bank/, not the store).
+soft_dir=$exp_dir/soft_T$temperature
+# The student's transfer set: the labelled train bank, plus the unlabelled part when there is one.
+transfer_bank=$bank_dir/train
+[ -n "$transfer_part" ] && transfer_bank=$bank_dir/transfer
 
 
 # Options shared by every frame-classifier training run.
-train_opts=(--frame-bank "$bank_dir" --preset "$model_preset" --batch-size "$batch_size" --lr "$lr"
-  --optimizer "$optimizer" --lr-schedule "$lr_schedule" --device "$device")
+train_opts=(--frame-bank "$bank_dir" --preset "$model_preset" --batch-size "$batch_size" --lr "$lr" --min-lr "$min_lr"
+  --optimizer "$optimizer" --lr-schedule "$lr_schedule" --device "$device" --amp "$amp")
 [ -n "$num_layers" ] && train_opts+=(--num-layers "$num_layers")
 [ -n "$hidden_dim" ] && train_opts+=(--hidden-dim "$hidden_dim")
-# The teacher of the students: stored soft targets, or the members themselves run online.
+# The teacher of the full-data student: stored soft targets, or the members themselves run online.
 if [ "$soft_targets" = stored ]; then
-  teacher_opts=(--soft-targets-dir "$bank_dir/soft_T$temperature")
+  teacher_opts=(--soft-targets-dir "$soft_dir")
 else
   # shellcheck disable=SC2206
   teacher_opts=(--teacher-checkpoints $members --teacher-mean "$teacher_mean")
@@ -138,24 +156,31 @@ if run_stage 3; then
     --graph-dir "$graph_dir"
   step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
     --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$gmm_lm_weights" \
-    --beam "$decode_beam" --max-active "$decode_max_active" --num-workers "$num_jobs"
+    --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder" --num-workers "$num_jobs"
   touch "$exp_dir/.stage3.done"
 fi
 
 if run_stage 4; then
-  log "Stage 4: frame banks (CMVN'd fbank + tri2 pdf-ids, contiguous) of train, dev and test"
+  log "Stage 4: frame banks ($input_norm-normalised fbank + tri2 pdf-ids, contiguous) of train, dev and test${transfer_part:+, and the transfer set train + $transfer_part}"
+  mkdir -p "$bank_dir"
+  case $input_norm in global) norm_file=cmvn.json ;; *) norm_file=cmvn_$input_norm.json ;; esac
+  cp "$exp_dir/data/fbank/$norm_file" "$cmvn.tmp" && mv "$cmvn.tmp" "$cmvn"
   for part in $parts; do
     case $part in train*) name=train ;; dev*) name=dev ;; *) name=test ;; esac
     step "bank_$name" python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_$part.jsonl.gz" \
-      --out-dir "$bank_dir/$name" --cmvn "$exp_dir/data/fbank/cmvn.json"
+      --out-dir "$bank_dir/$name" --cmvn "$cmvn"
   done
+  if [ -n "$transfer_part" ]; then
+    step bank_transfer python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_train-clean-100.jsonl.gz" \
+      --unlabelled-cuts "$exp_dir/data/fbank/cuts_$transfer_part.jsonl.gz" --out-dir "$transfer_bank" --cmvn "$cmvn"
+  fi
   touch "$exp_dir/.stage4.done"
 fi
 
 if run_stage 5; then
   log "Stage 5: baseline '$model_preset' frame classifier on 100% of train (paper Table 1 row 'baseline')"
   step train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
-    --num-epochs "$num_epochs" --seed 1
+    --num-epochs "$num_epochs" --seed "$net_seed"
   touch "$exp_dir/.stage5.done"
 fi
 
@@ -164,20 +189,18 @@ if run_stage 6; then
   for m in $(seq 1 "$num_members"); do
     # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
     step "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
-      --num-epochs "$num_epochs" --seed $((100 + m))
+      --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
   done
   touch "$exp_dir/.stage6.done"
 fi
 
 if run_stage 7; then
   if [ "$soft_targets" = stored ]; then
-    soft_device=()  # make-soft-targets picks CUDA when present itself; it knows no "auto"
-    [ "$device" = auto ] || soft_device=(--device "$device")
-    log "Stage 7: store the ensemble's top-$top_k $teacher_mean-mean posteriors at T=$temperature for every train frame"
+    log "Stage 7: store the ensemble's top-$top_k $teacher_mean-mean posteriors at T=$temperature for every frame of $transfer_bank"
     # shellcheck disable=SC2086
-    step soft_targets python -m asr_kd.bin.make_soft_targets --teacher $members --frame-bank "$bank_dir/train" \
-      --out-dir "$bank_dir/soft_T$temperature" --temperature "$temperature" --top-k "$top_k" \
-      --mean "$teacher_mean" "${soft_device[@]}"
+    step soft_targets python -m asr_kd.bin.make_soft_targets --teacher $members --frame-bank "$transfer_bank" \
+      --out-dir "$soft_dir" --temperature "$temperature" --top-k "$top_k" \
+      --mean "$teacher_mean" --device "$device" --amp "$amp"
   else
     log "Stage 7: soft_targets=$soft_targets: the students run the ensemble online, nothing to store"
   fi
@@ -185,36 +208,43 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-  log "Stage 8: distil the ensemble into one '$model_preset' model (T=$temperature, hard weight $hard_weight)"
+  log "Stage 8: distil the ensemble into one '$model_preset' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, as many updates as the baseline"
   step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
-    --num-epochs "$num_epochs" --seed 1 "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
+    --train-bank "$transfer_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")" \
+    --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
   touch "$exp_dir/.stage8.done"
 fi
 
 if run_stage 9; then
-  log "Stage 9: $subset_fraction of train (paper Table 5): baseline with early stopping, student on the full-data ensemble's soft targets without"
-  subset_opts=(--subset-fraction "$subset_fraction" --subset-seed "$subset_seed" --num-epochs "$subset_num_epochs"
-    --batch-size "${subset_batch_size:-$batch_size}")
+  log "Stage 9: $subset_fraction of train (paper Table 5): hard labels with early stopping; soft targets of the full-data baseline (and of the ensemble) without"
+  # One learning-rate schedule for all three, blind to dev; only the hard-label model stops early.
+  subset_opts=(--train-bank "$bank_dir/train" --subset-fraction "$subset_fraction" --subset-seed "$subset_seed"
+    --num-epochs "$subset_num_epochs" --batch-size "${subset_batch_size:-$batch_size}" --seed "$net_seed")
   step train_baseline_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline_subset" "${train_opts[@]}" \
-    "${subset_opts[@]}" --seed 1 --early-stopping-patience "$early_stopping_patience"
+    "${subset_opts[@]}" --early-stopping-patience "$early_stopping_patience"
   step train_student_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset" "${train_opts[@]}" \
-    "${subset_opts[@]}" --seed 1 --newbob-end-gain 0 "${teacher_opts[@]}" --temperature "$temperature" \
-    --hard-weight "$hard_weight"
+    "${subset_opts[@]}" --teacher-checkpoints "$nnet_dir/baseline/final.pt" --temperature "$temperature" \
+    --hard-weight "$hard_weight" --augment "$subset_augment"
+  # shellcheck disable=SC2086
+  step train_student_subset_ensemble python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset_ensemble" \
+    "${train_opts[@]}" "${subset_opts[@]}" --teacher-checkpoints $members --teacher-mean "$teacher_mean" \
+    --temperature "$temperature" --hard-weight "$hard_weight" --augment "$subset_augment"
   touch "$exp_dir/.stage9.done"
 fi
 
 if run_stage 10; then
   log "Stage 10: frame accuracies on train/dev/test and hybrid decoding (posterior / prior through tri2's HCLG) of dev and test"
-  decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$exp_dir/data/fbank/cmvn.json"
+  decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$cmvn"
     --dev-cuts "$ali_dir/cuts_dev-clean.jsonl.gz" --test-cuts "$ali_dir/cuts_test-clean.jsonl.gz"
-    --lm-weights "$lm_weights" --beam "$decode_beam" --max-active "$decode_max_active" --num-workers "$num_jobs")
+    --lm-weights "$lm_weights" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
+    --num-workers "$num_jobs")
   for system in baseline student ensemble; do
     if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi
     # shellcheck disable=SC2086
     step "decode_$system" python -m asr_kd.bin.decode_nnet --model $models "${decode_opts[@]}" \
       --out-dir "$exp_dir/decode/$system" --device "$device"
   done
-  for system in baseline student ensemble baseline_subset student_subset; do
+  for system in baseline student ensemble baseline_subset student_subset student_subset_ensemble; do
     if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi
     names="train dev test"
     case $system in
@@ -223,13 +253,13 @@ if run_stage 10; then
         # shellcheck disable=SC2086
         step "acc_${system}_train" python -m asr_kd.bin.frame_accuracy --model $models --frame-bank "$bank_dir/train" \
           --subset-fraction "$subset_fraction" --subset-seed "$subset_seed" \
-          --output "$results_dir/acc_${system}_train.json" --device "$device"
+          --output "$results_dir/acc_${system}_train.json" --device "$device" --amp "$amp"
         names="dev test" ;;
     esac
     # shellcheck disable=SC2086
     step "acc_$system" python -m asr_kd.bin.frame_accuracy --model $models \
       --frame-bank $(for n in $names; do echo "$bank_dir/$n"; done) \
-      --output $(for n in $names; do echo "$results_dir/acc_${system}_$n.json"; done) --device "$device"
+      --output $(for n in $names; do echo "$results_dir/acc_${system}_$n.json"; done) --device "$device" --amp "$amp"
   done
   touch "$exp_dir/.stage10.done"
 fi

@@ -2,6 +2,8 @@
 #   log MESSAGE            timestamped line on stdout and in $exp_dir/log/run.log
 #   run_stage N            true when stage N is inside [stage, stop_stage] and not already done
 #   step NAME COMMAND...   run one Python step, recording its command line in $results_dir/commands.tsv
+#   bank_frames DIR        number of frames of the frame bank DIR
+#   student_data EXP       train bank, soft-target store, frames per epoch of EXP's distilled student
 mkdir -p "$exp_dir/log" "$results_dir"
 
 log() {
@@ -21,4 +23,30 @@ step() {
   local name=$1; shift
   printf '%s\t%s\n' "$name" "$*" >> "$results_dir/commands.tsv"
   "$@"
+}
+
+bank_frames() {
+  python -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_frames"])' "$1/manifest.json"
+}
+
+# student_data EXP         how EXP's distilled student was trained, from EXP/nnet/student/params.json (written
+#                          by the trainer), one a line: its train bank (bank/train, or bank/transfer with a
+#                          transfer part), its stored soft targets ("" when taught online) and its frames per
+#                          epoch. Relative paths there are the training run's (the repo root), else the same
+#                          name under EXP. A new student taught from that store passes --train-bank,
+#                          --soft-targets-dir and --frames-per-epoch from it. Use (so that set -e sees a failure):
+#                            data=$(student_data "$src_exp"); { read -r bank; read -r store; read -r frames; } <<< "$data"
+student_data() {
+  python - "$1" <<'PY'
+import json, os, sys
+exp = sys.argv[1]
+p = json.load(open(os.path.join(exp, "nnet", "student", "params.json")))
+def find(path, under):
+    alt = os.path.join(exp, under, os.path.basename(os.path.normpath(path or ".")))
+    if path and not os.path.exists(path) and os.path.exists(alt):
+        path = alt
+    return os.path.abspath(path) if path else ""
+bank = p["train_bank"] or os.path.join(p["frame_bank"], "train")
+print(find(bank, "bank"), find(p["soft_targets_dir"], ""), p["epoch_frames"], sep="\n")
+PY
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 TRAIN, DEV, TEST = "train-clean-100", "dev-clean", "test-clean"
+TRANSFER = "train-clean-360"  # the tiny corpus's unlabelled transfer audio
 PARTS = (TRAIN, DEV, TEST)
 
 
@@ -22,14 +23,15 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_exp(tiny_corpus, tmp_path_factory) -> Path:
-    """An experiment dir with manifests, fbank cuts and CMVN stats of the tiny corpus."""
+    """An experiment dir with manifests, fbank cuts and CMVN stats of the tiny corpus (transfer part included)."""
     from asr_kd.data.features import compute_cmvn_stats, compute_fbank
     from asr_kd.data.prepare import prepare_manifests
 
     exp = tmp_path_factory.mktemp("exp")
-    prepare_manifests(tiny_corpus, exp / "data" / "manifests", PARTS)
-    compute_fbank(exp / "data" / "manifests", exp / "data" / "fbank", PARTS, num_jobs=2)
-    compute_cmvn_stats(exp / "data" / "fbank", TRAIN, PARTS)
+    parts = (*PARTS, TRANSFER)
+    prepare_manifests(tiny_corpus, exp / "data" / "manifests", parts)
+    compute_fbank(exp / "data" / "manifests", exp / "data" / "fbank", parts, num_jobs=2)
+    compute_cmvn_stats(exp / "data" / "fbank", TRAIN, parts)
     return exp
 
 

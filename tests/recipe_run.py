@@ -44,9 +44,12 @@ def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
     deadline = time.monotonic() + 600
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert marker.exists(), "the recipe ended or timed out before member1 finished an epoch"
+    ended = proc.poll()
+    if ended is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert marker.exists(), (f"the recipe {'exited with status %s' % ended if ended is not None else 'timed out'} "
+                             f"before member1 finished an epoch; its log: {exp / 'log'}")
     return {"mtimes": {p: (exp / p).stat().st_mtime_ns for p in KEPT_OUTPUTS},
             "member1_final_existed": (exp / "nnet" / "member1" / "final.pt").exists(),
             "stage6_done_existed": (exp / ".stage6.done").exists()}

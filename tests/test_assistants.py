@@ -92,10 +92,10 @@ def test_each_link_is_taught_by_the_link_before_it(tmp_path):
 
 def test_link_train_args_point_at_the_previous_links_soft_targets(tmp_path):
     links = plan_chain([tmp_path / "m1.pt"], (NetShape(2, 64),), NetShape(1, 16), tmp_path / "links")
-    first = link_train_args(links[0], "bank", temperature=2, hard_weight=0.5, first_store="exp/bank/soft_T2")
-    second = link_train_args(links[1], "bank", temperature=2, hard_weight=0.5, first_store="exp/bank/soft_T2")
+    first = link_train_args(links[0], "bank", temperature=2, hard_weight=0.5, first_store="exp/soft_T2")
+    second = link_train_args(links[1], "bank", temperature=2, hard_weight=0.5, first_store="exp/soft_T2")
     value = lambda args, opt: args[args.index(opt) + 1]  # noqa: E731
-    assert value(first, "--soft-targets-dir") == "exp/bank/soft_T2"
+    assert value(first, "--soft-targets-dir") == "exp/soft_T2"
     assert value(second, "--soft-targets-dir") == str(tmp_path / "links" / "2x64" / "soft_T2")
     assert (value(second, "--num-layers"), value(second, "--hidden-dim")) == ("1", "16")
     online = link_train_args(links[1], "bank", temperature=2, hard_weight=0.5, soft_targets="online")

@@ -60,7 +60,7 @@ def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_
     argv = ["--model", str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt"),
             "--graph-dir", str(tiny_recipe_exp / "gmm" / "tri2" / "graph"),
             "--transition-model", str(tiny_recipe_exp / "gmm" / "tri2" / "final.mdl"),
-            "--cmvn", str(tiny_recipe_exp / "data" / "fbank" / "cmvn.json"),
+            "--cmvn", str(tiny_recipe_exp / "bank" / "cmvn.json"),
             "--dev-dir", str(tiny_corpus / "LibriSpeech" / "dev-clean"), "--lm-weights", f"4,{lmwt}",
             *search, "--out-dir", str(out)]
     assert decode_nnet.main(argv) == 0
@@ -94,7 +94,7 @@ def test_subset_accuracy_scores_exactly_the_trainers_subset(tiny_recipe_exp, tmp
     out = tmp_path / "acc.json"
     assert frame_accuracy.main(["--model", str(tiny_recipe_exp / "nnet" / "baseline_subset" / "final.pt"),
                                 "--frame-bank", str(bank_dir), "--subset-fraction", "0.1", "--subset-seed", "3",
-                                "--output", str(out), "--device", "cpu"]) == 0
+                                "--output", str(out), "--device", "cpu", "--amp", "none"]) == 0
     record = json.loads(out.read_text())
     # The trainer's rule (FrameBank.subset_frames, which the trainer uses): round(fraction * utterances)
     # utterances drawn by numpy's default_rng(seed) without replacement; count their frames here.

@@ -200,7 +200,7 @@ def test_frame_accuracy_cli_per_member_writes_what_the_library_computes(tmp_path
         m.save(paths[-1])
     out = tmp_path / "acc.json"
     argv = ["--model", *map(str, paths), "--frame-bank", str(tmp_path / "bank"), "--output", str(out),
-            "--per-member", "--device", "cpu"]
+            "--per-member", "--device", "cpu", "--amp", "none"]
     assert frame_accuracy.main(argv) == 0
     written = json.loads(out.read_text())
     expected = ensemble_frame_accuracy(EnsembleTeacher(_members(2)), bank)

@@ -12,7 +12,7 @@ import torch
 
 from asr_kd.bin.build_frame_bank import main as build_frame_bank_main
 from asr_kd.data.cmvn import CmvnStats
-from asr_kd.data.frame_bank import FrameBank
+from asr_kd.data.frame_bank import UNLABELLED, FrameBank
 from asr_kd.utils.errors import InputError
 
 SENTENCES = [
@@ -165,6 +165,26 @@ def test_nan_features_and_empty_split_are_rejected(tmp_path):
         FrameBank.build([], tmp_path / "bank")
     with pytest.raises(InputError, match="not a frame bank"):
         FrameBank.load(tmp_path / "bank")
+
+
+def test_unlabelled_cuts_follow_the_labelled_ones_without_labels(cuts, tmp_path):
+    from lhotse.utils import fastcopy
+
+    labelled, unlabelled = list(cuts)[:4], list(cuts)[4:]
+    cmvn = cmvn_of(cuts)
+    bank = FrameBank.build(labelled, tmp_path / "transfer", cmvn=cmvn, num_classes=NUM_CLASSES,
+                           unlabelled_cuts=[fastcopy(c, custom=None) for c in unlabelled])
+    n_lab = sum(c.num_frames for c in labelled)
+    assert bank.num_frames == n_lab + sum(c.num_frames for c in unlabelled)
+    assert bank.num_labelled_frames == n_lab and bank.cut_ids == [c.id for c in cuts]
+    labels = bank.labels.numpy()
+    assert (labels[n_lab:] == UNLABELLED).all() and (labels[:n_lab] >= 0).all()
+    # The labelled part is the bank those cuts make alone, feature for feature.
+    alone = FrameBank.build(labelled, tmp_path / "alone", cmvn=cmvn, num_classes=NUM_CLASSES)
+    assert torch.equal(bank.feats[:n_lab], alone.feats) and np.array_equal(labels[:n_lab], alone.labels.numpy())
+    assert np.array_equal(bank.class_counts(), alone.class_counts())  # unlabelled frames are nobody's prior
+    with pytest.raises(InputError, match="needs num_classes"):
+        FrameBank.from_arrays([np.zeros((3, 40), np.float32)], [None], ["u"], tmp_path / "nolabels")
 
 
 def test_cli_builds_bank_with_num_pdfs_from_info_json(cuts, tmp_path, capsys):

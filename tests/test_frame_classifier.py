@@ -83,3 +83,31 @@ def test_presets_have_the_papers_shape():
     assert (tiny.num_layers, tiny.hidden_dim, small.num_layers, small.hidden_dim) == (2, 128, 4, 512)
     with pytest.raises(InputError, match="unknown model preset"):
         get_preset("huge")
+
+
+def _layer_rms_and_logit_spread(model: FrameClassifier, x: torch.Tensor) -> tuple[list[float], float]:
+    """RMS of each hidden layer's activations, and the logits' spread over inputs (std over the batch)."""
+    rms = []
+    with torch.no_grad():
+        h = x.reshape(x.shape[0], -1)
+        for layer in model.hidden:
+            h = layer(h)
+            if isinstance(layer, torch.nn.ReLU):
+                rms.append(h.pow(2).mean().sqrt().item())
+        logits = model.output(h)
+    return rms, logits.std(dim=0).mean().item()
+
+
+def test_paper_preset_starts_with_the_signal_alive_through_all_eight_layers():
+    torch.manual_seed(0)
+    model = FrameClassifier(get_preset("paper"))  # 8 x 2560, 14,000 outputs
+    x = torch.randn(256, 26, 40)  # CMVN'd windows: zero mean, unit variance per dimension
+    rms, spread = _layer_rms_and_logit_spread(model, x)
+    assert len(rms) == 8 and all(0.5 < r < 2.0 for r in rms), rms
+    assert 0.1 < spread < 10.0, spread
+    # PyTorch's default Linear init loses the signal on the way: the same stack would start dead.
+    for layer in [*model.hidden, model.output]:
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.Linear.reset_parameters(layer)
+    _, default_spread = _layer_rms_and_logit_spread(model, x)
+    assert default_spread < 0.01 * spread

@@ -70,9 +70,10 @@ def test_soft_loss_equals_hard_ce_for_one_hot_teacher():
     assert torch.allclose(hard_cross_entropy(z, y), hard_by_hand, atol=1e-12)
 
 
-def test_distillation_loss_is_soft_plus_weighted_hard():
+@pytest.mark.parametrize("w", [0.0, 0.5, 2.0])
+def test_distillation_loss_is_soft_plus_weighted_hard(w):
     z, p, y = _batch()
-    t, w = 2.0, 0.5
+    t = 2.0
     loss, stats = distillation_loss(z, y, p, temperature=t, hard_weight=w)
     soft = -t * t * (p * torch.log(_softmax_by_hand(z / t))).sum(-1).mean()
     hard = -torch.log(_softmax_by_hand(z)[torch.arange(len(y)), y]).mean()
@@ -81,6 +82,20 @@ def test_distillation_loss_is_soft_plus_weighted_hard():
     assert abs(float(stats["hard_ce"]) - float(hard)) < 1e-6
     entropy = -(p * torch.log(p)).sum(-1).mean()
     assert abs(float(stats["soft_kl"]) - float(soft - t * t * entropy)) < 1e-6
+
+
+def test_unlabelled_frames_add_only_their_soft_term():
+    z, p, y = _batch()
+    y = y.clone()
+    y[::3] = -1  # transfer-set frames: no alignment
+    labelled = y >= 0
+    per_frame_ce = -torch.log(_softmax_by_hand(z)[torch.arange(len(y)), y.clamp_min(0)])
+    # Each frame's loss is its soft term plus, where labelled, the weighted hard term; the batch averages all frames.
+    expected_hard = (per_frame_ce * labelled).sum() / len(y)
+    assert torch.allclose(hard_cross_entropy(z, y), expected_hard, atol=1e-12)
+    loss, _ = distillation_loss(z, y, p, temperature=2.0, hard_weight=0.5)
+    soft = soft_cross_entropy(z, p, 2.0)
+    assert torch.allclose(loss, soft + 0.5 * expected_hard, atol=1e-10)
 
 
 def test_no_teacher_means_hard_cross_entropy_only():

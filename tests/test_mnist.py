@@ -114,24 +114,36 @@ def test_bias_sweep_counts_errors_of_the_shifted_logits():
     assert bias_sweep(logits, labels, [3], [0.0, 1.5, 2.5, 3.5]) == [(0.0, 2), (1.5, 1), (2.5, 0), (3.5, 1)]
 
 
-def test_short_distillation_through_the_trainer_beats_chance(mnist, tmp_path):
-    from asr_kd.bin import make_soft_targets, mnist_eval, mnist_train
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the trainer runs: on a 2-core machine shared with other jobs, two OpenMP
+    threads that wait actively for each other made this test ~13x slower (15 s instead of 1 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_short_distillation_through_the_trainer_beats_chance(mnist, tmp_path, one_thread):
+    from asr_kd.bin import make_soft_targets, mnist_eval, mnist_report, mnist_train
 
     x, y = mnist["train"][0][:3000], mnist["train"][1][:3000]
     build_bank(x, y, tmp_path / "train", prefix="train")
     build_bank(mnist["test"][0][:1000], mnist["test"][1][:1000], tmp_path / "test", prefix="test")
     common = ["--train-bank", str(tmp_path / "train"), "--dev-bank", str(tmp_path / "test"), "--preset", "tiny",
               "--num-layers", "1", "--left-context", "0", "--right-context", "0", "--batch-size", "100",
-              "--lr", "0.1", "--lr-schedule", "constant", "--device", "cpu", "--num-epochs", "2"]
+              "--lr", "0.1", "--lr-schedule", "constant", "--device", "cpu", "--amp", "bf16", "--num-epochs", "2"]
     max_norm = 0.8
     assert mnist_train.main(["--exp-dir", str(tmp_path / "teacher"), "--hidden-dim", "64", "--dropout", "0.2",
                              "--max-norm", str(max_norm), "--jitter-pixels", "2", *common]) == 0
+    # The recipe's path: bf16 autocast on the CPU, as the trainer's log and mnist-report say.
+    assert mnist_report.trained_on(tmp_path / "teacher" / "train.log") == "cpu bf16"
     teacher = FrameClassifier.load(tmp_path / "teacher" / "final.pt")
     for layer in (teacher.hidden[0], teacher.output):
         assert layer.weight.norm(dim=1).max() <= max_norm + 1e-4
     assert make_soft_targets.main(["--teacher", str(tmp_path / "teacher" / "final.pt"), "--frame-bank",
                                    str(tmp_path / "train"), "--out-dir", str(tmp_path / "soft"), "--temperature", "4",
-                                   "--top-k", "10", "--device", "cpu"]) == 0
+                                   "--top-k", "10", "--device", "cpu", "--amp", "none"]) == 0
     assert mnist_train.main(["--exp-dir", str(tmp_path / "student"), "--hidden-dim", "16", "--soft-targets-dir",
                              str(tmp_path / "soft"), "--temperature", "4", *common]) == 0
     out = tmp_path / "student.json"
@@ -144,3 +156,18 @@ def test_short_distillation_through_the_trainer_beats_chance(mnist, tmp_path):
     assert sum(result["errors_per_class"]) == result["errors"]
     assert result["bias"]["errors"] <= result["errors"]  # the sweep includes shift 0
     assert [s for s, _ in result["bias"]["sweep"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_report_reads_precision_from_train_logs_and_stage_times(tmp_path):
+    from asr_kd.bin.mnist_report import stage_times, trained_on
+
+    log = tmp_path / "train.log"
+    assert trained_on(log) is None  # no log
+    log.write_text("2026-12-01 10:00:00 INFO [asr_kd.train.train] train ... model ...; 234 steps/epoch on cpu bf16\n"
+                   "2026-12-01 10:00:05 INFO [asr_kd.train.train] epoch 1: train loss 0.1\n")
+    assert trained_on(log) == "cpu bf16"
+    with log.open("a") as f:  # a resumed run logs again: its last start counts
+        f.write("2026-12-01 11:00:00 INFO [asr_kd.train.train] train ...; 234 steps/epoch on cpu\n")
+    assert trained_on(log) == "cpu fp32"
+    (tmp_path / "stage_times.tsv").write_text("1\t600\n2\t120\n1\t540\n")
+    assert stage_times(tmp_path) == {"1": 540, "2": 120}  # a rerun stage: its latest time

@@ -102,7 +102,7 @@ def test_cli_records_teacher_weights_and_rejects_a_count_mismatch(tmp_path, caps
         paths.append(tmp_path / f"m{i}.pt")
         m.save(paths[-1])
     base = ["--teacher", *map(str, paths), "--frame-bank", str(bank.directory), "--top-k", str(CONFIG.num_outputs),
-            "--temperature", str(T), "--device", "cpu"]
+            "--temperature", str(T), "--device", "cpu", "--amp", "none"]
     assert make_soft_targets.main([*base, "--teacher-weights", "1", "0", "--out-dir", str(tmp_path / "w")]) == 0
     manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
     assert manifest["teacher"]["weights"] == [1.0, 0.0]

@@ -44,7 +44,8 @@ def test_results_has_both_tables_filled_with_numbers(tiny_recipe_exp):
         assert all(0 <= float(c) <= 100 for c in cells[1:3])
     assert all(_is_number(c) for c in _row(md, "GMM tri2 (labels and graph)")[3:5])
     for name in ("baseline, 100% of train", "baseline, subset of train (early stopping)",
-                 "soft targets, subset of train (no early stopping)"):
+                 "soft targets, subset of train (no early stopping)",
+                 "ensemble's soft targets, subset of train (no early stopping)"):
         cells = _row(md, name)
         assert all(_is_number(c) for c in cells[1:3]), f"{name}: {cells}"
     assert "Gain recovered" in md and "(plots/dev_accuracy.png)" in md
@@ -72,6 +73,45 @@ def test_reported_test_frame_accuracy_matches_an_independent_count(tiny_recipe_e
     md = (tiny_recipe_exp / "RESULTS.md").read_text()
     assert float(_row(md, "baseline")[2]) == pytest.approx(ours, abs=0.006)
     assert float(_row(md, "baseline, 100% of train")[2]) == pytest.approx(ours, abs=0.006)
+
+
+def test_the_student_learns_from_a_transfer_set_with_the_baselines_number_of_updates(tiny_recipe_exp):
+    from asr_kd.data.frame_bank import UNLABELLED, FrameBank
+
+    train = FrameBank.load(tiny_recipe_exp / "bank" / "train")
+    transfer = FrameBank.load(tiny_recipe_exp / "bank" / "transfer")
+    # The transfer set is the labelled train frames, then the train-clean-360 audio without labels.
+    assert transfer.num_labelled_frames == train.num_frames < transfer.num_frames
+    assert torch.equal(transfer.feats[:train.num_frames], train.feats)
+    assert (transfer.labels[train.num_frames:] == UNLABELLED).all()
+    store = json.loads((tiny_recipe_exp / "soft_T2" / "manifest.json").read_text())
+    assert store["num_frames"] == transfer.num_frames and store["frame_bank_checksum"] == transfer.manifest["checksum"]
+    student = json.loads((tiny_recipe_exp / "nnet" / "student" / "params.json").read_text())
+    baseline = json.loads((tiny_recipe_exp / "nnet" / "baseline" / "params.json").read_text())
+    assert student["train_bank"].endswith("bank/transfer")
+    assert (student["steps_per_epoch"], student["num_epochs"]) == (baseline["steps_per_epoch"], baseline["num_epochs"])
+    md = (tiny_recipe_exp / "RESULTS.md").read_text()
+    assert "How the distilled model was taught: stored soft targets" in md and "unlabelled audio" in md
+
+
+def test_decoding_normalises_inputs_as_the_frame_bank_did(tiny_recipe_exp):
+    from lhotse import CutSet
+
+    from asr_kd.data.cmvn import CmvnStats, normalised_features
+    from asr_kd.data.frame_bank import FrameBank
+
+    cmvn = CmvnStats.load(tiny_recipe_exp / "bank" / "cmvn.json")
+    assert cmvn.mode == "speaker"
+    bank = FrameBank.load(tiny_recipe_exp / "bank" / "dev")
+    cuts = CutSet.from_file(tiny_recipe_exp / "gmm" / "tri2" / "ali" / "cuts_dev-clean.jsonl.gz")
+    ours = np.concatenate([f for _, f in normalised_features(list(cuts), cmvn)])
+    np.testing.assert_allclose(bank.feats.float().numpy(), ours, atol=2e-2)  # the bank stores fp16
+    globally = CmvnStats.load(tiny_recipe_exp / "data" / "fbank" / "cmvn.json")
+    assert np.abs(np.concatenate([globally.apply(c.load_features()) for c in cuts]) - ours).max() > 0.1
+    # The decoder's own frame count (cuts normalised on the fly) agrees with the bank's.
+    decoded = json.loads((tiny_recipe_exp / "decode" / "baseline" / "results.json").read_text())
+    on_bank = json.loads((tiny_recipe_exp / "results" / "acc_baseline_dev.json").read_text())
+    assert decoded["dev"]["frame_accuracy"] == pytest.approx(on_bank["accuracy"], abs=5e-3)
 
 
 def test_killed_recipe_resumed_without_redoing_finished_stages(tiny_recipe_exp):

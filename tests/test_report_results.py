@@ -113,3 +113,32 @@ def test_lm_perplexities_of_the_full_and_the_pruned_lm_are_listed(tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert "- full LM: 3-gram on 1000 words; dev perplexity 213.4 over 296 sentences" in md
     assert "- pruned LM in G.fst: 3-gram on 1000 words; dev perplexity 223.2" in md
+
+
+def _seed_run(path: Path, accs: dict[str, tuple[float, float]], wers: dict[str, tuple[float, float]]) -> None:
+    for system, (dev, test) in accs.items():
+        _write(path / f"results/acc_{system}_dev.json", _acc(dev))
+        _write(path / f"results/acc_{system}_test.json", _acc(test))
+    for system, (dev, test) in wers.items():
+        _write(path / f"decode/{system}/results.json",
+               {"lmwt": "10", "dev_wer_by_lmwt": {"10": dev}, "dev": {"wer": dev}, "test": {"wer": test}})
+
+
+def test_network_seeds_are_averaged_and_their_spread_listed(tmp_path):
+    wers = {"baseline": (12.0, 13.0), "ensemble": (10.0, 11.0), "student": (11.0, 12.0)}
+    _seed_run(tmp_path / "s1", {"baseline": (0.50, 0.40), "ensemble": (0.60, 0.50), "student": (0.58, 0.48)}, wers)
+    _seed_run(tmp_path / "s2", {"baseline": (0.52, 0.42), "ensemble": (0.60, 0.50), "student": (0.56, 0.46)},
+              {**wers, "student": (11.5, 12.5)})
+    assert report.main(["--exp-dir", str(tmp_path / "s1"), "--num-members", "2", "--no-plots",
+                        "--seed-exp-dirs", str(tmp_path / "s2"), "--seeds", "1", "7"]) == 0
+    md = (tmp_path / "s1" / "RESULTS.md").read_text()
+    # Table 1 shows the means of the two runs.
+    assert _row(md, "baseline")[1:5] == ["51.00", "41.00", "12.00", "13.00"]
+    assert _row(md, "distilled single model")[1:5] == ["57.00", "47.00", "11.25", "12.25"]
+    # The gain is each seed's gain, averaged: test (80% + 50%) / 2 = 65%, not the gain of the means (66.7%).
+    assert re.search(r"network seeds 1, 7 of each seed's gain\): \*\*65\.0%\*\*", md)
+    assert "## Spread over network seeds" in md
+    assert _row(md, "7")[1:5] == ["42.00", "50.00", "46.00", "50.00"]  # seed 7's test row: its own gain is 50%
+    assert _row(md, "mean ± sd")[1] == "41.00 ± 1.41"
+    assert report.main(["--exp-dir", str(tmp_path / "s1"), "--seed-exp-dirs", str(tmp_path / "s2"),
+                        "--seeds", "1"]) == 2

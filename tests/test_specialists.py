@@ -299,10 +299,10 @@ def test_clis_score_generalist_plus_specialists_alike(trained, tmp_path):
     assert "| dev | 1 |" in (tmp_path / "t.md").read_text()
     # frame-accuracy with --specialists scores the same combined posteriors.
     assert frame_accuracy_main(["--model", str(trained["generalist"]), "--specialists", str(trained["specialist"]),
-                        "--frame-bank", str(dev), "--output", str(tmp_path / "dn.json"), "--device", "cpu"]) == 0
+                        "--frame-bank", str(dev), "--output", str(tmp_path / "dn.json"), "--device", "cpu", "--amp", "none"]) == 0
     assert json.loads((tmp_path / "dn.json").read_text())["accuracy"] == pytest.approx(rec["accuracy_with"], abs=1e-9)
     assert frame_accuracy_main(["--model", str(trained["generalist"]), "--frame-bank", str(dev),
-                                "--output", str(tmp_path / "g.json"), "--device", "cpu"]) == 0
+                                "--output", str(tmp_path / "g.json"), "--device", "cpu", "--amp", "none"]) == 0
     assert json.loads((tmp_path / "g.json").read_text())["accuracy"] == pytest.approx(rec["accuracy_without"], abs=1e-9)
     # A sets file naming a class the generalist lacks is refused with exit code 2.
     (tmp_path / "sets.json").write_text(json.dumps({"format": "asr_kd.SpecialistSets", "num_classes": 12,

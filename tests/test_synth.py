@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from asr_kd.bin.synth_corpus import main as synth_corpus_main
-from asr_kd.data.synth import PRESETS, SPLITS, plan_corpus, synthesize_corpus
+from asr_kd.data.synth import PRESETS, SPLITS, TRANSFER_SPLIT, CorpusSize, plan_corpus, synthesize_corpus
 from asr_kd.data.text import cmudict_words, load_sentence_pool
 from asr_kd.data.voices import ARPABET, ENGINES
 
@@ -23,10 +23,13 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
     return out, summary
 
 
+ALL_SPLITS = (*SPLITS, TRANSFER_SPLIT)
+
+
 def read_trans(root: Path) -> dict[str, dict[str, str]]:
     """split -> utt_id -> transcript, read straight from the trans.txt files."""
     result: dict[str, dict[str, str]] = {}
-    for split in SPLITS:
+    for split in ALL_SPLITS:
         result[split] = {}
         for path in sorted((root / "LibriSpeech" / split).glob("*/*/*.trans.txt")):
             for line in path.read_text().splitlines():
@@ -48,7 +51,7 @@ def read_speakers(root: Path) -> dict[str, tuple[str, str, str]]:
 def test_layout_is_librispeech(corpus):
     root, _ = corpus
     trans = read_trans(root)
-    for split in SPLITS:
+    for split in ALL_SPLITS:
         assert trans[split], split
         for utt_id, text in trans[split].items():
             spk, chap, num = utt_id.split("-")
@@ -64,28 +67,28 @@ def test_layout_is_librispeech(corpus):
 def test_tiny_corpus_has_about_ten_minutes_and_every_engine_in_every_split(corpus):
     root, summary = corpus
     total = 0.0
-    for split in SPLITS:
+    for split in ALL_SPLITS:
         seconds = sum(soundfile.info(str(p)).duration for p in (root / "LibriSpeech" / split).glob("*/*/*.flac"))
         assert summary["splits"][split]["hours"] == pytest.approx(seconds / 3600, abs=1e-3)
         assert summary["splits"][split]["utterances"] == len(read_trans(root)[split])
         assert set(summary["engines"][split]) == set(ENGINES)
         total += seconds
-    planned = sum(PRESETS["tiny"].hours(s) for s in SPLITS) * 3600
+    planned = sum(PRESETS["tiny"].hours(s) for s in ALL_SPLITS) * 3600
     assert 0.7 * planned < total < 1.4 * planned
 
 
 def test_speakers_are_disjoint_across_splits(corpus):
     root, _ = corpus
-    dirs = {split: {p.name for p in (root / "LibriSpeech" / split).iterdir()} for split in SPLITS}
+    dirs = {split: {p.name for p in (root / "LibriSpeech" / split).iterdir()} for split in ALL_SPLITS}
     speakers = read_speakers(root)
     assert set(speakers) == set().union(*dirs.values())
-    for a in SPLITS:
-        for b in SPLITS:
+    for a in ALL_SPLITS:
+        for b in ALL_SPLITS:
             if a < b:
                 assert not dirs[a] & dirs[b]
                 # also as voices: no engine/voice/rate/pitch combination speaks in two splits
                 assert not {speakers[s][2] for s in dirs[a]} & {speakers[s][2] for s in dirs[b]}
-    for split in SPLITS:
+    for split in ALL_SPLITS:
         assert all(speakers[s][1] == split for s in dirs[split])
 
 
@@ -93,10 +96,23 @@ def test_dev_and_test_sentences_are_absent_from_train_and_lm_text(corpus):
     root, _ = corpus
     trans = read_trans(root)
     train = set(trans["train-clean-100"].values())
+    transfer = set(trans[TRANSFER_SPLIT].values())
     lm_text = set((root / "lm-text.txt").read_text().splitlines())
     held_out = set(trans["dev-clean"].values()) | set(trans["test-clean"].values())
-    assert held_out and not held_out & train and not held_out & lm_text
-    assert train <= lm_text  # train text may feed the LM, as in LibriSpeech
+    assert held_out and not held_out & (train | transfer) and not held_out & lm_text
+    assert not train & transfer
+    assert train | transfer <= lm_text  # training text may feed the LM, as in LibriSpeech
+
+
+def test_adding_a_transfer_split_leaves_the_other_splits_as_they_were(corpus):
+    root, _ = corpus
+    sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
+    tiny = PRESETS["tiny"]
+    without = plan_corpus(sentences, CorpusSize(tiny.train_hours, tiny.dev_hours, tiny.test_hours), seed=0)
+    with_transfer = plan_corpus(sentences, tiny, seed=0)
+    assert [c for c in with_transfer.chapters if c.split != TRANSFER_SPLIT] == list(without.chapters)
+    assert any(c.split == TRANSFER_SPLIT for c in with_transfer.chapters)
+    assert with_transfer.lm_sentences == without.lm_sentences
 
 
 def test_sentence_pool_is_clean_and_from_every_source(corpus):

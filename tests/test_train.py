@@ -23,7 +23,9 @@ from asr_kd.train.schedule import NewbobSchedule
 from asr_kd.train.train import main as train_main
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 
-TRAIN_ARGS = ["--preset", "tiny", "--batch-size", "128", "--lr", "0.05", "--log-interval", "10"]
+# Pinned to the fp32 CPU path, so that a GPU host or a CPU without bf16 units tests the same thing.
+TRAIN_ARGS = ["--preset", "tiny", "--batch-size", "128", "--lr", "0.05", "--log-interval", "10",
+              "--device", "cpu", "--amp", "none"]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +81,13 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path):
-    # Dropout, Adam and a cosine schedule: RNG, optimizer and schedule state all have to come back.
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path, amp):
+    # Dropout, Adam and a cosine schedule: RNG, optimizer and schedule state all have to come back,
+    # in fp32 and on the CPU's bf16 autocast path alike.
     args = ["--frame-bank", str(data["bank"]), "--num-epochs", "2", "--preset", "tiny", "--batch-size", "128",
             "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--warmup-steps", "5",
-            "--dropout", "0.2", "--checkpoint-every", "7", "--log-interval", "5"]
+            "--dropout", "0.2", "--checkpoint-every", "7", "--log-interval", "5", "--device", "cpu", "--amp", amp]
     straight = _run([sys.executable, "-m", "asr_kd.bin.train", "--exp-dir", str(tmp_path / "a"), *args], tmp_path)
     assert straight.returncode == 0, straight.stderr
     # The killed run dies by SIGKILL in place of its 3rd checkpoint (step 21 of 33 in epoch 1), so
@@ -142,10 +146,10 @@ def test_two_gloo_ranks_match_one_process(data, single_run, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, capsys):
     exp = tmp_path / "nan"
-    # A learning rate of 30 without clipping blows the loss up to inf/NaN within a few steps.
+    # A learning rate of 1e8 without clipping blows the loss up to inf/NaN within a few steps.
     rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), "--num-epochs", "2", "--preset",
-                     "tiny", "--batch-size", "128", "--lr", "30", "--grad-clip", "0", "--log-interval", "1",
-                     "--checkpoint-every", "2"])
+                     "tiny", "--batch-size", "128", "--lr", "1e8", "--grad-clip", "0", "--log-interval", "1",
+                     "--checkpoint-every", "2", "--device", "cpu", "--amp", "none"])
     assert rc == 1
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "checkpoint.pt kept" in err
@@ -167,7 +171,8 @@ def test_students_learn_from_online_and_stored_teachers_alone(data, single_run, 
     assert train_main(["--exp-dir", str(tmp_path / "online"), *common, "--num-epochs", "1",
                        "--teacher-checkpoints", *teacher, "--temperature", "2"]) == 0
     train_bank = FrameBank.load(data["bank"] / "train")
-    SoftTargetStore.write(EnsembleTeacher.load(teacher), train_bank, tmp_path / "soft", temperature=2.0, k=4)
+    SoftTargetStore.write(EnsembleTeacher.load(teacher), train_bank, tmp_path / "soft", temperature=2.0,
+                          k=train_bank.num_classes, amp=False)
     assert train_main(["--exp-dir", str(tmp_path / "stored"), *common, "--num-epochs", "2", "--soft-targets-dir",
                        str(tmp_path / "soft"), "--temperature", "2"]) == 0
     for name in ("online", "stored"):
@@ -175,19 +180,66 @@ def test_students_learn_from_online_and_stored_teachers_alone(data, single_run, 
         assert dev_acc > chance + 0.25, (name, dev_acc, chance)
 
 
+def test_a_store_that_keeps_too_little_teacher_mass_is_refused(data, single_run, tmp_path, capsys):
+    from asr_kd.distill.ensemble import EnsembleTeacher
+    from asr_kd.distill.soft_targets import SoftTargetStore
+
+    train_bank = FrameBank.load(data["bank"] / "train")
+    # Top-1 of a temperature-5 teacher: the kept class holds far less than 90% of the mass.
+    store = SoftTargetStore.write(EnsembleTeacher.load([str(single_run / "final.pt")]), train_bank,
+                                  tmp_path / "soft", temperature=5.0, k=1, amp=False)
+    assert store.mean_kept_mass < 0.9
+    args = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "1", "--soft-targets-dir",
+            str(tmp_path / "soft"), "--temperature", "5"]
+    assert train_main(["--exp-dir", str(tmp_path / "refused"), *args]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "soft") in err and "--top-k" in err and "--teacher-checkpoints" in err
+    assert not (tmp_path / "refused" / "final.pt").exists()
+    assert train_main(["--exp-dir", str(tmp_path / "accepted"), *args, "--min-kept-mass", "0"]) == 0
+
+
+def test_a_student_learns_from_unlabelled_frames_with_the_labelled_sets_budget(data, single_run, tmp_path, capsys):
+    from lhotse.utils import fastcopy
+
+    from asr_kd.distill.ensemble import EnsembleTeacher
+    from asr_kd.distill.soft_targets import SoftTargetStore
+
+    train_cuts = list(make_aligned_cuts(tmp_path / "more", 6, offset=40))
+    labelled = FrameBank.load(data["bank"] / "train")
+    transfer = FrameBank.build(data["root"] / "train" / "cuts.jsonl.gz", tmp_path / "bank" / "transfer", cmvn=data["cmvn"],
+                               num_classes=NUM_CLASSES, unlabelled_cuts=[fastcopy(c, custom=None) for c in train_cuts])
+    assert transfer.num_labelled_frames == labelled.num_frames < transfer.num_frames
+    SoftTargetStore.write(EnsembleTeacher.load([str(single_run / "final.pt")]), transfer, tmp_path / "soft",
+                          temperature=2.0, k=NUM_CLASSES, amp=False)
+    args = ["--train-bank", str(tmp_path / "bank" / "transfer"), "--dev-bank", str(data["bank"] / "dev"), *TRAIN_ARGS,
+            "--num-epochs", "2"]
+    # Without a teacher the unlabelled frames carry nothing: refused, naming the bank.
+    assert train_main(["--exp-dir", str(tmp_path / "alone"), *args]) == 2
+    assert "have no label" in capsys.readouterr().err
+    assert train_main(["--exp-dir", str(tmp_path / "student"), *args, "--soft-targets-dir", str(tmp_path / "soft"),
+                       "--temperature", "2", "--frames-per-epoch", str(labelled.num_frames)]) == 0
+    params = json.loads((tmp_path / "student" / "params.json").read_text())
+    assert params["steps_per_epoch"] == labelled.num_frames // 128  # the labelled set's budget, not the bank's
+    epochs = [r for r in read_metrics(tmp_path / "student") if r["dev_acc"]]
+    dev = FrameBank.load(data["bank"] / "dev")
+    chance = np.bincount(dev.labels.numpy()).max() / dev.num_frames
+    assert float(epochs[-1]["dev_acc"]) > chance + 0.25
+    assert 0.0 < float(epochs[-1]["train_acc"]) <= 1.0  # over labelled frames only
+
+
 def test_frame_accuracy_cli_on_cuts_and_on_bank(data, single_run, tmp_path, capsys):
     from asr_kd.bin.frame_accuracy import main as frame_accuracy_main
 
     model = str(single_run / "final.pt")
     assert frame_accuracy_main(["--model", model, "--frame-bank", str(data["bank"] / "dev"),
-                                "--output", str(tmp_path / "acc.json")]) == 0
+                                "--output", str(tmp_path / "acc.json"), "--device", "cpu", "--amp", "none"]) == 0
     on_bank = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert on_bank == json.loads((tmp_path / "acc.json").read_text())
     last = [r for r in read_metrics(single_run) if r["dev_acc"]][-1]
     assert on_bank["accuracy"] == pytest.approx(float(last["dev_acc"]), abs=1e-6)
     assert on_bank["cross_entropy"] == pytest.approx(float(last["dev_ce"]), rel=1e-4)
     assert frame_accuracy_main(["--model", model, "--cuts", str(data["root"] / "dev_cuts.jsonl.gz"),
-                                "--cmvn", str(data["root"] / "cmvn.json")]) == 0
+                                "--cmvn", str(data["root"] / "cmvn.json"), "--device", "cpu", "--amp", "none"]) == 0
     on_cuts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert on_cuts["num_frames"] == on_bank["num_frames"]
     assert abs(on_cuts["accuracy"] - on_bank["accuracy"]) < 0.01  # fp32 features vs the bank's fp16
@@ -203,6 +255,19 @@ def test_subset_is_seeded_whole_utterances(data):
     assert len(utts) == round(bank.num_utterances / 3)
     offsets = bank.utt_offsets.numpy()
     assert len(a) == sum(offsets[u + 1] - offsets[u] for u in utts)  # every frame of each chosen utterance
+
+
+def test_epochs_of_a_set_larger_than_an_epoch_cover_it_before_repeating():
+    from asr_kd.train.train import epoch_order, epoch_permutation
+
+    # frames_per_epoch == num: epoch e is pass e, exactly the old shuffle.
+    for e in (1, 2, 3):
+        assert torch.equal(epoch_order(10, 7, e, 10), epoch_permutation(10, 7, e))
+    # 4 frames an epoch over 10: epochs 1-3 walk pass 1 then into pass 2, no frame twice before all were seen.
+    walked = torch.cat([epoch_order(10, 7, e, 4) for e in (1, 2, 3)])
+    assert sorted(walked[:10].tolist()) == list(range(10))
+    assert torch.equal(walked[10:], epoch_permutation(10, 7, 2)[:2])
+    assert torch.equal(epoch_order(10, 7, 3, 4), epoch_order(10, 7, 3, 4))  # a function of its arguments only
 
 
 def test_newbob_keeps_lr_while_gaining_then_halves_and_stops():
@@ -231,7 +296,7 @@ def test_early_stopping_keeps_the_best_model_as_final(data, tmp_path):
 
 def test_soft_term_switched_off_trains_exactly_like_hard_labels_alone(data, single_run, tmp_path):
     teacher = ["--teacher-checkpoints", str(single_run / "final.pt"), "--temperature", "2"]
-    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "1", "--amp", "none"]
+    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "1"]
     assert train_main(["--exp-dir", str(tmp_path / "hard"), *common]) == 0
     assert train_main(["--exp-dir", str(tmp_path / "off"), *common, *teacher, "--soft-until-epoch", "0"]) == 0
     assert train_main(["--exp-dir", str(tmp_path / "on"), *common, *teacher]) == 0
@@ -241,7 +306,7 @@ def test_soft_term_switched_off_trains_exactly_like_hard_labels_alone(data, sing
 
 
 def test_early_stopped_distillation_changes_only_the_epochs_after_the_switch(data, single_run, tmp_path):
-    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "2", "--amp", "none",
+    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "2",
               "--teacher-checkpoints", str(single_run / "final.pt"), "--temperature", "2", "--lr-schedule", "constant"]
     assert train_main(["--exp-dir", str(tmp_path / "full"), *common]) == 0
     assert train_main(["--exp-dir", str(tmp_path / "stopped"), *common, "--soft-until-epoch", "1"]) == 0

@@ -4,7 +4,11 @@ Example:
   asr-kd build-frame-bank --cuts exp/gmm/tri2/ali/cuts_train-clean-100.jsonl.gz \\
       --cmvn exp/data/fbank/cmvn.json --out-dir exp/bank/train
 The number of classes is read from info.json beside the cuts (the aligner's num_pdfs) unless
---num-classes is given. An existing complete bank is kept unless --overwrite.
+--num-classes is given. --unlabelled-cuts appends frames without alignments (label -1): a
+transfer set that only a teacher labels, for `asr-kd make-soft-targets` and a student:
+  asr-kd build-frame-bank --cuts exp/gmm/tri2/ali/cuts_train-clean-100.jsonl.gz \\
+      --unlabelled-cuts exp/data/fbank/cuts_train-clean-360.jsonl.gz --cmvn exp/bank/cmvn.json --out-dir exp/bank/transfer
+An existing complete bank is kept unless --overwrite.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ def get_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cuts", required=True, type=Path, help="lhotse cuts with features and a pdf_ids alignment")
     p.add_argument("--out-dir", required=True, type=Path, help="frame bank directory to write")
-    p.add_argument("--cmvn", type=Path, help="global CMVN stats (cmvn.json) applied to the features")
+    p.add_argument("--unlabelled-cuts", type=Path,
+                   help="lhotse cuts with features and no alignment, appended as unlabelled frames")
+    p.add_argument("--cmvn", type=Path,
+                   help="CMVN stats (cmvn*.json of the features stage: global, speaker or utterance mode)")
     p.add_argument("--num-classes", type=int, help="number of pdf-ids (default: num_pdfs of info.json beside --cuts)")
     p.add_argument("--label-field", default="pdf_ids", help="custom field of the cuts holding the labels")
     p.add_argument("--overwrite", action="store_true", help="rebuild even if a complete bank exists")
@@ -46,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if num_classes is not None and num_classes < 1:
             raise InputError(f"--num-classes must be positive, got {num_classes}")
         bank = FrameBank.build(args.cuts, args.out_dir, cmvn=args.cmvn, label_field=args.label_field,
-                               num_classes=num_classes, overwrite=args.overwrite)
+                               num_classes=num_classes, overwrite=args.overwrite, unlabelled_cuts=args.unlabelled_cuts)
         print(bank)
 
     return run_cli(body, "asr-kd build-frame-bank")

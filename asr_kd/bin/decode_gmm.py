@@ -3,7 +3,9 @@
 Example:
   python -m asr_kd.bin.decode_gmm --exp-dir exp --system tri2 --lang-test-dir exp/lang_test
 builds exp/gmm/tri2/graph/HCLG.fst when absent, then writes exp/gmm/tri2/decode_<part>/
-hyp_lmwt<w>.txt and wer.json (WER per LM weight, the best one, real-time factor).
+hyp_lmwt<w>.txt and wer.json (WER per LM weight, the best one, real-time factor). As Kaldi's
+score.sh is used for test sets, the first part (dev) is decoded at every --lm-weights value and
+the later parts only at the weight best on it (--every-weight decodes every part at every weight).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-active", type=int, default=d.max_active, help="most active states per frame")
     p.add_argument("--lattice-beam", type=float, default=d.lattice_beam, help="lattice pruning beam (lattice-faster)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="decoding processes")
+    p.add_argument("--every-weight", action="store_true",
+                   help="decode every part at every LM weight (default: parts after the first at its best weight)")
     return p
 
 
@@ -74,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cuts = load_cuts(fbank_dir / f"cuts_{part}.jsonl.gz")
             feats = compute_gmm_features(cuts, cmvn=cmvn, transform=system.transform)
             refs = {c.id: " ".join(s.text or "" for s in c.supervisions) for c in cuts}
-            sweep_lm_weights(graph, system.transition_model, feats.feats, refs, id_to_word, lm_weights, opts,
-                             sys_dir / f"decode_{part}", am=system.am)
+            summary = sweep_lm_weights(graph, system.transition_model, feats.feats, refs, id_to_word, lm_weights,
+                                       opts, sys_dir / f"decode_{part}", am=system.am)
+            if not args.every_weight:
+                lm_weights = [summary["best_lmwt"]]
 
     return run_cli(body, "asr-kd decode-gmm")
 

@@ -37,8 +37,9 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from asr_kd.bin.common import resolve_device, run_cli
-from asr_kd.decode.scorer import HybridScorer, add_specialist_options, make_scorer
+from asr_kd.bin.common import run_cli
+from asr_kd.utils.device import resolve_device
+from asr_kd.decode.scorer import HybridScorer, add_amp_option, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, atomic_write_text
 from asr_kd.utils.logging import setup_logging
@@ -55,7 +56,8 @@ def get_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("decoding")
     g.add_argument("--graph-dir", type=Path, help="directory with HCLG.fst and words.txt (e.g. exp/gmm/tri2/graph)")
     g.add_argument("--transition-model", type=Path, help="final.mdl of the GMM system whose tree made the graph")
-    g.add_argument("--cmvn", type=Path, help="global CMVN stats the models were trained with (cmvn.json)")
+    g.add_argument("--cmvn", type=Path, help="the CMVN stats the models' frame bank was built with (cmvn*.json; "
+                   "speaker means are taken over each part's own utterances)")
     g.add_argument("--dev-cuts", type=Path, help="dev lhotse cuts with features (LM weight chosen here)")
     g.add_argument("--dev-dir", type=Path, help="or a LibriSpeech-layout dev part directory")
     g.add_argument("--test-cuts", type=Path, help="test lhotse cuts with features (decoded at dev's LM weight)")
@@ -69,6 +71,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=int, default=2, help="decoding processes")
     g.add_argument("--chunk-utts", type=int, default=200,
                    help="utterances scored by the network at a time (bounds the score matrices' memory)")
+    add_amp_option(p, default="none")
     add_specialist_options(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=8192, help="frames per forward pass")
@@ -131,7 +134,11 @@ class PartScores:
 
     def chunks(self, cuts) -> Iterator[dict[str, np.ndarray]]:
         """{cut id: (frames, num_pdfs) log-likelihoods} for successive chunks of utterances."""
-        for chunk in _chunks(list(cuts), self.chunk_utts):
+        from asr_kd.data.cmvn import part_normaliser
+
+        cuts = list(cuts)
+        normalise = part_normaliser(cuts, self.cmvn) if self.cmvn is not None else None
+        for chunk in _chunks(cuts, self.chunk_utts):
             start = time.perf_counter()
             scores = {}
             for cut in chunk:
@@ -139,7 +146,7 @@ class PartScores:
                 if feats.shape[1] != self.scorer.feat_dim:
                     raise InputError(f"cut {cut.id}: features of dim {feats.shape[1]}, the model expects "
                                      f"{self.scorer.feat_dim}")
-                logp = self.scorer.log_posteriors(self.cmvn.apply(feats) if self.cmvn is not None else feats)
+                logp = self.scorer.log_posteriors(normalise(cut, feats) if normalise is not None else feats)
                 if cut.custom and "pdf_ids" in cut.custom:
                     labels = np.asarray(cut.load_custom("pdf_ids"))
                     if labels.shape == (logp.shape[0],):

@@ -5,7 +5,7 @@ which documents the link directories). A rerun resumes at the first unfinished l
 
 Usage:
   asr-kd distill-chain --teacher exp/nnet/member{1..3}/final.pt \\
-      --teacher-soft-targets exp/bank/soft_T2 --assistant-path "2x96 2x64" --student-shape 2x32 \\
+      --teacher-soft-targets exp/soft_T2 --assistant-path "2x96 2x64" --student-shape 2x32 \\
       --frame-bank exp/bank --out-dir exp/chains/links --temperature 2 \\
       -- --preset small --num-epochs 3 --lr 0.1
   (options after "--" go to every link's `asr-kd train`; add --list to print the links only)
@@ -40,7 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="stored: top-k of each teacher written once beside it; online: teacher run every step")
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature T of every link")
     p.add_argument("--hard-weight", type=float, default=0.5, help="hard-label CE weight of every link")
-    p.add_argument("--top-k", type=int, default=20, help="probabilities stored per frame (stored mode)")
+    p.add_argument("--top-k", default="auto",
+                   help="probabilities stored per frame (stored mode), or 'auto' (see asr-kd make-soft-targets)")
     p.add_argument("--teacher-mean", choices=["arithmetic", "geometric"], default="arithmetic")
     p.add_argument("--device", help="device of make-soft-targets (default: its own, cuda when present)")
     p.add_argument("--list", action="store_true",

@@ -28,8 +28,9 @@ from typing import Any, Sequence
 
 import torch
 
-from asr_kd.bin.common import resolve_device, run_cli
-from asr_kd.decode.scorer import HybridScorer, add_specialist_options, make_scorer
+from asr_kd.bin.common import run_cli
+from asr_kd.utils.device import resolve_device
+from asr_kd.decode.scorer import HybridScorer, add_amp_option, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
 from asr_kd.utils.logging import setup_logging
@@ -54,6 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=8192, help="frames per forward pass")
     p.add_argument("--overwrite", action="store_true", help="rescore even where --output exists")
+    add_amp_option(p)
     add_specialist_options(p)
     return p
 
@@ -69,7 +71,7 @@ def _score_bank(args: argparse.Namespace, scorer: HybridScorer, bank_dir: Path, 
     subset = args.subset_fraction < 1.0
     idx = bank.subset_frames(args.subset_fraction, args.subset_seed) if subset else None
     record = frame_accuracy_bank(scorer.log_posteriors_windows, bank, scorer.left, scorer.right,
-                                 batch_size=args.batch_size, amp=device.type == "cuda", frame_idx=idx).as_dict()
+                                 batch_size=args.batch_size, frame_idx=idx).as_dict()
     record |= {"frame_bank": str(bank_dir), "subset_fraction": args.subset_fraction, "subset_seed": args.subset_seed,
                "utterances": max(1, round(args.subset_fraction * bank.num_utterances)) if subset else bank.num_utterances}
     if args.per_member and len(args.model) > 1:

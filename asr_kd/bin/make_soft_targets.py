@@ -1,11 +1,14 @@
 """Store an ensemble teacher's top-k posteriors at temperature T for every frame of a frame bank.
 
 The members' distributions at T are averaged (arithmetic or geometric mean, optionally with
-per-teacher weights), the k largest
-probabilities per frame and their pdf-ids are kept (fp16 + int16/int32, ~29 MB per hour of audio
-at k=20), and a manifest records the teachers' checksums, T, k and the frame bank's checksum so
-that training can refuse stale targets. Rerunning with the same options skips a finished store;
-an interrupted run resumes from its last completed chunk.
+per-teacher weights), the k largest probabilities per frame, their pdf-ids and the mass they hold
+are kept (fp16 + int16/int32 + fp32: ~290 MB per hour of audio at k=200; --top-k auto picks the
+smallest k that keeps the soft-target loss within 0.5% of the dense teacher's), and a manifest records
+the teachers' checksums, T, k and the frame bank's checksum so that training can refuse stale
+targets. Training spreads the dropped mass uniformly over the other classes. The store's fidelity
+(soft-loss error against the dense teacher on a sample of frames, per tail model) is measured and
+printed; `asr-kd train` refuses a store that keeps under 90% of the mass on average. Rerunning
+with the same options skips a finished store; an interrupted run resumes from its last completed chunk.
 
 A --teacher that is a GMM system directory (one holding final.mdl, e.g. exp/gmm/tri2) is a GMM
 teacher: its frame posteriors softmax(a * loglike + log prior) over its pdfs, a = --gmm-acoustic-scale
@@ -31,9 +34,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from asr_kd.bin.common import run_cli
+from asr_kd.utils.device import AMP_CHOICES, autocast, resolve_device, use_bf16
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
 
@@ -47,7 +49,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frame-bank", type=Path, required=True, help="frame bank directory to label")
     parser.add_argument("--out-dir", type=Path, required=True, help="where the store is written")
     parser.add_argument("--temperature", type=float, default=2.0, help="softmax temperature T (paper: 2)")
-    parser.add_argument("--top-k", type=int, default=20, help="probabilities kept per frame")
+    parser.add_argument("--top-k", default="auto",
+                        help="probabilities kept per frame (all of them when the bank has fewer classes), or 'auto': "
+                             "the smallest of 20, 50, 100, 200, 300, ... that keeps the soft-target loss within "
+                             "--max-loss-error of the dense teacher's on a sample of frames")
+    parser.add_argument("--max-loss-error", type=float, default=0.005,
+                        help="with --top-k auto: the relative soft-loss error allowed")
     parser.add_argument("--mean", choices=["arithmetic", "geometric"], default="arithmetic",
                         help="how member distributions are combined")
     parser.add_argument("--teacher-weights", type=float, nargs="+", metavar="W",
@@ -61,8 +68,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8192, help="frames per teacher forward")
     parser.add_argument("--chunk-frames", type=int, default=1 << 20,
                         help="frames between progress checkpoints (resume granularity)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="device that runs the teacher (default: cuda when available)")
+    parser.add_argument("--device", default="auto", help="device that runs the teacher: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--amp", choices=AMP_CHOICES, default="auto",
+                        help="bf16 autocast of the teacher (auto: where the GPU or CPU has bf16 units)")
     return parser
 
 
@@ -88,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         from asr_kd.data.frame_bank import FrameBank
         from asr_kd.distill.ensemble import EnsembleTeacher
-        from asr_kd.distill.soft_targets import SoftTargetStore
+        from asr_kd.distill.soft_targets import SoftTargetStore, choose_top_k
 
         if args.temperature <= 0:
             raise InputError(f"--temperature must be > 0, got {args.temperature}")
@@ -99,20 +107,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"{len(args.teacher)} --teacher checkpoints")
         from asr_kd.distill.gmm_teacher import MixedTeacher, is_gmm_system
 
-        bank = FrameBank.load(args.frame_bank, args.device)
+        setup_logging(args.out_dir / "log" / "make_soft_targets.log")
+        device = resolve_device(args.device)
+        bank = FrameBank.load(args.frame_bank, device)
         if any(is_gmm_system(p) for p in args.teacher):
-            teacher = MixedTeacher.load(args.teacher, args.device, mean=args.mean, weights=args.teacher_weights,
+            teacher = MixedTeacher.load(args.teacher, device, mean=args.mean, weights=args.teacher_weights,
                                         acoustic_scale=args.gmm_acoustic_scale)
             teacher.attach(bank, *gmm_cuts(args.gmm_cuts, bank))
         else:
-            teacher = EnsembleTeacher.load(args.teacher, args.device, mean=args.mean, weights=args.teacher_weights)
-        setup_logging(args.out_dir / "log" / "make_soft_targets.log")
-        store = SoftTargetStore.write(teacher, bank, args.out_dir, args.temperature, args.top_k,
-                                      args.batch_size, args.device, chunk_frames=args.chunk_frames)
+            teacher = EnsembleTeacher.load(args.teacher, device, mean=args.mean, weights=args.teacher_weights)
+        amp = use_bf16(args.amp, device)
+        if args.top_k == "auto":
+            with autocast(device, amp):
+                k, fidelity = choose_top_k(teacher, bank, args.temperature, args.max_loss_error, device,
+                                           args.batch_size)
+            logging.getLogger("asr-kd make-soft-targets").info(
+                "--top-k auto: k=%d keeps %.2f%% of the mass, soft-loss error %.2f%% (bound %.2f%%)", k,
+                100 * fidelity["mean_kept_mass"], 100 * fidelity["tails"]["uniform"]["loss_rel_error"],
+                100 * args.max_loss_error)
+        else:
+            try:
+                k = int(args.top_k)
+            except ValueError as err:
+                raise InputError(f"--top-k must be a positive integer or 'auto', got {args.top_k!r}") from err
+            if k < 1:
+                raise InputError(f"--top-k must be positive, got {k}")
+        store = SoftTargetStore.write(teacher, bank, args.out_dir, args.temperature, min(k, bank.num_classes),
+                                      args.batch_size, device, chunk_frames=args.chunk_frames, amp=amp)
+        fidelity = store.manifest.get("fidelity", {}).get("tails", {}).get(store.tail, {})
         logging.getLogger("asr-kd make-soft-targets").info(
-            "%s: %d frames, %d members, T=%g, top-%d keeps %.1f%% of the mass on average",
-            args.out_dir, store.num_frames, teacher.num_members, store.temperature, store.k,
-            100 * store.manifest["mean_topk_mass"])
+            "%s: %d frames, %d members, T=%g, top-%d keeps %.1f%% of the mass on average; soft-loss error "
+            "against the dense teacher with the %s tail: %.2f%%", args.out_dir, store.num_frames,
+            teacher.num_members, store.temperature, store.k, 100 * store.mean_kept_mass, store.tail,
+            100 * fidelity.get("loss_rel_error", float("nan")))
 
     return run_cli(body, "asr-kd make-soft-targets")
 

@@ -1,13 +1,16 @@
 """results.md of egs/mnist: the paper's MNIST numbers (Hinton et al. 2015, sec. 3) beside ours.
 
 Reads the JSON files `asr-kd mnist-eval` wrote into --results-dir (teacher, baseline_sN,
-distilled_sN, small_hard, small_T<T>, transfer_no3, transfer_78) and the commands.tsv the recipe
-kept, and writes one markdown file with the tables, the seeds and epochs, and the hardware.
+distilled_sN, small_hard, small_T<T>, transfer_no3, transfer_78), the commands.tsv and
+stage_times.tsv the recipe kept, and, with --exp-dir, each net's train.log (the device and
+precision it trained in), and writes one markdown file with the tables, the seeds and epochs, the
+wall time per stage and the hardware.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,7 +34,47 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-dropout", required=True, help="dropout of the teacher's hidden layers")
     for name in ("teacher", "student", "small", "transfer78"):
         p.add_argument(f"--{name}-epochs", type=int, required=True)
+    p.add_argument("--exp-dir", type=Path, help="the recipe's directory: read each net's train.log for its precision")
+    p.add_argument("--amp", help="the recipe's --amp (recorded)")
+    p.add_argument("--num-threads", help="the recipe's --num-threads (recorded; 0: torch's default)")
+    p.add_argument("--batch-size", help="the recipe's minibatch (recorded)")
+    p.add_argument("--lr", help="the recipe's base learning rate (recorded)")
     return p
+
+
+# The trainer's first log line ends "... N steps/epoch on DEVICE[ bf16]".
+_RUN_ON = re.compile(r"steps/epoch on (\S+)( bf16)?\s*$")
+
+
+def trained_on(train_log: Path) -> str | None:
+    """"cpu bf16", "cpu fp32", ... from a trainer's train.log (its last start), None when it says nothing."""
+    if not train_log.is_file():
+        return None
+    found = None
+    for line in train_log.read_text(errors="replace").splitlines():
+        m = _RUN_ON.search(line)
+        if m:
+            found = f"{m.group(1)} {'bf16' if m.group(2) else 'fp32'}"
+    return found
+
+
+def stage_times(results_dir: Path) -> dict[str, int]:
+    """Stage -> wall seconds from stage_times.tsv (a rerun stage: its latest time)."""
+    path = results_dir / "stage_times.tsv"
+    if not path.is_file():
+        return {}
+    out: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        if "\t" in line:
+            stage, secs = line.split("\t", 1)
+            out[stage] = int(secs)
+    return out
+
+
+STAGE_NAMES = {"0": "data: wheel and frame banks", "1": "teacher 2x1200", "2": "baseline 2x800 students",
+               "3": "soft targets, distilled 2x800 students", "4": "2x30 students: hard, and soft targets + student per T",
+               "5": "no-3 transfer: soft targets + student", "6": "7/8 transfer: soft targets + student",
+               "7": "scoring and bias sweeps"}
 
 
 def _load(results_dir: Path, name: str) -> dict[str, Any]:
@@ -57,9 +100,22 @@ def render(args: argparse.Namespace) -> str:
     out = ["# MNIST (Hinton, Vinyals & Dean 2015, section 3) with asr-kd's trainer and losses\n",
            f"Training: all {summary['train']['images']} images (classic train + validation); test: "
            f"{summary['test']['images']} images ({summary['test']['per_class'][3]} threes). Hardware: "
-           f"{hardware_line(describe_hardware())}. Epochs are far below the paper's (CPU budget); "
-           "the test set is the trainer's dev set for logging only (cosine LR, no early stopping, final.pt scored).\n",
-           "## Teacher, baseline and distilled students (test errors of 10,000)\n"]
+           f"{hardware_line(describe_hardware())}. The test set is the trainer's dev set for logging only "
+           "(cosine LR, no early stopping, final.pt scored in fp32).\n"]
+    settings = [f"{k} {v}" for k, v in (("batch", args.batch_size), ("base LR", args.lr), ("--amp", args.amp),
+                                         ("threads", args.num_threads)) if v is not None]
+    if settings:
+        out.append("Settings: " + ", ".join(settings) + " (SGD momentum 0.9, cosine LR to 0).\n")
+    if args.exp_dir is not None:
+        nets = (["teacher"] + [f"{k}_s{s}" for k in ("baseline", "distilled") for s in args.seeds] + ["small_hard"]
+                + [f"small_T{t}" for t in args.temperatures] + ["transfer_no3", "transfer_78"])
+        where: dict[str, list[str]] = {}
+        for net in nets:
+            where.setdefault(trained_on(args.exp_dir / net / "train.log") or "unknown (no train.log)", []).append(net)
+        out.append("Trained in (each net's train.log): " + "; ".join(
+            f"{w}: {len(n)} of {len(nets)} nets" + (f" ({', '.join(n)})" if len(n) < len(nets) else "")
+            for w, n in where.items()) + ".\n")
+    out.append("## Teacher, baseline and distilled students (test errors of 10,000)\n")
     rows: list[list[Any]] = [[f"teacher 2x1200, dropout {args.teacher_dropout} + max-norm + 2-px jitter", args.teacher_epochs, "1",
                               67, teacher["errors"], None]]
     for s in args.seeds:
@@ -102,6 +158,12 @@ def render(args: argparse.Namespace) -> str:
     out.append(markdown_table(["transfer set", "bias adjustment", "paper", "ours"], trans))
     out.append(f"\nThe test set has {threes} threes. Bias shifts swept from 0 to 15 in steps of 0.1 "
                "(`asr-kd mnist-eval --bias-classes`).\n")
+    times = stage_times(args.results_dir)
+    if times:
+        rows = [[k, STAGE_NAMES.get(k, ""), round(v / 60, 1)] for k, v in sorted(times.items())]
+        rows.append(["all", "stages timed above", round(sum(times.values()) / 60, 1)])
+        out.append("\n## Wall time per stage\n")
+        out.append(markdown_table(["stage", "what", "minutes"], rows, 1))
     commands = args.results_dir / "commands.tsv"
     if commands.is_file():
         # A step rerun (e.g. after its outputs were removed) is listed once, with its latest command.

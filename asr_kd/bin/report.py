@@ -29,6 +29,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-members", type=int, default=10, help="ensemble size (which member*/ dirs to read)")
     p.add_argument("--output", type=Path, help="markdown file to write (default <exp-dir>/RESULTS.md)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--seed-exp-dirs", type=Path, nargs="*", default=[],
+                   help="experiment dirs of other network seeds of this experiment (egs/synth/run_seeds.sh): "
+                        "Table 1 and 5 then show means over all runs, and a section the spread")
+    p.add_argument("--seeds", type=int, nargs="*", help="the network seed of --exp-dir and of each --seed-exp-dirs "
+                   "(default: 1, 2, ...)")
     return p
 
 
@@ -47,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.num_members < 1:
             raise InputError(f"--num-members must be at least 1, got {args.num_members}")
         res = collect_results(args.exp_dir, args.num_members)
+        for d in args.seed_exp_dirs:
+            if not d.is_dir():
+                raise InputError(f"{d}: seed experiment directory not found")
+        seed_runs = [collect_results(d, args.num_members) for d in args.seed_exp_dirs]
+        seeds = args.seeds or list(range(1, len(seed_runs) + 2))
+        if len(seeds) != len(seed_runs) + 1:
+            raise InputError(f"--seeds: {len(seeds)} seeds for {len(seed_runs) + 1} experiment dirs")
         plots = []
         if not args.no_plots:
             for make, name in ((plot_dev_accuracy, "dev_accuracy.png"), (plot_wer_vs_lmwt, "wer_vs_lmwt.png")):
@@ -54,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if made is not None:
                     plots.append(made.relative_to(args.exp_dir))
         output = args.output or args.exp_dir / "RESULTS.md"
-        atomic_write_text(output, render_results(res, plots, command))
+        atomic_write_text(output, render_results(res, plots, command, seed_runs, seeds))
         print(f"wrote {output}")
 
     return run_cli(body, "asr-kd report")

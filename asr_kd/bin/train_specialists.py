@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import resolve_device, run_cli
+from asr_kd.bin.common import run_cli
+from asr_kd.utils.device import resolve_device
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
 

@@ -1,10 +1,18 @@
-"""Cepstral mean and variance normalisation statistics (global or per speaker)."""
+"""Cepstral mean and variance normalisation: network inputs (global, per speaker, per utterance) and GMM stats.
+
+Network inputs follow Kaldi's nnet recipes for unseen speakers: with mode "speaker" every
+utterance first loses its speaker's mean (computed over that speaker's utterances in the same
+part, as apply-cmvn with spk2utt does), with "utterance" its own mean; then one global mean and
+standard deviation, estimated on the training part after that step, bring every dimension to
+zero mean and unit variance. Mode "global" is the last step alone. The same `CmvnStats` file is
+applied when a frame bank is built and when a model scores or decodes cuts (`normalised_features`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -14,27 +22,52 @@ from asr_kd.utils.io import atomic_write_json, read_json
 
 _STD_FLOOR = 1e-5
 
+NormMode = Literal["global", "speaker", "utterance"]
+NORM_MODES: tuple[str, ...] = ("global", "speaker", "utterance")
+
 
 @dataclass
 class CmvnStats:
-    """Per-dimension mean and standard deviation of features, from `count` frames."""
+    """Per-dimension mean and standard deviation of features, from `count` frames.
+
+    `mode` says what is removed first: nothing ("global"), the speaker's mean or the utterance's.
+    """
 
     mean: np.ndarray
     std: np.ndarray
     count: int
+    mode: NormMode = "global"
 
-    def apply(self, feats: np.ndarray) -> np.ndarray:
-        """Normalise (frames, dim) features to zero mean and unit variance per dimension."""
-        if feats.shape[-1] != self.mean.shape[0]:
-            raise InputError(f"features have dim {feats.shape[-1]} but the CMVN stats have dim {self.mean.shape[0]}")
-        return ((feats - self.mean) / self.std).astype(np.float32)
+    def __post_init__(self) -> None:
+        if self.mode not in NORM_MODES:
+            raise InputError(f"CMVN mode must be one of {', '.join(NORM_MODES)}, got {self.mode!r}")
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension."""
+        return int(self.mean.shape[0])
+
+    def apply(self, feats: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """Normalise (frames, dim) features; `offset` is the speaker's or utterance's mean in those modes.
+
+        In "utterance" mode the offset defaults to the features' own mean; in "speaker" mode it must be given.
+        """
+        if feats.shape[-1] != self.dim:
+            raise InputError(f"features have dim {feats.shape[-1]} but the CMVN stats have dim {self.dim}")
+        if self.mode == "utterance" and offset is None:
+            offset = utterance_mean(feats)
+        if self.mode == "speaker" and offset is None:
+            raise InputError("speaker CMVN needs the speaker's mean (normalised_features computes it)")
+        shifted = feats - offset if offset is not None and self.mode != "global" else feats
+        return ((shifted - self.mean) / self.std).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
+        return {"mode": self.mode, "mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
 
     @classmethod
     def from_dict(cls, d: dict) -> "CmvnStats":
-        return cls(np.asarray(d["mean"], dtype=np.float32), np.asarray(d["std"], dtype=np.float32), int(d["count"]))
+        return cls(np.asarray(d["mean"], dtype=np.float32), np.asarray(d["std"], dtype=np.float32), int(d["count"]),
+                   d.get("mode", "global"))
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_dict())
@@ -70,15 +103,81 @@ class _Accumulator:
         return CmvnStats(mean.astype(np.float32), np.sqrt(var).astype(np.float32), self.count)
 
 
+def utterance_mean(feats: np.ndarray) -> np.ndarray:
+    """Mean over frames (float64) of one utterance's features; zeros for an empty one."""
+    return feats.astype(np.float64).mean(axis=0) if feats.shape[0] else np.zeros(feats.shape[1])
+
+
+def speaker_of(cut: Any) -> str:
+    """The speaker of a cut (its first supervision's); InputError naming the cut when there is none."""
+    speaker = cut.supervisions[0].speaker if cut.supervisions else None
+    if not speaker:
+        raise InputError(f"cut {cut.id}: no speaker in its supervision; speaker CMVN needs one "
+                         "(use the 'utterance' mode for data without speakers)")
+    return speaker
+
+
+def speaker_means(cuts: Iterable) -> dict[str, np.ndarray]:
+    """Mean feature vector (float64) of each speaker over its cuts."""
+    accumulators: dict[str, _Accumulator] = {}
+    for cut in cuts:
+        accumulators.setdefault(speaker_of(cut), _Accumulator()).add(_load(cut))
+    return {spk: acc.total / acc.count for spk, acc in accumulators.items()}
+
+
+def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarray], np.ndarray]:
+    """A function (cut, features) -> normalised features for the cuts of one part.
+
+    In "speaker" mode it holds the mean of every speaker over `cuts` (one pass over their features).
+    """
+    means = speaker_means(cuts) if stats.mode == "speaker" else {}
+
+    def normalise(cut: Any, feats: np.ndarray) -> np.ndarray:
+        return stats.apply(feats, means[speaker_of(cut)] if stats.mode == "speaker" else None)
+
+    return normalise
+
+
+def normalised_features(cuts: Sequence, stats: CmvnStats) -> Iterator[tuple[Any, np.ndarray]]:
+    """(cut, normalised features) for every cut, speaker means taken over these cuts in "speaker" mode."""
+    normalise = part_normaliser(cuts, stats)
+    for cut in cuts:
+        yield cut, normalise(cut, _load(cut))
+
+
+def compute_input_norm(cuts: Sequence, mode: NormMode) -> CmvnStats:
+    """Global mean/std of the training cuts' features after removing speaker or utterance means (`mode`)."""
+    if mode not in NORM_MODES:
+        raise InputError(f"CMVN mode must be one of {', '.join(NORM_MODES)}, got {mode!r}")
+    means = speaker_means(cuts) if mode == "speaker" else {}
+    acc = _Accumulator()
+    for cut in tqdm(cuts, desc=f"{mode} CMVN stats", leave=False):
+        feats = _load(cut)
+        if mode == "speaker":
+            feats = feats - means[speaker_of(cut)]
+        elif mode == "utterance":
+            feats = feats - utterance_mean(feats)
+        acc.add(feats)
+    if acc.count == 0:
+        raise InputError("no frames to compute CMVN statistics from")
+    stats = acc.stats()
+    stats.mode = mode
+    return stats
+
+
+def _load(cut: Any) -> np.ndarray:
+    feats = cut.load_features()
+    if not np.all(np.isfinite(feats)):
+        raise InputError(f"cut {cut.id}: features contain NaN or inf ({cut.features.storage_path})")
+    return feats
+
+
 def compute_cmvn(cuts: Iterable, per_speaker: bool = False) -> CmvnStats | dict[str, CmvnStats]:
     """Global CMVN stats over the cuts' features, or a dict speaker -> stats."""
     accumulators: dict[str, _Accumulator] = {}
     for cut in tqdm(cuts, desc="CMVN stats", leave=False):
-        feats = cut.load_features()
-        if not np.all(np.isfinite(feats)):
-            raise InputError(f"cut {cut.id}: features contain NaN or inf ({cut.features.storage_path})")
-        key = cut.supervisions[0].speaker if per_speaker else "global"
-        accumulators.setdefault(key, _Accumulator()).add(feats)
+        key = speaker_of(cut) if per_speaker else "global"
+        accumulators.setdefault(key, _Accumulator()).add(_load(cut))
     if not accumulators:
         raise InputError("no cuts to compute CMVN statistics from")
     if per_speaker:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Sequence
 
@@ -10,7 +13,7 @@ import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
 from lhotse.utils import compute_num_frames
 
-from asr_kd.data.cmvn import compute_cmvn, save_speaker_cmvn
+from asr_kd.data.cmvn import NORM_MODES, compute_cmvn, compute_input_norm, save_speaker_cmvn
 from asr_kd.data.prepare import manifest_paths
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path
@@ -60,6 +63,24 @@ def check_frame_counts(cuts: CutSet) -> None:
             )
 
 
+def _one_torch_thread() -> None:
+    """Worker initializer: one intra-op thread per feature process."""
+    torch.set_num_threads(1)
+
+
+def feature_workers(num_jobs: int) -> ProcessPoolExecutor:
+    """Spawned worker processes for `compute_and_store_features`, each computing with one torch thread.
+
+    The thread count is set inside each worker because spawned processes start with torch's
+    default of one thread per core whatever the parent set; on the shared 2-core machine two such
+    workers spent over 10x the CPU and wall time of one-thread workers, busy-waiting
+    (bench/bench_features.py).
+    """
+    return ProcessPoolExecutor(
+        num_jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_torch_thread
+    )
+
+
 def compute_fbank(
     manifest_dir: str | Path,
     fbank_dir: str | Path,
@@ -68,50 +89,64 @@ def compute_fbank(
 ) -> dict[str, Path]:
     """Compute fbank for each part's recordings into lilcom storage; write `cuts_<part>.jsonl.gz`.
 
-    A part whose cut manifest exists is skipped (resumable).
+    A part whose cut manifest exists is skipped (resumable). With `num_jobs` > 1 one pool of
+    worker processes serves all parts (each worker start imports torch and lhotse anew).
     """
     fbank_dir = Path(fbank_dir)
     fbank_dir.mkdir(parents=True, exist_ok=True)
     extractor = fbank_extractor()
     outputs = {}
-    for part in parts:
-        target = cuts_path(fbank_dir, part)
-        outputs[part] = target
-        if target.is_file():
-            log.info("%s: features exist, skipping", part)
-            continue
-        rec_path, sup_path = manifest_paths(Path(manifest_dir), part)
-        if not sup_path.is_file():
-            raise InputError(f"{sup_path} does not exist: prepare the manifests of {part} first")
-        cuts = CutSet.from_manifests(recordings=load_manifest(rec_path), supervisions=load_manifest(sup_path))
-        log.info("%s: computing fbank for %d cuts with %d jobs", part, len(cuts), num_jobs)
-        threads = torch.get_num_threads()
-        if num_jobs > 1:
-            torch.set_num_threads(1)  # one thread per worker process: threads x processes oversubscribes
-        try:
+    executor: Executor | None = None
+    threads = torch.get_num_threads()
+    with ExitStack() as stack:
+        # One thread here too (num_jobs=1 computes in this process); restored on the way out.
+        torch.set_num_threads(1)
+        stack.callback(torch.set_num_threads, threads)
+        for part in parts:
+            target = cuts_path(fbank_dir, part)
+            outputs[part] = target
+            if target.is_file():
+                log.info("%s: features exist, skipping", part)
+                continue
+            rec_path, sup_path = manifest_paths(Path(manifest_dir), part)
+            if not sup_path.is_file():
+                raise InputError(f"{sup_path} does not exist: prepare the manifests of {part} first")
+            cuts = CutSet.from_manifests(recordings=load_manifest(rec_path), supervisions=load_manifest(sup_path))
+            log.info("%s: computing fbank for %d cuts with %d jobs", part, len(cuts), num_jobs)
+            if num_jobs > 1 and executor is None:
+                executor = stack.enter_context(feature_workers(num_jobs))
             with_feats = cuts.compute_and_store_features(
                 extractor=extractor,
                 # Absolute (as Kaldi's make_fbank.sh writes feats.scp): the cuts work from any directory.
                 storage_path=(fbank_dir / f"feats_{part}").resolve(),
                 num_jobs=num_jobs,
+                executor=executor,
                 storage_type=LilcomChunkyWriter,
             ).to_eager()
-        finally:
-            torch.set_num_threads(threads)
-        _check_no_cut_dropped(cuts, with_feats)
-        cuts = with_feats
-        check_frame_counts(cuts)
-        with atomic_path(target) as tmp:
-            cuts.to_file(tmp)
+            _check_no_cut_dropped(cuts, with_feats)
+            cuts = with_feats
+            check_frame_counts(cuts)
+            with atomic_path(target) as tmp:
+                cuts.to_file(tmp)
     return outputs
 
 
+def input_norm_path(fbank_dir: str | Path, mode: str) -> Path:
+    """Where stage 1 keeps the network-input CMVN of `mode`: cmvn.json (global), cmvn_<mode>.json otherwise."""
+    return Path(fbank_dir) / ("cmvn.json" if mode == "global" else f"cmvn_{mode}.json")
+
+
 def compute_cmvn_stats(fbank_dir: str | Path, train_part: str, parts: Sequence[str]) -> Path:
-    """Global CMVN from `train_part` into `cmvn.json`, per-speaker stats into `cmvn_speakers_<part>.json`."""
+    """Network-input CMVN of `train_part` in every mode (`input_norm_path`), and the GMM's per-speaker
+    stats of each part into `cmvn_speakers_<part>.json`; returns the global file's path."""
     fbank_dir = Path(fbank_dir)
-    global_path = fbank_dir / "cmvn.json"
-    if not global_path.is_file():
-        compute_cmvn(load_manifest(cuts_path(fbank_dir, train_part))).save(global_path)
+    train_cuts = None
+    for mode in NORM_MODES:
+        path = input_norm_path(fbank_dir, mode)
+        if not path.is_file():
+            train_cuts = train_cuts or load_manifest(cuts_path(fbank_dir, train_part)).to_eager()
+            compute_input_norm(list(train_cuts), mode).save(path)
+    global_path = input_norm_path(fbank_dir, "global")
     for part in parts:
         speaker_path = fbank_dir / f"cmvn_speakers_{part}.json"
         if not speaker_path.is_file():

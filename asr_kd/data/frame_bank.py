@@ -2,7 +2,8 @@
 
 Layout of a bank directory (written once, atomically; `manifest.json` last):
   feats.npy        (N, D) float16, CMVN applied
-  labels.npy       (N,)   int32 pdf-ids
+  labels.npy       (N,)   int32 pdf-ids; UNLABELLED (-1) for frames of a transfer set that only a
+                          teacher labels
   utt_offsets.npy  (U+1,) int64, utterance u owns frames [offsets[u], offsets[u+1])
   cut_ids.txt      U lines
   manifest.json    num_frames, feat_dim, num_classes, num_utterances, checksum, source_cuts, ...
@@ -17,13 +18,14 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from asr_kd.data.cmvn import CmvnStats, normalised_features
 from asr_kd.models.context import gather_context
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
@@ -32,31 +34,31 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 BANK_VERSION = 1
+UNLABELLED = -1  # label of frames without an alignment (hard-label losses skip them)
 
 
-class Normalizer(Protocol):
-    """Anything with `apply(feats) -> feats`, e.g. `asr_kd.data.cmvn.CmvnStats`."""
-
-    def apply(self, feats: np.ndarray) -> np.ndarray: ...
-
-
-def _load_cmvn(cmvn: Normalizer | str | os.PathLike | None) -> Normalizer | None:
-    if cmvn is None or hasattr(cmvn, "apply"):
-        return cmvn  # type: ignore[return-value]
-    from asr_kd.data.cmvn import CmvnStats  # lazily: the features stage owns that module
-
+def load_cmvn(cmvn: CmvnStats | str | os.PathLike | None) -> CmvnStats | None:
+    """CMVN stats as given, or read from a `cmvn*.json` path; None stays None."""
+    if cmvn is None or isinstance(cmvn, CmvnStats):
+        return cmvn
     return CmvnStats.load(cmvn)
 
 
-def _cmvn_description(cmvn: Normalizer | None, source: Any) -> dict[str, Any] | None:
+def cuts_features(cuts: Sequence[Any], cmvn: CmvnStats | None) -> Iterator[tuple[Any, np.ndarray]]:
+    """(cut, features) of every cut, normalised by `cmvn` (speaker means over these cuts) when given."""
+    if cmvn is not None:
+        yield from normalised_features(cuts, cmvn)
+    else:
+        for cut in cuts:
+            yield cut, cut.load_features()
+
+
+def _cmvn_description(cmvn: CmvnStats | None, source: Any) -> dict[str, Any] | None:
     if cmvn is None:
         return None
-    desc: dict[str, Any] = {"source": str(source) if isinstance(source, (str, os.PathLike)) else type(cmvn).__name__}
-    for name in ("mean", "std"):
-        value = getattr(cmvn, name, None)
-        if value is not None:
-            desc[name] = np.asarray(value, dtype=np.float64).tolist()
-    return desc
+    return {"source": str(source) if isinstance(source, (str, os.PathLike)) else type(cmvn).__name__,
+            "mode": cmvn.mode, "mean": np.asarray(cmvn.mean, dtype=np.float64).tolist(),
+            "std": np.asarray(cmvn.std, dtype=np.float64).tolist()}
 
 
 class FrameBank:
@@ -88,51 +90,54 @@ class FrameBank:
     def num_utterances(self) -> int:
         return len(self.cut_ids)
 
+    @property
+    def num_labelled_frames(self) -> int:
+        """Frames with a pdf-id (the rest are UNLABELLED transfer frames)."""
+        return int(self.manifest.get("num_labelled_frames", self.num_frames))
+
     def __repr__(self) -> str:
         return (f"FrameBank({str(self.directory)!r}, frames={self.num_frames}, utts={self.num_utterances}, "
                 f"dim={self.feat_dim}, classes={self.num_classes}, store on {self.feats.device})")
 
     # ---------------------------------------------------------------- building
     @classmethod
-    def build(cls, cuts: Any, out_dir: str | os.PathLike, cmvn: Normalizer | str | os.PathLike | None = None,
-              label_field: str = "pdf_ids", num_classes: int | None = None, overwrite: bool = False) -> "FrameBank":
+    def build(cls, cuts: Any, out_dir: str | os.PathLike, cmvn: CmvnStats | str | os.PathLike | None = None,
+              label_field: str = "pdf_ids", num_classes: int | None = None, overwrite: bool = False,
+              unlabelled_cuts: Any = None) -> "FrameBank":
         """Bank from lhotse cuts (or a cuts manifest path) carrying features and a `label_field` array.
 
-        Skips the work when `out_dir` already holds a complete bank (unless `overwrite`).
+        `unlabelled_cuts` (cuts or a manifest path) add frames without alignments after them, labelled
+        UNLABELLED: a transfer set that only a teacher labels. Skips the work when `out_dir` already
+        holds a complete bank (unless `overwrite`).
         """
         out_dir = Path(out_dir)
         if (out_dir / MANIFEST).is_file() and not overwrite:
             log.info("frame bank %s exists, not rebuilding", out_dir)
             return cls.load(out_dir)
-        source = str(cuts) if isinstance(cuts, (str, os.PathLike)) else None
-        if source is not None:
-            from lhotse import CutSet
+        labelled, source = _read_cuts(cuts)
+        unlabelled, unlabelled_source = _read_cuts(unlabelled_cuts) if unlabelled_cuts is not None else ([], None)
+        normalizer = load_cmvn(cmvn)
+        for cut in labelled + unlabelled:
+            if not cut.has_features:
+                raise InputError(f"cut {cut.id}: has no features")
+        for cut in labelled:
+            if not cut.has_custom(label_field):
+                raise InputError(f"cut {cut.id}: has no {label_field!r} alignment")
 
-            if not Path(source).is_file():
-                raise InputError(f"{source}: no such cuts manifest")
-            cuts = CutSet.from_file(source)
-        cuts = list(cuts)
-        if not cuts:
-            raise InputError(f"{source or 'cuts'}: empty split, no cuts to put in a frame bank")
-        normalizer = _load_cmvn(cmvn)
+        def items() -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+            # Each set on its own: speaker means are over a speaker's utterances within one set.
+            for part, has_labels in ((labelled, True), (unlabelled, False)):
+                for cut, feats in cuts_features(part, normalizer):
+                    if feats.shape[0] != cut.num_frames:
+                        raise InputError(f"cut {cut.id}: features hold {feats.shape[0]} frames, the manifest says "
+                                         f"{cut.num_frames}")
+                    yield cut.id, feats, np.asarray(cut.load_custom(label_field)) if has_labels else None
 
-        def items() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-            for cut in cuts:
-                if not cut.has_features:
-                    raise InputError(f"cut {cut.id}: has no features")
-                if not cut.has_custom(label_field):
-                    raise InputError(f"cut {cut.id}: has no {label_field!r} alignment")
-                feats = cut.load_features()
-                if feats.shape[0] != cut.num_frames:
-                    raise InputError(f"cut {cut.id}: features hold {feats.shape[0]} frames, the manifest says {cut.num_frames}")
-                labels = np.asarray(cut.load_custom(label_field))
-                if normalizer is not None:
-                    feats = normalizer.apply(feats)
-                yield cut.id, feats, labels
-
-        total = sum(int(c.num_frames) for c in cuts)
-        extra = {"source_cuts": source, "label_field": label_field, "cmvn": _cmvn_description(normalizer, cmvn)}
-        _write_bank(out_dir, items(), len(cuts), total, num_classes, extra)
+        cuts_all = labelled + unlabelled
+        total = sum(int(c.num_frames) for c in cuts_all)
+        extra = {"source_cuts": source, "label_field": label_field, "cmvn": _cmvn_description(normalizer, cmvn),
+                 "unlabelled_cuts": unlabelled_source}
+        _write_bank(out_dir, items(), len(cuts_all), total, num_classes, extra)
         return cls.load(out_dir)
 
     @classmethod
@@ -226,11 +231,26 @@ class FrameBank:
         return self.feats[start:end].float().cpu().numpy(), self.labels[start:end].cpu().numpy()
 
     def class_counts(self, frame_idx: np.ndarray | None = None) -> np.ndarray:
-        """Frames per class over the whole bank or over `frame_idx`."""
+        """Labelled frames per class over the whole bank or over `frame_idx`."""
         labels = self.labels.cpu().numpy()
         if frame_idx is not None:
             labels = labels[frame_idx]
-        return np.bincount(labels, minlength=self.num_classes)
+        return np.bincount(labels[labels != UNLABELLED], minlength=self.num_classes)
+
+
+def _read_cuts(cuts: Any) -> tuple[list, str | None]:
+    """Cuts as a list, read from a manifest path when given one; and that path (None for cuts in memory)."""
+    source = str(cuts) if isinstance(cuts, (str, os.PathLike)) else None
+    if source is not None:
+        from lhotse import CutSet
+
+        if not Path(source).is_file():
+            raise InputError(f"{source}: no such cuts manifest")
+        cuts = CutSet.from_file(source)
+    cuts = list(cuts)
+    if not cuts:
+        raise InputError(f"{source or 'cuts'}: empty split, no cuts to put in a frame bank")
+    return cuts, source
 
 
 def _write_bank(out_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarray]], num_utts: int,
@@ -253,7 +273,7 @@ def _write_bank(out_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarray
              manifest["num_frames"], manifest["num_utterances"], manifest["num_classes"])
 
 
-def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarray]], num_utts: int,
+def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarray | None]], num_utts: int,
                  total_frames: int, num_classes: int | None) -> dict[str, Any]:
     feats_mm: np.memmap | None = None
     labels = np.empty(total_frames, dtype=np.int32)
@@ -262,9 +282,11 @@ def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarra
     checksum = hashlib.sha256()
     pos = 0
     feat_dim = None
+    labelled_frames = 0
     for u, (cut_id, feats, lab) in enumerate(tqdm(items, total=num_utts, desc="frame bank", unit="utt")):
         feats = np.asarray(feats)
-        lab = np.asarray(lab)
+        unlabelled = lab is None
+        lab = np.full(feats.shape[0], UNLABELLED, dtype=np.int32) if unlabelled else np.asarray(lab)
         if feats.ndim != 2:
             raise InputError(f"cut {cut_id}: features must be (frames, dim), got shape {feats.shape}")
         if feat_dim is None:
@@ -280,7 +302,7 @@ def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarra
             raise InputError(f"cut {cut_id}: more feature frames than the manifests' num_frames announced")
         if not np.issubdtype(lab.dtype, np.integer):
             raise InputError(f"cut {cut_id}: labels must be integers, got {lab.dtype}")
-        if lab.size and (lab.min() < 0 or (num_classes is not None and lab.max() >= num_classes)):
+        if not unlabelled and lab.size and (lab.min() < 0 or (num_classes is not None and lab.max() >= num_classes)):
             bad = int(lab.min()) if lab.min() < 0 else int(lab.max())
             raise InputError(f"cut {cut_id}: label {bad} outside [0, {num_classes if num_classes is not None else 'inf'})")
         half = feats.astype(np.float16)
@@ -291,6 +313,7 @@ def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarra
         assert feats_mm is not None
         feats_mm[pos:end] = half
         labels[pos:end] = lab
+        labelled_frames += 0 if unlabelled else lab.size
         offsets[u + 1] = end
         cut_ids.append(cut_id)
         checksum.update(cut_id.encode() + b"\n")
@@ -303,6 +326,8 @@ def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarra
     feats_mm.flush()
     del feats_mm
     if num_classes is None:
+        if labelled_frames == 0:
+            raise InputError("a bank without labelled frames needs num_classes (the teacher's pdf count)")
         num_classes = int(labels.max()) + 1
     np.save(tmp_dir / "labels.npy", labels)
     np.save(tmp_dir / "utt_offsets.npy", offsets)
@@ -311,6 +336,7 @@ def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarra
         "version": BANK_VERSION,
         "num_frames": int(pos),
         "num_utterances": len(cut_ids),
+        "num_labelled_frames": int(labelled_frames),
         "feat_dim": int(feat_dim),
         "num_classes": int(num_classes),
         "feats_dtype": "float16",

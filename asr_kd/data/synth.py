@@ -30,25 +30,44 @@ from asr_kd.utils.io import atomic_write_json, atomic_write_text, read_json
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train-clean-100", "dev-clean", "test-clean")
+# Extra training speech, as LibriSpeech's train-clean-360: other speakers, other sentences. The
+# recipes use its audio only, as an unlabelled transfer set that the teacher labels for the student.
+TRANSFER_SPLIT = "train-clean-360"
 PLAN_VERSION = 1  # part of the settings check: bump when planning changes
 
 
 @dataclass(frozen=True)
 class CorpusSize:
-    """Hours of audio to plan per split."""
+    """Hours of audio to plan per split (`transfer_hours` for TRANSFER_SPLIT, 0: none)."""
 
     train_hours: float
     dev_hours: float
     test_hours: float
+    transfer_hours: float = 0.0
 
     def hours(self, split: str) -> float:
         return {"train-clean-100": self.train_hours, "dev-clean": self.dev_hours,
-                "test-clean": self.test_hours}[split]
+                "test-clean": self.test_hours, TRANSFER_SPLIT: self.transfer_hours}[split]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this size plans: the three labelled ones, then the transfer split if any."""
+        return SPLITS + ((TRANSFER_SPLIT,) if self.transfer_hours > 0 else ())
+
+    def settings(self) -> dict:
+        """The size as recorded in synth-config.json (no transfer field when there is none, as before it existed)."""
+        record = dataclasses.asdict(self)
+        if not self.transfer_hours:
+            del record["transfer_hours"]
+        return record
 
 
 PRESETS = {
-    "tiny": CorpusSize(7 / 60, 1.5 / 60, 1.5 / 60),  # ~10 min in all: the test suite's corpus
-    "mini": CorpusSize(2.5, 0.25, 0.25),  # the README demo
+    # ~10 min with transcripts and 3 min of transfer audio: the test suite's corpus.
+    "tiny": CorpusSize(7 / 60, 1.5 / 60, 1.5 / 60, transfer_hours=3 / 60),
+    # The README demo: 2.5 h with alignments. 5.3 h more of teacher-labelled transfer audio did not
+    # help its student (egs/synth/RESULTS.md), so the demo does not spend the synthesis time on it.
+    "mini": CorpusSize(2.5, 0.25, 0.25),
     "small": CorpusSize(10.0, 1.0, 1.0),
     "train-clean-100": CorpusSize(100.0, 5.4, 5.4),  # LibriSpeech's sizes
 }
@@ -77,7 +96,7 @@ def corpus_size(preset: str | None = None, hours: float | None = None) -> Corpus
 
 def num_speakers(split: str, hours: float) -> int:
     """Speakers per split; grows like sqrt(hours), which gives LibriSpeech's 251 / 40 / 40 at full size."""
-    scale = 25.0 if split == "train-clean-100" else 16.0
+    scale = 25.0 if split in ("train-clean-100", TRANSFER_SPLIT) else 16.0
     return max(len(ENGINES), round(scale * math.sqrt(hours)))
 
 
@@ -131,7 +150,9 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
     """Assign speakers and sentences to splits and chapters, deterministically for a seed.
 
     Sentences are drawn without replacement, dev and test first; the LM text is every sentence
-    not drawn for dev or test (train sentences included, as in LibriSpeech's LM corpus).
+    not drawn for dev or test (train sentences included, as in LibriSpeech's LM corpus). The
+    transfer split is planned last, from its own random stream, so adding it leaves the other
+    splits exactly as they are without it.
     """
     rng = random.Random(seed)
     order = list(range(len(sentences)))
@@ -141,27 +162,32 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
         rng.shuffle(catalog)  # each speaker is taken once, so splits never share one
 
     split_speakers = {}
-    for split in SPLITS:
+    for split in size.splits:
         counts = _engine_counts(num_speakers(split, size.hours(split)))
         split_speakers[split] = [catalogs[e].pop() for e in ENGINES for _ in range(counts[e])]
-    total_speakers = sum(len(v) for v in split_speakers.values())
+    total_speakers = sum(len(split_speakers[split]) for split in SPLITS)
     speaker_ids = rng.sample(range(100, 10000), total_speakers)
+    extra_rng = random.Random(f"{seed}:{TRANSFER_SPLIT}")
+    if TRANSFER_SPLIT in split_speakers:
+        free = sorted(set(range(100, 10000)) - set(speaker_ids))
+        speaker_ids = extra_rng.sample(free, len(split_speakers[TRANSFER_SPLIT])) + speaker_ids
 
     speakers: dict[int, tuple[str, Speaker]] = {}
     chapters: list[ChapterPlan] = []
     used_chapter_ids: set[int] = set()
     cursor = 0
     held_out: set[int] = set()
-    for split in ("dev-clean", "test-clean", "train-clean-100"):
+    for split in ("dev-clean", "test-clean", "train-clean-100") + size.splits[len(SPLITS):]:
+        split_rng = extra_rng if split == TRANSFER_SPLIT else rng
         seconds_per_speaker = size.hours(split) * 3600 / len(split_speakers[split])
         num_chapters = max(1, math.ceil(seconds_per_speaker / 60 / _CHAPTER_MINUTES))
         for speaker in split_speakers[split]:
             speaker_id = speaker_ids.pop()
             speakers[speaker_id] = (split, speaker)
             for _ in range(num_chapters):
-                chapter_id = rng.randrange(10000, 200000)
+                chapter_id = split_rng.randrange(10000, 200000)
                 while chapter_id in used_chapter_ids:
-                    chapter_id = rng.randrange(10000, 200000)
+                    chapter_id = split_rng.randrange(10000, 200000)
                 used_chapter_ids.add(chapter_id)
                 utterances = []
                 seconds = 0.0
@@ -170,7 +196,7 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
                         raise InputError(f"the sentence pool ({len(sentences)} sentences) is too small "
                                          f"for {size}; ask for fewer hours")
                     sentence = sentences[order[cursor]]
-                    if split != "train-clean-100":
+                    if split in ("dev-clean", "test-clean"):
                         held_out.add(order[cursor])
                     cursor += 1
                     utterances.append((f"{speaker_id}-{chapter_id}-{len(utterances):04d}", sentence))
@@ -248,9 +274,10 @@ def summarize(plan: CorpusPlan, librispeech_dir: Path) -> dict:
     def finish(entry: dict) -> dict:
         return {**entry, "hours": round(entry["hours"], 4), "speakers": len(entry["speakers"])}
 
-    splits = {split: finish(totals[split]) for split in SPLITS}
+    planned = [split for split in (*SPLITS, TRANSFER_SPLIT) if split in totals]
+    splits = {split: finish(totals[split]) for split in planned}
     engines = {split: {e: finish(totals[f"{split}/{e}"]) for e in ENGINES if f"{split}/{e}" in totals}
-               for split in SPLITS}
+               for split in planned}
     return {"splits": splits, "engines": engines, "lm_sentences": len(plan.lm_sentences),
             "speaker_minutes": {str(k): round(v, 2) for k, v in sorted(minutes_per_speaker.items())}}
 
@@ -259,7 +286,7 @@ def summary_markdown(summary: dict) -> str:
     """The summary as a markdown table: one row per split and engine, then per split."""
     rows = ["| split | engine | speakers | chapters | utterances | with phone times | hours |",
             "|---|---|---:|---:|---:|---:|---:|"]
-    for split in SPLITS:
+    for split in summary["splits"]:
         for name, entry in [*summary["engines"][split].items(), ("all", summary["splits"][split])]:
             label = f"**{name}**" if name == "all" else name
             rows.append(f"| {split} | {label} | {entry['speakers']} | {entry['chapters']} | "
@@ -298,7 +325,7 @@ def synthesize_corpus(out_dir: str | Path, preset: str | None = "tiny", hours: f
     for engine in ENGINES:
         check_engine(engine)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(out_dir, {"size": dataclasses.asdict(size), "seed": seed, "plan_version": PLAN_VERSION})
+    _check_settings(out_dir, {"size": size.settings(), "seed": seed, "plan_version": PLAN_VERSION})
     pool = load_sentence_pool(out_dir / "sentence-pool.tsv")
     plan = plan_corpus([sentence for _, sentence in pool], size, seed)
     librispeech_dir = out_dir / "LibriSpeech"

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from asr_kd.utils.device import AMP_CHOICES, autocast, use_bf16
 from asr_kd.utils.errors import InputError
 
 
@@ -16,7 +17,8 @@ class HybridScorer:
     """Log posteriors of one model (PyTorch checkpoint or .onnx) or of an ensemble's mean posterior."""
 
     def __init__(self, model_paths: Sequence[Path], device: torch.device, batch_size: int = 8192,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, amp: bool = False):
+        """`amp`: run PyTorch models under bf16 autocast (log-softmax in fp32)."""
         from asr_kd.models import FrameClassifier
         from asr_kd.models.export import OnnxFrameClassifier
 
@@ -31,7 +33,7 @@ class HybridScorer:
         first = self.models[0].config
         self.feat_dim, self.num_outputs = first.feat_dim, first.num_outputs
         self.left, self.right = first.left_context, first.right_context
-        self.device, self.batch_size = device, batch_size
+        self.device, self.batch_size, self.amp = device, batch_size, amp
         # Members trained on the same alignments share their priors; averaging covers any that don't.
         priors = torch.stack([m.log_priors.float().cpu().exp() for m in self.models]).mean(0)
         self.log_priors = priors.log().numpy()
@@ -41,11 +43,13 @@ class HybridScorer:
     @torch.no_grad()
     def log_posteriors_windows(self, windows: torch.Tensor) -> torch.Tensor:
         """log p(s | window) (B, C) for spliced windows: the model's, or log of the members' mean."""
-        if len(self.models) == 1:
-            return torch.log_softmax(self.models[0](windows).float(), dim=-1)
         from asr_kd.distill.ensemble import average_posteriors
 
-        return average_posteriors([m(windows) for m in self.models]).clamp_min(1e-30).log()
+        with autocast(self.device, self.amp):
+            logits = [m(windows) for m in self.models]
+        if len(logits) == 1:
+            return torch.log_softmax(logits[0].float(), dim=-1)
+        return average_posteriors(logits).clamp_min(1e-30).log()
 
     @torch.no_grad()
     def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
@@ -56,6 +60,12 @@ class HybridScorer:
         windows = splice_utterance(x, self.left, self.right)
         out = [self.log_posteriors_windows(windows[i:i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
         return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.num_outputs), np.float32)
+
+
+def add_amp_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """--amp for a CLI that runs networks forward (frame accuracy, decoding)."""
+    parser.add_argument("--amp", choices=AMP_CHOICES, default=default,
+                        help="bf16 autocast of the networks (auto: where the GPU or CPU has bf16 units)")
 
 
 def add_specialist_options(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +80,8 @@ def add_specialist_options(parser: argparse.ArgumentParser) -> None:
 
 def make_scorer(args: argparse.Namespace, device: torch.device) -> HybridScorer:
     """The scorer of --model (with --specialists attached when given) from a CLI's parsed options."""
-    scorer = HybridScorer(args.model, device, args.batch_size, getattr(args, "num_threads", None))
+    scorer = HybridScorer(args.model, device, args.batch_size, getattr(args, "num_threads", None),
+                          amp=use_bf16(args.amp, device))
     if args.specialists:
         from asr_kd.distill.specialists_combine import attach_specialists
 

@@ -13,7 +13,7 @@ Link directories nest by lineage, so chains that share a prefix share its assist
     <dir>/soft_T<T>/                 stored top-k soft targets of the model in <dir> (--soft-targets stored)
 
 Each link runs `asr-kd make-soft-targets` for its teacher (stored mode; the first link may reuse a
-store of the teacher, e.g. the main recipe's bank/soft_T2) and then `asr-kd train`. Both skip
+store of the teacher, e.g. the main recipe's soft_T2/) and then `asr-kd train`. Both skip
 finished outputs, so a rerun resumes at the first unfinished link.
 
 The command line is `asr-kd distill-chain` (asr_kd/bin/distill_chain.py).
@@ -120,7 +120,7 @@ def soft_targets_dir(link: ChainLink, temperature: float, first_store: str | Pat
     return link.teacher_dir / f"soft_T{temperature:g}"
 
 
-def link_soft_target_args(link: ChainLink, train_bank: str | Path, temperature: float, top_k: int,
+def link_soft_target_args(link: ChainLink, train_bank: str | Path, temperature: float, top_k: int | str,
                           mean: str = "arithmetic") -> list[str]:
     """`asr-kd make-soft-targets` options storing the top-k targets of `link`'s teacher."""
     return ["--teacher", *map(str, link.teacher), "--frame-bank", str(train_bank),
@@ -148,7 +148,7 @@ def link_train_args(link: ChainLink, frame_bank: str | Path, *, temperature: flo
 
 def run_chain(links: Sequence[ChainLink], frame_bank: str | Path, *, temperature: float, hard_weight: float,
               soft_targets: SoftTargetMode = "stored", first_store: str | Path | None = None,
-              top_k: int = 20, mean: str = "arithmetic", train_options: Sequence[str] = (),
+              top_k: int | str = "auto", mean: str = "arithmetic", train_options: Sequence[str] = (),
               soft_target_options: Sequence[str] = ()) -> None:
     """Train every link in order (teacher soft targets first when stored); finished steps are skipped."""
     from asr_kd.bin.make_soft_targets import main as make_soft_targets_main

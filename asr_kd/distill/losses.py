@@ -67,9 +67,15 @@ def soft_kl_divergence(student_logits: Tensor, teacher_probs: Tensor, temperatur
 
 
 def hard_cross_entropy(student_logits: Tensor, hard_labels: Tensor) -> Tensor:
-    """Frame cross-entropy against integer labels at T = 1, averaged over the batch (fp32)."""
+    """Frame cross-entropy against integer labels at T = 1, averaged over the batch (fp32).
+
+    Frames labelled -1 (a transfer set's, `asr_kd.data.frame_bank.UNLABELLED`) add 0: each frame's
+    loss is the soft term plus, where it has a label, the weighted hard term, and the batch
+    averages that over all its frames.
+    """
     with torch.autocast(student_logits.device.type, enabled=False):
-        return F.cross_entropy(_fp32(student_logits), hard_labels.long())
+        summed = F.cross_entropy(_fp32(student_logits), hard_labels.long(), ignore_index=-1, reduction="sum")
+        return summed / max(hard_labels.numel(), 1)
 
 
 def distillation_loss(
@@ -79,6 +85,7 @@ def distillation_loss(
     *,
     temperature: float = 1.0,
     hard_weight: float = 0.5,
+    kl_stat: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Hinton et al.'s loss: T^2 * CE(teacher_T, student_T) + hard_weight * CE(hard labels).
 
@@ -89,8 +96,10 @@ def distillation_loss(
     after its soft phase, trains on.
 
     Returns the loss and a dict of detached 0-dim fp32 tensors ("loss", "hard_ce" and, with a
-    teacher, "soft_ce" (with the T^2 factor) and "soft_kl"). They stay tensors so that a training
-    step never waits for the GPU; call `float()` on them when logging.
+    teacher, "soft_ce" (with the T^2 factor) and, if `kl_stat`, "soft_kl"). They stay tensors so that a
+    training step never waits for the GPU; call `float()` on them when logging. The KL needs the
+    teacher's entropy, a pass over the (B, C) targets as costly as the hard CE: training loops that do
+    not log it pass kl_stat=False.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -99,12 +108,13 @@ def distillation_loss(
         return hard, {"loss": hard.detach(), "hard_ce": hard.detach()}
     soft = soft_cross_entropy(student_logits, teacher_probs, temperature)
     loss = soft + hard_weight * hard
-    with torch.no_grad():
-        # KL = CE - T^2 * H(teacher); reported because it reads 0 at a perfect match.
-        p = _fp32(teacher_probs)
-        entropy = -torch.special.xlogy(p, p).sum(dim=-1).mean()
-        kl = soft.detach() - entropy * (temperature * temperature)
-    stats = {"loss": loss.detach(), "hard_ce": hard.detach(), "soft_ce": soft.detach(), "soft_kl": kl}
+    stats = {"loss": loss.detach(), "hard_ce": hard.detach(), "soft_ce": soft.detach()}
+    if kl_stat:
+        with torch.no_grad():
+            # KL = CE - T^2 * H(teacher); reported because it reads 0 at a perfect match.
+            p = _fp32(teacher_probs)
+            entropy = -torch.special.xlogy(p, p).sum(dim=-1).mean()
+            stats["soft_kl"] = soft.detach() - entropy * (temperature * temperature)
     return loss, stats
 
 

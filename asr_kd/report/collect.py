@@ -14,7 +14,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-NNET_SYSTEMS = ("baseline", "student", "baseline_subset", "student_subset")
+NNET_SYSTEMS = ("baseline", "student", "baseline_subset", "student_subset", "student_subset_ensemble")
 DEV, TEST = "dev-clean", "test-clean"
 
 
@@ -68,6 +68,29 @@ def gmm_wer(decode_dir_dev: Path, decode_dir_test: Path) -> dict | None:
     return out
 
 
+def student_teaching(student_dir: Path) -> dict | None:
+    """How a student was taught, from its params.json: the store's record (stored top-k) or the online members."""
+    params = read_json_or_none(student_dir / "params.json")
+    if params is None:
+        return None
+    out = {"train_bank": params.get("train_bank") or f"{params.get('frame_bank')}/train",
+           "frames_per_epoch": params.get("epoch_frames"), "steps_per_epoch": params.get("steps_per_epoch"),
+           "num_epochs": params.get("num_epochs"), "batch_size": params.get("batch_size"),
+           "temperature": params.get("temperature"), "hard_weight": params.get("hard_weight")}
+    if params.get("soft_targets_dir"):
+        manifest = read_json_or_none(Path(params["soft_targets_dir"]) / "manifest.json") or {}
+        out.update(kind="stored", store=params["soft_targets_dir"], k=manifest.get("k"),
+                   num_classes=manifest.get("num_classes"), tail=manifest.get("tail", "renormalise"),
+                   mean_kept_mass=manifest.get("mean_topk_mass"), fidelity=manifest.get("fidelity"),
+                   num_members=(manifest.get("teacher") or {}).get("num_members"))
+    else:
+        out.update(kind="online", num_members=len(params.get("teacher_checkpoints") or []))
+    bank = read_json_or_none(Path(out["train_bank"]) / "manifest.json")
+    if bank is not None:
+        out.update(num_frames=bank["num_frames"], num_labelled_frames=bank.get("num_labelled_frames", bank["num_frames"]))
+    return out
+
+
 def count_params(checkpoint: Path) -> int | None:
     """Trainable parameters of a FrameClassifier checkpoint (buffers such as priors excluded)."""
     if not checkpoint.is_file():
@@ -94,6 +117,8 @@ class Results:
     params: dict[str, int | None] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
     corpus: dict | None = None
+    input_norm: str | None = None
+    teaching: dict | None = None
 
     def acc(self, system: str, part: str) -> float | None:
         """Frame accuracy (%) of a system on train/dev/test, None when not measured."""
@@ -115,7 +140,11 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     res.lm = read_json_or_none(exp / "lm" / "info.json")
     res.alignment = read_json_or_none(exp / "gmm" / "tri2" / "ali" / "info.json")
     res.gmm = gmm_wer(exp / "gmm" / "tri2" / f"decode_{DEV}", exp / "gmm" / "tri2" / f"decode_{TEST}")
-    res.banks = {name: read_json_or_none(exp / "bank" / name / "manifest.json") for name in ("train", "dev", "test")}
+    res.banks = {name: read_json_or_none(exp / "bank" / name / "manifest.json")
+                 for name in ("train", "dev", "test", "transfer")}
+    cmvn = read_json_or_none(exp / "bank" / "cmvn.json")
+    res.input_norm = None if cmvn is None else cmvn.get("mode", "global")
+    res.teaching = student_teaching(exp / "nnet" / "student")
     systems = (*NNET_SYSTEMS, "ensemble")
     res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
     res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json") for p in ("train", "dev", "test")}

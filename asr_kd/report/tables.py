@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from asr_kd.report.collect import Results
 from asr_kd.report.hardware import describe_hardware, hardware_line
 from asr_kd.report.markdown import format_cell, markdown_table
+from asr_kd.report.spread import SeedMeans, gains, spread_tables
 
 # Hinton, Vinyals & Dean (2015), Table 1 (test frame accuracy %, test WER %) and Table 5
 # (train / test frame accuracy %). The paper gives no GMM row.
@@ -53,15 +55,54 @@ def table1(res: Results) -> str:
         "gets 7.8-11.0% WER on test-clean, depending on the LM.\n")
 
 
+TABLE5_ROWS = (("baseline", "baseline, 100% of train"),
+               ("baseline_subset", "baseline, subset of train (early stopping)"),
+               ("student_subset", "soft targets, subset of train (no early stopping)"),
+               ("student_subset_ensemble", "ensemble's soft targets, subset of train (no early stopping)"))
+
+
 def table5(res: Results) -> str:
-    """Train / test frame accuracy of the 100% baseline and the two 3% systems, beside the paper's."""
+    """Train / test frame accuracy of the 100% baseline and the 3% systems, beside the paper's."""
     rows = []
-    for system, name in (("baseline", "baseline, 100% of train"),
-                         ("baseline_subset", "baseline, subset of train (early stopping)"),
-                         ("student_subset", "soft targets, subset of train (no early stopping)")):
-        rows.append((name, res.acc(system, "train"), res.acc(system, "test"), *_paper(PAPER_TABLE5[system])))
+    for system, name in TABLE5_ROWS:
+        paper = _paper(PAPER_TABLE5[system]) if system in PAPER_TABLE5 else ("–", "–")
+        rows.append((name, res.acc(system, "train"), res.acc(system, "test"), *paper))
     header = ["system", "train frame acc %", "test frame acc %", "paper train %", "paper test %"]
-    return markdown_table(header, rows)
+    return markdown_table(header, rows) + (
+        "\nThe soft targets of the third row are the full-data baseline's (the paper's Table 5 teacher); the "
+        "fourth row's are the ensemble's. All three subset models share one learning-rate schedule that never "
+        "looks at dev; only the hard-label model stops early on dev.\n")
+
+
+def teaching_note(res: Results) -> str:
+    """One paragraph: what taught the distilled model, on which transfer set, with how many updates."""
+    t = res.teaching
+    if t is None:
+        return ""
+    if t.get("kind") == "stored":
+        fidelity = ((t.get("fidelity") or {}).get("tails") or {}).get(t.get("tail"), {})
+        error = fidelity.get("loss_rel_error")
+        kept = t.get("mean_kept_mass")
+        teacher = (f"stored soft targets: the top {t.get('k')} of {t.get('num_classes')} classes of the "
+                   f"{t.get('num_members')}-member ensemble's T={t.get('temperature'):g} distribution per frame, the "
+                   f"rest of the mass spread {'uniformly over the other classes' if t.get('tail') == 'uniform' else 'nowhere (renormalised)'}"
+                   + (f"; the stored classes hold {100 * kept:.2f}% of the teacher's mass on average" if kept else "")
+                   + (f", and the soft-target loss against them is within {100 * error:.2f}% of the loss against the "
+                      f"dense teacher ({(t.get('fidelity') or {}).get('frames')} frames, members as probes)"
+                      if error is not None else "") + f" (`{t.get('store')}`)")
+    else:
+        teacher = f"the {t.get('num_members')} members run online on every minibatch (dense targets)"
+    frames = t.get("num_frames")
+    labelled = t.get("num_labelled_frames")
+    transfer = ("" if frames is None else
+                f" Transfer set: {frames} frames ({frames / 360000:.2f} h), of which {labelled} have alignments"
+                + (f" and {frames - labelled} are unlabelled audio that only the teacher labels" if frames > labelled else "")
+                + ".")
+    budget = ("" if t.get("steps_per_epoch") is None else
+              f" Budget: {t['num_epochs']} epochs of {t['steps_per_epoch']} updates of {t['batch_size']} frames, the "
+              "same number of updates as the baseline and each member.")
+    return f"How the distilled model was taught: {teacher}; T={t.get('temperature'):g}, hard-label weight " \
+           f"{t.get('hard_weight'):g}.{transfer}{budget}\n"
 
 
 def sizes_and_speed(res: Results) -> str:
@@ -69,7 +110,7 @@ def sizes_and_speed(res: Results) -> str:
     rows = []
     gmm = res.gmm or {}
     rows.append(("GMM tri2", None, gmm.get("lmwt"), gmm.get("test_rtf")))
-    for system in ("baseline", "ensemble", "student", "baseline_subset", "student_subset"):
+    for system in ("baseline", "ensemble", "student", "baseline_subset", "student_subset", "student_subset_ensemble"):
         dec = res.decode.get(system) or {}
         rtf = dec.get("test", {}).get("rtf")
         rows.append((system, res.params.get(system), dec.get("lmwt"), rtf))
@@ -103,8 +144,11 @@ def other_figures(res: Results) -> list[str]:
             if total:
                 lines.append(f"- tri2 alignment of {part}: {100 * total['within']:.1f}% of {total['boundaries']} phone "
                              f"starts within 20 ms of the synthesizer's true times ({total['utterances']} utterances)")
-    for name in ("train", "dev", "test"):
-        lines.append(f"- {name} frame bank: {_bank_size(res, name)}")
+    for name in ("train", "dev", "test", "transfer"):
+        if name != "transfer" or res.banks.get(name) is not None:
+            lines.append(f"- {name} frame bank: {_bank_size(res, name)}")
+    if res.input_norm is not None:
+        lines.append(f"- network inputs: {res.input_norm} CMVN (bank/cmvn.json; the same file normalises decoding)")
     return lines
 
 
@@ -132,11 +176,25 @@ def provenance(res: Results) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(hw_lines) + "\n"
 
 
-def render_results(res: Results, plots: list[Path], command: str) -> str:
-    """The whole RESULTS.md text."""
-    t1 = {s: res.acc(s, "test") for s in ("baseline", "ensemble", "student")}
-    gain = gain_recovered(t1["baseline"], t1["ensemble"], t1["student"])
-    dev_gain = gain_recovered(res.acc("baseline", "dev"), res.acc("ensemble", "dev"), res.acc("student", "dev"))
+def render_results(res: Results, plots: list[Path], command: str, seed_runs: Sequence[Results] = (),
+                   seeds: Sequence[int] = ()) -> str:
+    """The whole RESULTS.md text; with `seed_runs` (other network seeds), Table 1 and 5 show means over all runs."""
+    runs = [res, *seed_runs]
+    view = SeedMeans(runs) if seed_runs else res
+    t1 = {s: view.acc(s, "test") for s in ("baseline", "ensemble", "student")}
+    if seed_runs:
+        per_seed = [g for g in gains(runs, "test", gain_recovered)]
+        gain = None if None in per_seed else sum(per_seed) / len(per_seed)  # type: ignore[arg-type]
+        dev_seed = gains(runs, "dev", gain_recovered)
+        dev_gain = None if None in dev_seed else sum(dev_seed) / len(dev_seed)  # type: ignore[arg-type]
+        gain_what = f"mean over the {len(runs)} network seeds {', '.join(map(str, seeds))} of each seed's gain"
+    else:
+        gain = gain_recovered(t1["baseline"], t1["ensemble"], t1["student"])
+        dev_gain = gain_recovered(res.acc("baseline", "dev"), res.acc("ensemble", "dev"), res.acc("student", "dev"))
+        gain_what = "one network seed"
+    means_note = (f"Network rows are means over {len(runs)} network seeds ({', '.join(map(str, seeds))}; the corpus, "
+                  "GMM and frame banks are shared); each seed's numbers are in 'Spread over network seeds' below.\n"
+                  if seed_runs else "")
     parts = [
         f"# Results of {res.exp_dir}\n",
         f"Made by `{command}` from the outputs of `recipes/run.sh`. Frame accuracies are against the tri2 "
@@ -144,14 +202,22 @@ def render_results(res: Results, plots: list[Path], command: str) -> str:
         "'–' marks a stage that has not run. Data: train "
         f"{_bank_size(res, 'train')}; dev {_bank_size(res, 'dev')}; test {_bank_size(res, 'test')}.\n",
         "## Table 1: frame accuracy and WER (paper Table 1)\n",
-        table1(res),
-        f"\nGain recovered by distillation, (distilled - baseline) / (ensemble - baseline) of test frame accuracy: "
-        f"**{_percent(gain)}** (dev: {_percent(dev_gain)}; paper: more than {PAPER_GAIN_RECOVERED:.0f}%)."
+        means_note + table1(view),  # type: ignore[arg-type]
+        f"\nGain recovered by distillation, (distilled - baseline) / (ensemble - baseline) of test frame accuracy "
+        f"({gain_what}): **{_percent(gain)}** (dev: {_percent(dev_gain)}; paper: more than {PAPER_GAIN_RECOVERED:.0f}%)."
         + ("" if gain is not None or None in t1.values() else
            " Undefined here: the ensemble is not better than the baseline.") + "\n",
+        teaching_note(res),
         "## Table 5: training on a subset of the data (paper Table 5)\n",
-        table5(res),
+        table5(view),  # type: ignore[arg-type]
         "\n" + _subset_note(res),
+    ]
+    if seed_runs:
+        parts += ["## Spread over network seeds\n",
+                  f"Seeds {', '.join(map(str, seeds))}: `--net-seed N` gives the baseline, the student and the 3% models "
+                  "seed N and member m seed 100 N + m. Mean ± sample standard deviation.\n",
+                  spread_tables(runs, seeds, gain_recovered)]
+    parts += [
         "## Model sizes and decoding speed\n",
         sizes_and_speed(res),
         "\nRTF = (network + search wall seconds) / audio seconds, decoding test at the chosen LM weight with the "

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from asr_kd.data.frame_bank import FrameBank, Normalizer, _load_cmvn
+from asr_kd.data.cmvn import CmvnStats
+from asr_kd.data.frame_bank import FrameBank, cuts_features, load_cmvn
 from asr_kd.models.context import splice_utterance
 from asr_kd.utils.errors import InputError
 
@@ -88,27 +89,26 @@ def frame_accuracy_bank(model: LogitsFn, bank: FrameBank, left: int | None = Non
 
 
 @torch.no_grad()
-def frame_accuracy_cuts(model: LogitsFn, cuts: Iterable[Any], cmvn: Normalizer | str | os.PathLike | None = None,
+def frame_accuracy_cuts(model: LogitsFn, cuts: Iterable[Any], cmvn: CmvnStats | str | os.PathLike | None = None,
                         left: int | None = None, right: int | None = None, label_field: str = "pdf_ids",
                         device: str | torch.device = "cpu", batch_size: int = 8192) -> FrameAccuracy:
     """Score aligned lhotse cuts (features + `label_field`), one utterance at a time."""
     left, right = _context_of(model, left, right)
-    normalizer = _load_cmvn(cmvn)
+    normalizer = load_cmvn(cmvn)
     device = torch.device(device)
     if hasattr(model, "eval"):
         model.eval()
     sums = np.zeros(3, dtype=np.float64)
-    for cut in tqdm(cuts, desc="frame accuracy", unit="utt"):
+    cuts = list(cuts)
+    for cut in cuts:
         if not cut.has_custom(label_field):
             raise InputError(f"cut {cut.id}: has no {label_field!r} alignment")
-        feats = cut.load_features()
+    for cut, feats in tqdm(cuts_features(cuts, normalizer), total=len(cuts), desc="frame accuracy", unit="utt"):
         labels = np.asarray(cut.load_custom(label_field))
         if labels.shape != (feats.shape[0],):
             raise InputError(f"cut {cut.id}: alignment has {labels.shape[0]} frames but the features have {feats.shape[0]}")
         if labels.size == 0:
             continue
-        if normalizer is not None:
-            feats = normalizer.apply(feats)
         x = splice_utterance(torch.as_tensor(feats, dtype=torch.float32, device=device), left, right)
         y = torch.as_tensor(labels, dtype=torch.long, device=device)
         for i in range(0, x.shape[0], batch_size):

@@ -4,18 +4,23 @@
 # accuracy at one model's cost, and small distilled students trade accuracy for speed.
 #
 # Usage: egs/synth/run_deploy.sh --src-exp DIR [--exp-dir DIR] [--stage N] [--stop-stage N] [options]
-#   --src-exp DIR      a finished recipes/run.sh experiment (read only): bank/, bank/soft_T2, nnet/, gmm/tri2/
+#   --src-exp DIR      a finished recipes/run.sh experiment (read only): bank/, nnet/, gmm/tri2/, and the soft targets
+#                      its student learnt from (nnet/student/params.json names them and their train bank)
 #   --exp-dir DIR      where this writes (default: $src_exp/deploy)
 #   --small-students   "name:layers:hidden ..." small students trained here (default "2x64:2:64 1x128:1:128"),
-#                      each distilled from the stored soft targets (kd_<name>)
+#                      each distilled from the main student's stored soft targets on its train bank (kd_<name>)
 #   --hard-twins BOOL  also train each small student on hard labels only (hard_<name>; default true)
 #   --num-threads N    intra-op threads of the network in every runtime (default 1)
 #   --lm-weights L     LM weights tried on dev by the onnxruntime decode (PyTorch decodes at its choice);
 #                      default one fixed weight, 9 (the main run's choices were 7-11), to keep the cost down
 #   --dev-every N      decode every N-th dev utterance only (default 10; with one LM weight dev chooses nothing)
+#   --amp A            bf16 autocast of training and frame accuracy: auto | bf16 | none (default auto: bf16 where
+#                      the CPU has it); the decodes run the networks in fp32, as onnxruntime does
+#   --decoder D        faster | lattice-faster (default faster, as the main recipe)
 # Stages:
 #   0  every N-th dev utterance (--dev-every) for the LM-weight choice
-#   1  train the small students on the same data (stored soft targets at T=2, hard weight 0.5 / hard only)
+#   1  train the small students on the main student's data (its stored soft targets at T=2, hard weight 0.5, its
+#      frames per epoch) / on bank/train's hard labels only, as many updates
 #   2  export every system (baseline, student, ensemble members, small students) to ONNX and TorchScript,
 #      parity of both runtimes with PyTorch on real dev utterances (exit non-zero beyond --tolerance)
 #   3  test frame accuracy of every system
@@ -43,13 +48,15 @@ lm_weights=9
 dev_every=10
 decode_beam=10
 decode_max_active=2000
+decoder=faster
+amp=auto
 tolerance=1e-3
 parity_utterances=20
 . recipes/parse_options.sh
 
 [ -n "$src_exp" ] || { echo "$0: --src-exp DIR is required" >&2; exit 2; }
-for f in bank/train/manifest.json bank/soft_T$temperature/manifest.json nnet/baseline/final.pt nnet/student/final.pt \
-         gmm/tri2/final.mdl gmm/tri2/graph/HCLG.fst data/fbank/cmvn.json; do
+for f in bank/train/manifest.json bank/cmvn.json nnet/baseline/final.pt nnet/student/final.pt nnet/student/params.json \
+         gmm/tri2/final.mdl gmm/tri2/graph/HCLG.fst; do
   [ -f "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: not a finished recipe run" >&2; exit 2; }
 done
 exp_dir=${exp_dir:-$src_exp/deploy}
@@ -57,6 +64,10 @@ results_dir=$exp_dir/results
 . recipes/stage_helpers.sh
 
 nnet_src=$src_exp/nnet
+# The main student's train bank (bank/train or bank/transfer), soft targets and frames per epoch.
+student_info=$(student_data "$src_exp")
+{ read -r student_bank; read -r student_store; read -r epoch_frames; } <<< "$student_info"
+[ -f "$student_store/manifest.json" ] || { echo "$0: the main student's soft targets '$student_store' are missing (taught online?)" >&2; exit 2; }
 ali_dir=$src_exp/gmm/tri2/ali
 small_names=$(for s in $small_students; do n=${s%%:*}; echo "kd_$n"; if [ "$hard_twins" = true ]; then echo "hard_$n"; fi; done)
 members=$(seq -f "member%g" 1 "$num_members")
@@ -84,9 +95,11 @@ if run_stage 1; then
   for s in $small_students; do
     IFS=: read -r name layers hidden <<< "$s"
     common=(--frame-bank "$src_exp/bank" --num-layers "$layers" --hidden-dim "$hidden" --num-epochs "$num_epochs"
-      --batch-size "$batch_size" --lr "$lr" --optimizer sgd --lr-schedule newbob --seed 1 --device cpu)
+      --frames-per-epoch "$epoch_frames" --batch-size "$batch_size" --lr "$lr" --optimizer sgd --lr-schedule newbob
+      --seed 1 --device cpu --amp "$amp")
     step "train_kd_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/kd_$name" "${common[@]}" \
-      --soft-targets-dir "$src_exp/bank/soft_T$temperature" --temperature "$temperature" --hard-weight "$hard_weight"
+      --train-bank "$student_bank" --soft-targets-dir "$student_store" --temperature "$temperature" \
+      --hard-weight "$hard_weight"
     [ "$hard_twins" = true ] || continue
     step "train_hard_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/hard_$name" "${common[@]}"
   done
@@ -108,15 +121,15 @@ if run_stage 3; then
   for sys in $systems ensemble; do
     # shellcheck disable=SC2046
     step "acc_$sys" python -m asr_kd.bin.frame_accuracy --model $(models_of "$sys" torch) --frame-bank "$src_exp/bank/test" \
-      --output "$results_dir/acc_${sys}_test.json" --device cpu
+      --output "$results_dir/acc_${sys}_test.json" --device cpu --amp "$amp"
   done
   touch "$exp_dir/.stage3.done"
 fi
 
 dev_cuts=$exp_dir/data/cuts_dev-clean.jsonl.gz
 decode_opts=(--graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/gmm/tri2/final.mdl"
-  --cmvn "$src_exp/data/fbank/cmvn.json" --dev-cuts "$dev_cuts"
-  --test-cuts "$ali_dir/cuts_test-clean.jsonl.gz" --beam "$decode_beam" --max-active "$decode_max_active"
+  --cmvn "$src_exp/bank/cmvn.json" --dev-cuts "$dev_cuts"
+  --test-cuts "$ali_dir/cuts_test-clean.jsonl.gz" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
   --num-workers "$num_workers" --num-threads "$num_threads" --device cpu)
 
 if run_stage 4; then

@@ -7,7 +7,8 @@
 # specialists cover the correct state (the paper's Table 4), and WER.
 #
 # Usage: egs/synth/run_specialists.sh --src-exp DIR [--exp-dir DIR] [--stage N] [--stop-stage N] [options]
-#   --src-exp DIR          a finished recipes/run.sh experiment (read only): bank/, nnet/baseline/, gmm/tri2/
+#   --src-exp DIR          a finished recipes/run.sh experiment (read only): bank/ (and the CMVN its banks were
+#                          built with, bank/cmvn.json), nnet/baseline/, gmm/tri2/
 #   --exp-dir DIR          where this writes (default: $src_exp/specialists)
 #   --num-specialists K    K-means clusters = specialists (default 8)
 #   --set-size N           classes per specialist, the N nearest its centroid, so sets overlap (default 300
@@ -35,13 +36,13 @@ dustbin_correction=match
 top_n=1; combine_steps=20
 device=cpu
 # The main mini run's decoding options, so that the baseline's decode is the "without" row.
-lm_weights=5,7,9,11,13; decode_beam=10; decode_max_active=2000; num_workers=1
+lm_weights=5,7,9,11,13; decode_beam=10; decode_max_active=2000; decoder=faster; num_workers=1
 . "$recipe_dir/parse_options.sh"
 
 [ -n "$src_exp" ] || { echo "$0: --src-exp DIR is required" >&2; exit 2; }
 generalist=${generalist:-$src_exp/nnet/baseline/final.pt}
-for f in bank/train/manifest.json bank/dev/manifest.json bank/test/manifest.json gmm/tri2/final.mdl \
-         gmm/tri2/graph/HCLG.fst data/fbank/cmvn.json; do
+for f in bank/train/manifest.json bank/dev/manifest.json bank/test/manifest.json bank/cmvn.json gmm/tri2/final.mdl \
+         gmm/tri2/graph/HCLG.fst; do
   [ -f "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: not a finished recipe run" >&2; exit 2; }
 done
 [ -f "$generalist" ] || { echo "$0: generalist $generalist missing" >&2; exit 2; }
@@ -53,9 +54,9 @@ results_dir=$exp_dir/results
 . "$recipe_dir/stage_helpers.sh"
 bank=$src_exp/bank
 decode_opts=(--graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/gmm/tri2/final.mdl"
-  --cmvn "$src_exp/data/fbank/cmvn.json" --dev-cuts "$src_exp/gmm/tri2/ali/cuts_dev-clean.jsonl.gz"
+  --cmvn "$bank/cmvn.json" --dev-cuts "$src_exp/gmm/tri2/ali/cuts_dev-clean.jsonl.gz"
   --test-cuts "$src_exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz" --lm-weights "$lm_weights" --beam "$decode_beam"
-  --max-active "$decode_max_active" --num-workers "$num_workers" --device "$device")
+  --max-active "$decode_max_active" --decoder "$decoder" --num-workers "$num_workers" --device "$device")
 specialists() { ls "$exp_dir"/spec*/specialist.pt; }
 
 if run_stage 1; then

@@ -58,8 +58,7 @@ def main() -> None:
     args = p.parse_args()
     exp, src = args.exp_dir, args.src_exp
     bank = _json(args.train_bank / "manifest.json")
-    k = next((_json(exp / "soft" / f"{n}_T{args.temperature}" / "manifest.json").get("k") for n in args.teachers), None)
-    header = ["student's teacher", "teacher members and weights", f"top-{k} mass at T={args.temperature}", "student dev frame acc %",
+    header = ["student's teacher", "teacher members and weights", f"top-k mass at T={args.temperature} (k)", "student dev frame acc %",
               "student test frame acc %"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     acc = {name: {part: _json(exp / "results" / f"acc_{name}_{part}.json").get("accuracy") for part in ("dev", "test")}
@@ -68,7 +67,8 @@ def main() -> None:
     for name in args.teachers:
         manifest = _json(exp / "soft" / f"{name}_T{args.temperature}" / "manifest.json")
         mass = manifest.get("mean_topk_mass")
-        lines.append(f"| {name} | {teacher_description(manifest)} | {'–' if mass is None else f'{mass:.3f}'} | "
+        kept = "–" if mass is None else f"{mass:.3f} ({manifest.get('k')})"
+        lines.append(f"| {name} | {teacher_description(manifest)} | {kept} | "
                      f"{_pct(acc[name]['dev'])} | {_pct(acc[name]['test'])} |")
     hardware = next((_json(exp / "results" / f"acc_{n}_dev.json").get("hardware") for n in acc), None)
     notes = [

@@ -1,0 +1,59 @@
+"""Where networks run and in which precision: --device and --amp values, one meaning everywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Literal
+
+import torch
+
+from asr_kd.utils.errors import InputError
+
+AmpMode = Literal["auto", "bf16", "none"]
+AMP_CHOICES = ("auto", "bf16", "none")
+
+
+def resolve_device(name: str, rank: int = 0) -> torch.device:
+    """A --device value as a device: "auto" is cuda when available, else cpu.
+
+    A bare "cuda" becomes this rank's GPU (LOCAL_RANK under torchrun, else `rank`) and is made current.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"--device {name!r}: not a device name (auto, cpu, cuda, cuda:N)") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: no CUDA device is available here")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """True where bf16 matmuls run on hardware units: CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def use_bf16(amp: str, device: torch.device) -> bool:
+    """Whether an --amp value means bf16 autocast on `device` ("auto": where `bf16_is_fast`)."""
+    if amp not in AMP_CHOICES:
+        raise InputError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
+    if amp == "auto":
+        return bf16_is_fast(device)
+    return amp == "bf16"
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on `device` when `enabled`, else a no-op context."""
+    if enabled:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,48 @@
+"""--device and --amp: one meaning everywhere; the bf16 autocast path on the CPU keeps fp32 weights and losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.train.attribute_dict import AttributeDict
+from asr_kd.train.train import compute_loss
+from asr_kd.utils.device import autocast, bf16_is_fast, resolve_device, use_bf16
+from asr_kd.utils.errors import InputError
+
+CPU = torch.device("cpu")
+
+
+def test_amp_values_mean_the_same_on_every_device():
+    assert use_bf16("none", CPU) is False
+    assert use_bf16("bf16", CPU) is True
+    assert use_bf16("auto", CPU) is bf16_is_fast(CPU)
+    with pytest.raises(InputError, match="--amp"):
+        use_bf16("fp8", CPU)
+
+
+def test_auto_device_is_cpu_without_cuda_and_bad_names_are_input_errors():
+    assert resolve_device("cpu") == CPU
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == CPU
+        with pytest.raises(InputError, match="no CUDA device"):
+            resolve_device("cuda")
+    with pytest.raises(InputError, match="not a device name"):
+        resolve_device("gpu0")
+
+
+def test_bf16_step_runs_bf16_matmuls_on_fp32_weights_and_an_fp32_loss():
+    torch.manual_seed(0)
+    model = FrameClassifier(get_preset("tiny", num_outputs=11))
+    batch = {"inputs": torch.randn(32, 26, 40).half(), "labels": torch.randint(11, (32,))}
+    with autocast(CPU, True):
+        assert model(batch["inputs"]).dtype == torch.bfloat16
+    params = AttributeDict(use_bf16=True, device=CPU)
+    loss, info = compute_loss(params, model, batch, is_training=True)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+    # The bf16 loss is the fp32 loss up to bf16 rounding of the matmuls, not another quantity.
+    fp32_loss, _ = compute_loss(AttributeDict(use_bf16=False, device=CPU), model, batch, is_training=False)
+    assert loss.item() == pytest.approx(fp32_loss.item(), rel=2e-2)
