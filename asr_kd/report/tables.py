@@ -193,7 +193,7 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
         dev_gain = gain_recovered(res.acc("baseline", "dev"), res.acc("ensemble", "dev"), res.acc("student", "dev"))
         gain_what = "one network seed"
     means_note = (f"Network rows are means over {len(runs)} network seeds ({', '.join(map(str, seeds))}; the corpus, "
-                  "GMM and frame banks are shared); each seed's numbers are in 'Spread over network seeds' below.\n"
+                  "GMM and frame banks are shared); each seed's numbers are in 'Spread over network seeds' below.\n\n"
                   if seed_runs else "")
     parts = [
         f"# Results of {res.exp_dir}\n",

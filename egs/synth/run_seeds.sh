@@ -37,7 +37,7 @@ done
 if [ -z "$num_members" ]; then
   num_members=$(. "$recipe_dir/conf/$preset.conf"; echo "$num_members")
 fi
-src_exp=$(cd "$src_exp" && pwd)
+src_abs=$(cd "$src_exp" && pwd)  # symlink targets; the report keeps the paths as given
 exp_dir=$src_exp  # for the log helper
 results_dir=$src_exp/results
 . "$recipe_dir/stage_helpers.sh"
@@ -49,7 +49,7 @@ for s in $seeds; do
   mkdir -p "$dir"
   # The stages before the networks are the source experiment's: link them and mark them done.
   for shared in corpus data lang lang_test lm gmm bank; do
-    [ -e "$src_exp/$shared" ] && ln -sfn "$src_exp/$shared" "$dir/$shared"
+    [ -e "$src_exp/$shared" ] && ln -sfn "$src_abs/$shared" "$dir/$shared"
   done
   for st in 0 1 2 3 4; do touch "$dir/.stage$st.done"; done
   log "seed $s: networks of $src_exp again with --net-seed $s in $dir"
