@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr_kd.utils.device import autocast, resolve_device
-from bench_train import DTYPES, gemm_flops, timed_fps
+from asr_kd.utils.device import autocast
+from bench_train import DTYPES, add_timing_options, gemm_flops, timed_fps, timing_setup
 
 
 def member_mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
@@ -137,14 +137,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=["bf16", "fp32"])
     p.add_argument("--lr", type=float, default=0.08)
-    p.add_argument("--steps", type=int, default=10, help="timed steps (of all members) per measurement")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each measurement counts")
-    p.add_argument("--gemm-size", type=int, help="GEMM size of the ceiling (default 8192 on CUDA, 2048 on CPU)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_timing_options(p, steps=10)  # a step: one update of every member
     args = p.parse_args()
-    device = resolve_device(args.device)
-    gemm = args.gemm_size or (8192 if device.type == "cuda" else 2048)
+    device, gemm = timing_setup(args)
     shape = (args.input_dim, args.hidden_dim, args.num_layers, args.num_classes)
     dims = [args.input_dim] + [args.hidden_dim] * args.num_layers + [args.num_classes]
     flops_per_frame = 6 * sum(a * b for a, b in zip(dims, dims[1:]))

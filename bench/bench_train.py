@@ -62,6 +62,21 @@ def gemm_flops(device: torch.device, n: int, dtype: torch.dtype, seconds: float)
     return 2 * n ** 3 * reps / (time.perf_counter() - tic)
 
 
+def add_timing_options(p: argparse.ArgumentParser, steps: int) -> None:
+    """The options every benchmark here shares: timed steps, warm-up, rounds, GEMM ceiling size, device."""
+    p.add_argument("--steps", type=int, default=steps, help="timed steps per measurement")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each measurement counts")
+    p.add_argument("--gemm-size", type=int, help="GEMM size of the ceiling (default 8192 on CUDA, 2048 on CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def timing_setup(args: argparse.Namespace) -> tuple[torch.device, int]:
+    """The device of --device and the GEMM size of its ceiling."""
+    device = resolve_device(args.device)
+    return device, args.gemm_size or (8192 if device.type == "cuda" else 2048)
+
+
 def parse_shape(spec: str, num_layers: int | None, hidden_dim: int | None, num_classes: int) -> FrameClassifierConfig:
     """A model shape from PRESET or PRESET:LAYERSxHIDDEN; --num-layers/--hidden-dim override both forms."""
     name, _, arch = spec.partition(":")
@@ -186,14 +201,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, nargs="+", default=[1024])
     p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=["bf16", "fp32"])
     p.add_argument("--bank-frames", type=int, default=300_000, help="frames in the random frame bank")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best of each measurement counts")
-    p.add_argument("--gemm-size", type=int, help="GEMM size of the ceiling (default 8192 on CUDA, 2048 on CPU)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_timing_options(p, steps=20)
     args = p.parse_args()
-    device = resolve_device(args.device)
-    gemm = args.gemm_size or (8192 if device.type == "cuda" else 2048)
+    device, gemm = timing_setup(args)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
     shapes = {shape_label(s, c): c for s in args.preset
               for c in [parse_shape(s, args.num_layers, args.hidden_dim, args.num_classes)]}

@@ -38,7 +38,7 @@ def test_every_stage_left_its_done_marker(tiny_recipe_exp):
 
 def test_results_has_both_tables_filled_with_numbers(tiny_recipe_exp):
     md = (tiny_recipe_exp / "RESULTS.md").read_text()
-    for name in ("baseline", "2x ensemble", "distilled single model"):
+    for name in ("baseline", "ensemble of 2", "distilled single model"):
         cells = _row(md, name)
         assert all(_is_number(c) for c in cells[1:5]), f"{name}: {cells}"  # dev/test frame acc, dev/test WER
         assert all(0 <= float(c) <= 100 for c in cells[1:3])

@@ -40,7 +40,7 @@ def test_report_of_an_experiment_with_no_stages_run_shows_dashes(tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert "## Table 1" in md and "## Table 5" in md
     assert _row(md, "baseline")[1:5] == ["–"] * 4
-    assert _row(md, "3x ensemble")[1:5] == ["–"] * 4
+    assert _row(md, "ensemble of 3")[1:5] == ["–"] * 4
     # The paper's numbers are there even when ours are not.
     assert _row(md, "distilled single model")[5:] == ["60.8", "10.7"]
     assert _row(md, "baseline, subset of train (early stopping)")[1:] == ["–", "–", "67.3", "44.5"]
@@ -76,7 +76,7 @@ def test_tables_carry_accuracies_wers_and_the_gain_recovered(tmp_path):
     assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
     md = (tmp_path / "RESULTS.md").read_text()
     assert _row(md, "baseline")[1:5] == ["50.00", "40.00", "30.00", "20.00"]
-    assert _row(md, "2x ensemble")[1:3] == ["60.00", "50.00"]
+    assert _row(md, "ensemble of 2")[1:3] == ["60.00", "50.00"]
     # test: (47 - 40) / (50 - 40) = 70%; dev: (58 - 50) / (60 - 50) = 80%.
     assert re.search(r"\*\*70\.0%\*\* \(dev: 80\.0%", md)
     assert _row(md, "baseline, subset of train (early stopping)")[1:3] == ["90.00", "–"]

@@ -42,7 +42,7 @@ def _bank_size(res: Results, name: str) -> str:
 
 def table1(res: Results) -> str:
     """System | dev/test frame accuracy | dev/test WER | the paper's test numbers."""
-    members = f"{res.num_members}x ensemble"
+    members = f"ensemble of {res.num_members}"
     rows = [("GMM tri2 (labels and graph)", None, None, res.wer("gmm", "dev"), res.wer("gmm", "test"), "–", "–")]
     for system, name in (("baseline", "baseline"), ("ensemble", members), ("student", "distilled single model")):
         paper = PAPER_TABLE1[system]
