@@ -56,7 +56,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from asr_kd.distill.ensemble import EnsembleTeacher, average_posteriors, file_sha256
-from asr_kd.utils.device import bf16_is_fast
+from asr_kd.utils.device import autocast, bf16_is_fast
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
 
@@ -169,6 +169,13 @@ def dense_targets(top_p: Tensor, top_i: Tensor, num_classes: int, tail: str) -> 
     return dense.scatter_(1, top_i, top_p)
 
 
+def _member_logits(teacher: Any, windows: Tensor, frame_idx: Tensor) -> Tensor:
+    """The teacher's (M, B, C) member logits; GMM members score the bank frames `frame_idx` instead of windows."""
+    if getattr(teacher, "uses_frame_index", False):
+        return teacher.member_logits(windows, frame_idx=frame_idx)
+    return teacher.member_logits(windows)
+
+
 def _fidelity_sample(frame_bank: Any, frames: int, seed: int) -> Tensor:
     """Sorted indices of a seeded random sample of the bank's frames."""
     gen = torch.Generator().manual_seed(seed)
@@ -202,8 +209,7 @@ def measure_fidelity(teacher: EnsembleTeacher, frame_bank: Any, temperature: flo
         idx = idx_all[start:start + batch_size].to(bank_device)
         x = frame_bank.splice(idx, left, right).to(device)
         with torch.autocast(device.type, enabled=False):  # the reference is the exact teacher
-            member_logits = (teacher.member_logits(x, frame_idx=idx) if getattr(teacher, "uses_frame_index", False)
-                             else teacher.member_logits(x)).float()
+            member_logits = _member_logits(teacher, x, idx).float()
         p = average_posteriors(member_logits, temperature, teacher.mean, weights=teacher.weights)
         log_q = torch.log_softmax(member_logits / temperature, dim=-1)  # (M, B, C)
         dense_loss += -(p * log_q).sum(dtype=torch.float64)
@@ -383,11 +389,8 @@ class SoftTargetStore:
                 end = min(start + batch_size, chunk_end)
                 idx = torch.arange(start, end, device=bank_device)
                 x = frame_bank.splice(idx, left, right).to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    if getattr(teacher, "uses_frame_index", False):  # GMM members score bank frames
-                        member_logits = teacher.member_logits(x, frame_idx=idx)
-                    else:
-                        member_logits = teacher.member_logits(x)
+                with autocast(device, amp):
+                    member_logits = _member_logits(teacher, x, idx)
                 p = average_posteriors(member_logits, temperature, teacher.mean, weights=teacher.weights,
                                        overwrite_input=True)
                 if p.shape[1] != num_classes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
@@ -16,6 +15,7 @@ from tqdm import tqdm
 from asr_kd.data.cmvn import CmvnStats
 from asr_kd.data.frame_bank import FrameBank, cuts_features, load_cmvn
 from asr_kd.models.context import splice_utterance
+from asr_kd.utils.device import autocast
 from asr_kd.utils.errors import InputError
 
 LogitsFn = Callable[[Tensor], Tensor]
@@ -42,10 +42,6 @@ def _context_of(model: Any, left: int | None, right: int | None) -> tuple[int, i
     return int(left), int(right)
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-
-
 @torch.no_grad()
 def score_bank_sums(model: LogitsFn, bank: FrameBank, left: int, right: int, frame_idx: Tensor | None = None,
                     batch_size: int = 8192, amp: bool = False) -> Tensor:
@@ -57,7 +53,7 @@ def score_bank_sums(model: LogitsFn, bank: FrameBank, left: int, right: int, fra
     for i in range(0, frame_idx.numel(), batch_size):
         idx = frame_idx[i:i + batch_size]
         labels = bank.batch_labels(idx)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(bank.splice(idx, left, right))
         logits = logits.float()
         sums[0] += (logits.argmax(-1) == labels).sum()

@@ -256,7 +256,7 @@ class Teacher:
                     f"{params.soft_targets_dir}: its top-{self.store.k} keep {100 * self.store.mean_kept_mass:.1f}% of "
                     f"the teacher's mass per frame on average (below --min-kept-mass {params.min_kept_mass:g}): the "
                     "student would learn a sharper, different teacher. Rebuild the store with a larger --top-k "
-                    "(asr-kd make-soft-targets --top-k 200), or teach online with --teacher-checkpoints")
+                    "(asr-kd make-soft-targets --top-k auto picks one), or teach online with --teacher-checkpoints")
         elif params.teacher_checkpoints:
             from asr_kd.distill.ensemble import EnsembleTeacher  # lazily: optional part
 
