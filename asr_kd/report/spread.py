@@ -12,7 +12,8 @@ TABLE1_SYSTEMS = ("baseline", "ensemble", "student")
 TABLE5_SYSTEMS = ("baseline_subset", "student_subset", "student_subset_ensemble")
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_of(values: Sequence[float | None]) -> float | None:
+    """Mean of values measured in every run; None when one run lacks it."""
     return None if not values or None in values else statistics.fmean(values)  # type: ignore[arg-type]
 
 
@@ -37,11 +38,11 @@ class SeedMeans:
 
     def acc(self, system: str, part: str) -> float | None:
         """Mean frame accuracy (%) over the runs."""
-        return _mean([r.acc(system, part) for r in self.runs])
+        return mean_of([r.acc(system, part) for r in self.runs])
 
     def wer(self, system: str, part: str) -> float | None:
         """Mean WER (%) over the runs (the GMM's is the shared one)."""
-        return _mean([r.wer(system, part) for r in self.runs])
+        return mean_of([r.wer(system, part) for r in self.runs])
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.runs[0], name)

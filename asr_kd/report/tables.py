@@ -8,7 +8,7 @@ from typing import Sequence
 from asr_kd.report.collect import Results
 from asr_kd.report.hardware import describe_hardware, hardware_line
 from asr_kd.report.markdown import format_cell, markdown_table
-from asr_kd.report.spread import SeedMeans, gains, spread_tables
+from asr_kd.report.spread import SeedMeans, gains, mean_of, spread_tables
 
 # Hinton, Vinyals & Dean (2015), Table 1 (test frame accuracy %, test WER %) and Table 5
 # (train / test frame accuracy %). The paper gives no GMM row.
@@ -183,10 +183,8 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
     view = SeedMeans(runs) if seed_runs else res
     t1 = {s: view.acc(s, "test") for s in ("baseline", "ensemble", "student")}
     if seed_runs:
-        per_seed = [g for g in gains(runs, "test", gain_recovered)]
-        gain = None if None in per_seed else sum(per_seed) / len(per_seed)  # type: ignore[arg-type]
-        dev_seed = gains(runs, "dev", gain_recovered)
-        dev_gain = None if None in dev_seed else sum(dev_seed) / len(dev_seed)  # type: ignore[arg-type]
+        gain = mean_of(gains(runs, "test", gain_recovered))
+        dev_gain = mean_of(gains(runs, "dev", gain_recovered))
         gain_what = f"mean over the {len(runs)} network seeds {', '.join(map(str, seeds))} of each seed's gain"
     else:
         gain = gain_recovered(t1["baseline"], t1["ensemble"], t1["student"])
