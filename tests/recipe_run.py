@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from asr_kd.report.status import experiment_status
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_SH = REPO / "recipes" / "run.sh"
 KILL_INFO = "kill_test.json"
@@ -50,9 +52,11 @@ def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
         proc.wait()
     assert marker.exists(), (f"the recipe {'exited with status %s' % ended if ended is not None else 'timed out'} "
                              f"before member1 finished an epoch; its log: {exp / 'log'}")
+    status = experiment_status(exp)  # what `asr-kd status` tells of the killed experiment
     return {"mtimes": {p: (exp / p).stat().st_mtime_ns for p in KEPT_OUTPUTS},
             "member1_final_existed": (exp / "nnet" / "member1" / "final.pt").exists(),
-            "stage6_done_existed": (exp / ".stage6.done").exists()}
+            "stage6_done_existed": (exp / ".stage6.done").exists(),
+            "status_next_stage": status.next_stage, "status_command": status.continue_command()}
 
 
 def ensure_recipe_run(tiny_corpus: Path, tiny_exp: Path, base: Path) -> Path:

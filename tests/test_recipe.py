@@ -114,9 +114,13 @@ def test_decoding_normalises_inputs_as_the_frame_bank_did(tiny_recipe_exp):
     assert decoded["dev"]["frame_accuracy"] == pytest.approx(on_bank["accuracy"], abs=5e-3)
 
 
-def test_killed_recipe_resumed_without_redoing_finished_stages(tiny_recipe_exp):
+def test_killed_recipe_resumed_without_redoing_finished_stages(tiny_recipe_exp, tiny_corpus):
     info = json.loads((tiny_recipe_exp / KILL_INFO).read_text())
     assert not info["stage6_done_existed"]  # the kill did land inside stage 6
+    # `asr-kd status` on the killed experiment named stage 6 as the next one, and the command to continue.
+    assert info["status_next_stage"] == 6
+    assert info["status_command"] == (f"recipes/run.sh --preset tiny --exp-dir {tiny_recipe_exp} "
+                                      f"--corpus-dir {tiny_corpus} --stage 6")
     for path, mtime in info["mtimes"].items():
         assert (tiny_recipe_exp / path).stat().st_mtime_ns == mtime, f"{path} was redone after the kill"
     for n in range(1, 6):

@@ -18,6 +18,7 @@ import torch
 
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.models import FrameClassifier
+from asr_kd.models.frame_classifier import read_checkpoint
 from asr_kd.score.frame_accuracy import frame_accuracy_bank, frame_accuracy_cuts
 from asr_kd.train.schedule import NewbobSchedule
 from asr_kd.train.train import main as train_main
@@ -54,6 +55,30 @@ def read_metrics(exp: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def read_events(exp: Path) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) per TensorBoard tag of a run, as TensorBoard reads them (restarts purged)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(exp / "tensorboard"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def assert_events_hold_the_csv(exp: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every metrics.csv value is in the events at its step under interval/ or epoch/; returns the events."""
+    events = read_events(exp)
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for row in read_metrics(exp):
+        section = "epoch" if row["dev_acc"] else "interval"
+        for name, value in row.items():
+            if name not in ("epoch", "step") and value:
+                expected.setdefault(f"{section}/{name}", []).append((int(row["step"]), float(value)))
+    for tag, points in expected.items():
+        assert [s for s, _ in events[tag]] == [s for s, _ in points], tag
+        assert [v for _, v in events[tag]] == pytest.approx([v for _, v in points], rel=1e-5), tag
+    return events
+
+
 def test_tiny_run_learns_well_above_chance(data, single_run):
     exp = single_run
     for name in ("final.pt", "best.pt", "epoch-1.pt", "epoch-3.pt", "train.log"):
@@ -74,6 +99,17 @@ def test_tiny_run_learns_well_above_chance(data, single_run):
     counts = np.bincount(FrameBank.load(data["bank"] / "train").labels.numpy(), minlength=NUM_CLASSES)
     np.testing.assert_allclose(model.log_priors.numpy(), np.log((counts + 1) / (counts.sum() + NUM_CLASSES)),
                                rtol=1e-5)
+
+
+def test_tensorboard_events_hold_the_scalars_of_metrics_csv(single_run):
+    events = assert_events_hold_the_csv(single_run)
+    assert {"interval/loss", "interval/train_acc", "interval/lr", "interval/frames_per_s", "epoch/dev_acc",
+            "epoch/dev_ce", "epoch/train_acc", "epoch/lr"} <= events.keys()
+    # Without a teacher the loss terms are the hard CE alone, of a fixed sample of training frames per epoch.
+    hard_ce = events["epoch/hard_ce"]
+    assert [s for s, _ in hard_ce] == [s for s, _ in events["epoch/dev_acc"]]
+    assert hard_ce[-1][1] < hard_ce[0][1]
+    assert not any(t.endswith(("soft_ce", "soft_kl", "temperature", "hard_weight")) for t in events)
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -106,19 +142,23 @@ def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path, amp):
     """)
     killed = _run([sys.executable, "-c", killer], tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["train_state"]["state"]
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["train_state"]["state"]
     assert (state["epoch"], state["step_in_epoch"], state["finished"]) == (1, 14, False)
     assert not (tmp_path / "b" / "final.pt").exists()
     resumed = _run([sys.executable, "-m", "asr_kd.bin.train", "--exp-dir", str(tmp_path / "b"), *args], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
-    a = torch.load(tmp_path / "a" / "final.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "b" / "final.pt", weights_only=False)["state_dict"]
+    a = read_checkpoint(tmp_path / "a" / "final.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "b" / "final.pt")["state_dict"]
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     strip = lambda rows: [{k: v for k, v in r.items() if k != "frames_per_s"} for r in rows]  # noqa: E731
     assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "b"))
+    # TensorBoard drops what the killed run logged past its checkpoint (steps 15, 20): the same curves.
+    assert_events_hold_the_csv(tmp_path / "b")
+    curves = [{t: v for t, v in read_events(tmp_path / x).items() if not t.endswith("frames_per_s")} for x in "ab"]
+    assert curves[0] == curves[1]
     # A third invocation finds the run complete and leaves final.pt alone.
     mtime = (tmp_path / "b" / "final.pt").stat().st_mtime_ns
     assert train_main(["--exp-dir", str(tmp_path / "b"), *args]) == 0
@@ -154,7 +194,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "checkpoint.pt kept" in err
     assert not (exp / "final.pt").exists()
-    ckpt = torch.load(exp / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(exp / "checkpoint.pt", weights_only=True)
     assert 2 <= ckpt["train_state"]["state"]["global_step"] < 33
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
@@ -178,6 +218,12 @@ def test_students_learn_from_online_and_stored_teachers_alone(data, single_run, 
     for name in ("online", "stored"):
         dev_acc = float([r for r in read_metrics(tmp_path / name) if r["dev_acc"]][-1]["dev_acc"])
         assert dev_acc > chance + 0.25, (name, dev_acc, chance)
+    # The loss terms, T and hard weight of each epoch go to TensorBoard beside the CSV's columns.
+    events = assert_events_hold_the_csv(tmp_path / "stored")
+    terms = {t: [v for _, v in events[f"epoch/{t}"]] for t in ("hard_ce", "soft_ce", "soft_kl", "temperature",
+                                                              "hard_weight")}
+    assert terms["temperature"] == [2.0, 2.0] and terms["hard_weight"] == [0.0, 0.0]
+    assert all(0.0 <= kl < ce for kl, ce in zip(terms["soft_kl"], terms["soft_ce"]))  # KL = CE - T^2 H(teacher)
 
 
 def test_a_store_that_keeps_too_little_teacher_mass_is_refused(data, single_run, tmp_path, capsys):
@@ -288,9 +334,9 @@ def test_early_stopping_keeps_the_best_model_as_final(data, tmp_path):
     assert train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--lr", "0",
                        "--lr-schedule", "constant", "--num-epochs", "5", "--early-stopping-patience", "1"]) == 0
     assert [int(r["epoch"]) for r in read_metrics(exp) if r["dev_acc"]] == [1, 2]
-    final = torch.load(exp / "final.pt", weights_only=False)
+    final = read_checkpoint(exp / "final.pt")
     assert final["epoch"] == 1 and not (exp / "epoch-3.pt").exists()
-    best = torch.load(exp / "best.pt", weights_only=False)
+    best = read_checkpoint(exp / "best.pt")
     assert all(torch.equal(final["state_dict"][k], best["state_dict"][k]) for k in best["state_dict"])
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.gmm.stages import SYSTEMS, GmmConfig, align_parts
 from asr_kd.utils import setup_logging
 
@@ -37,6 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=float, default=d.beam, help="alignment beam")
     p.add_argument("--retry-beam", type=float, default=d.retry_beam, help="beam of the second try after a failure")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="alignment processes")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts = [p.strip() for p in args.parts.split(",") if p.strip()]
         align_parts(args.exp_dir, args.lang_dir, args.system, parts, args.fbank_dir, config, args.corpus_dir)
 
-    return run_cli(body, "asr-kd align")
+    return run_cli(body, "asr-kd align", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.decode.decoder import DecodeOptions, load_graph
 from asr_kd.decode.sweep import sweep_lm_weights
 from asr_kd.gmm.features import compute_gmm_features
@@ -46,6 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="decoding processes")
     p.add_argument("--every-weight", action="store_true",
                    help="decode every part at every LM weight (default: parts after the first at its best weight)")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.every_weight:
                 lm_weights = [summary["best_lmwt"]]
 
-    return run_cli(body, "asr-kd decode-gmm")
+    return run_cli(body, "asr-kd decode-gmm", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.device import resolve_device
 from asr_kd.decode.scorer import HybridScorer, add_amp_option, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
@@ -79,6 +79,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="intra-op CPU threads of the network (PyTorch and onnxruntime alike; default: theirs), "
                         "so network RTFs of both runtimes compare")
     p.add_argument("--overwrite", action="store_true", help="redo even if the output exists")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -281,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(args.num_threads)
         decode(args, resolve_device(args.device))
 
-    return run_cli(body, "asr-kd decode-nnet")
+    return run_cli(body, "asr-kd decode-nnet", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.distill.assistants import parse_shape, parse_shape_path, plan_chain, run_chain
 from asr_kd.utils.logging import setup_logging
 
@@ -47,6 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true",
                    help="only print the links, one per line: role, lineage, final.pt path")
     p.add_argument("train_options", nargs=argparse.REMAINDER, help="after '--': options of every link's asr-kd train")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   mean=args.teacher_mean, train_options=train_options,
                   soft_target_options=["--device", args.device] if args.device else [])
 
-    return run_cli(body, "asr-kd distill-chain")
+    return run_cli(body, "asr-kd distill-chain", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.errors import InputError
 
 
@@ -46,6 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--tolerance", type=float, default=None,
                    help="largest allowed |log p_runtime - log p_pytorch| (default: 1e-3)")
     g.add_argument("--parity-out", type=Path, help="JSON file for the parity figures")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.check_parity:
             check_parity_of(model, [p for p in (args.onnx, args.torchscript) if p is not None], args)
 
-    return run_cli(body, "asr-kd export-model")
+    return run_cli(body, "asr-kd export-model", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.device import resolve_device
 from asr_kd.decode.scorer import HybridScorer, add_amp_option, add_specialist_options, make_scorer
 from asr_kd.utils.errors import InputError
@@ -57,6 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="rescore even where --output exists")
     add_amp_option(p)
     add_specialist_options(p)
+    add_trust_pickle_option(p)
     return p
 
 
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if out is not None:
                 atomic_write_json(out, record)
 
-    return run_cli(body, "asr-kd frame-accuracy")
+    return run_cli(body, "asr-kd frame-accuracy", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

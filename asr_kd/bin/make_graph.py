@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
 
@@ -31,6 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="scale on HMM self-loop log-probabilities (Kaldi's default 0.1)")
     parser.add_argument("--transition-scale", type=float, default=1.0,
                         help="scale on the other HMM transition log-probabilities")
+    add_trust_pickle_option(parser)
     return parser
 
 
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             self_loop_scale=args.self_loop_scale, transition_scale=args.transition_scale,
         )
 
-    return run_cli(body, "asr-kd make-graph")
+    return run_cli(body, "asr-kd make-graph", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.device import AMP_CHOICES, autocast, resolve_device, use_bf16
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
@@ -71,6 +71,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="device that runs the teacher: auto, cpu, cuda, cuda:N")
     parser.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                         help="bf16 autocast of the teacher (auto: where the GPU or CPU has bf16 units)")
+    add_trust_pickle_option(parser)
     return parser
 
 
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             teacher.num_members, store.temperature, store.k, 100 * store.mean_kept_mass, store.tail,
             100 * fidelity.get("loss_rel_error", float("nan")))
 
-    return run_cli(body, "asr-kd make-soft-targets")
+    return run_cli(body, "asr-kd make-soft-targets", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

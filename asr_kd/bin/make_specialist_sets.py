@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path
 from asr_kd.utils.logging import setup_logging
@@ -47,6 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=8192)
     p.add_argument("--overwrite", action="store_true", help="redo even if --out exists")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging()
         body(args)
 
-    return run_cli(run, "asr-kd make-specialist-sets")
+    return run_cli(run, "asr-kd make-specialist-sets", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

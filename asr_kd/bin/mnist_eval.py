@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.data.mnist import NUM_CLASSES, bias_sweep, error_counts, model_logits
 from asr_kd.models.frame_classifier import FrameClassifier
@@ -38,6 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--bias-direction", choices=["up", "down"], default="up", help="raise or lower those biases")
     p.add_argument("--bias-max", type=float, default=15.0, help="largest shift tried")
     p.add_argument("--bias-step", type=float, default=0.1, help="shift grid step")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + (f"; bias {result['bias']['best_shift']:+.1f} on {args.bias_classes}: {result['bias']['errors']}"
                  if args.bias_classes else ""))
 
-    return run_cli(body, "asr-kd mnist-eval")
+    return run_cli(body, "asr-kd mnist-eval", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

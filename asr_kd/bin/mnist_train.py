@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer.run(0, 1, args, hooks)
 
     try:
-        return run_cli(body, "asr-kd mnist-train")
+        return run_cli(body, "asr-kd mnist-train", trust_pickle_files=args.trust_pickle)
     except trainer.TrainingDiverged as err:
         print(f"asr-kd mnist-train: error: {err}", file=sys.stderr, flush=True)
         return 1

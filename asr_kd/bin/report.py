@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_text
 from asr_kd.utils.logging import setup_logging
@@ -34,6 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
                         "Table 1 and 5 then show means over all runs, and a section the spread")
     p.add_argument("--seeds", type=int, nargs="*", help="the network seed of --exp-dir and of each --seed-exp-dirs "
                    "(default: 1, 2, ...)")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_text(output, render_results(res, plots, command, seed_runs, seeds))
         print(f"wrote {output}")
 
-    return run_cli(body, "asr-kd report")
+    return run_cli(body, "asr-kd report", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.distill.results_table import MISSING, markdown_table, read_row
 from asr_kd.utils.io import atomic_write_text
 
@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--row", nargs=3, action="append", required=True, metavar=("LABEL", "ACC_PREFIX", "DECODE_DIR"),
                    help="a system: its label, the prefix of its <prefix>_{dev,test}.json accuracy files, "
                         "its decoding directory ('-': not decoded)")
+    add_trust_pickle_option(p)
     args = p.parse_args(argv)
 
     def body() -> None:
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_text(args.out, "\n".join(text))
         print("\n".join(text))
 
-    return run_cli(body, "asr-kd results-table")
+    return run_cli(body, "asr-kd results-table", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

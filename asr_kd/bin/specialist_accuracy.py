@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, atomic_write_text, read_json
 from asr_kd.utils.logging import setup_logging
@@ -45,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--overwrite", action="store_true", help="redo even if the outputs exist")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging()
         body(args)
 
-    return run_cli(run, "asr-kd specialist-accuracy")
+    return run_cli(run, "asr-kd specialist-accuracy", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_text, read_json
 
@@ -37,6 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-without", type=Path, required=True, help="decode-nnet output dir of the generalist alone")
     p.add_argument("--decode-with", type=Path, required=True, help="decode-nnet output dir with --specialists")
     p.add_argument("--out", type=Path, required=True, help="markdown file to write")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -51,16 +52,15 @@ def _pct(v: float | None) -> str:
 
 
 def body(args: argparse.Namespace) -> None:
-    import torch
-
     from asr_kd.distill.specialists import SpecialistSets
+    from asr_kd.models.frame_classifier import read_checkpoint
 
     exp = args.exp_dir
     sets = SpecialistSets.load(exp / "sets.json")
     acc = {part: _read(exp / "results" / f"acc_{part}.json") for part in ("dev", "test")}
     dec = {"without": _read(args.decode_without / "results.json"), "with": _read(args.decode_with / "results.json")}
     specs = sorted(exp.glob("spec*/specialist.pt"))
-    info = [torch.load(p, map_location="cpu", weights_only=False)["specialist"] for p in specs]
+    info = [read_checkpoint(p)["specialist"] for p in specs]
     cover = np.bincount(np.minimum(sets.coverage(), 3), minlength=4)
     hw = acc["test"]["hardware"]
     shares = ", ".join(f"{100 * i['natural_fraction']:.1f}%" for i in info)
@@ -104,7 +104,7 @@ def body(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    return run_cli(lambda: body(args), "asr-kd specialist-report")
+    return run_cli(lambda: body(args), "asr-kd specialist-report", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.gmm.stages import SYSTEMS, GmmConfig, train_systems
 from asr_kd.utils import setup_logging
 
@@ -43,6 +43,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=float, default=d.beam, help="alignment beam")
     p.add_argument("--retry-beam", type=float, default=d.retry_beam, help="alignment beam on a second try")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="alignment processes")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         systems = [s.strip() for s in args.systems.split(",") if s.strip()]
         train_systems(args.exp_dir, args.lang_dir, cuts, systems, config)
 
-    return run_cli(body, "asr-kd train-gmm")
+    return run_cli(body, "asr-kd train-gmm", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

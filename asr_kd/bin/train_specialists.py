@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.utils.device import resolve_device
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
@@ -63,6 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-frames", type=int, default=10000, help="frames the dustbin row is fitted on")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging()
         body(args)
 
-    return run_cli(run, "asr-kd train-specialists")
+    return run_cli(run, "asr-kd train-specialists", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

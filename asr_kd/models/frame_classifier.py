@@ -15,10 +15,11 @@ from torch import Tensor, nn
 
 from asr_kd.models.context import as_utterance, utterance_log_posteriors
 from asr_kd.utils.errors import InputError
-from asr_kd.utils.io import atomic_path
+from asr_kd.utils.safe_files import is_safetensors, load_safetensors, load_torch_file, save_safetensors
 
 CHECKPOINT_FORMAT = "asr_kd.FrameClassifier"
-CHECKPOINT_VERSION = 1
+# 2: models are safetensors files, trainer checkpoints hold only tensors and plain containers.
+CHECKPOINT_VERSION = 2
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -179,7 +180,7 @@ class FrameClassifier(nn.Module):
         return self.log_posteriors(feats, temperature).exp()
 
     def checkpoint_dict(self) -> dict[str, Any]:
-        """What `save` writes: format tag, config, weights (priors included)."""
+        """The model part of a training checkpoint: format tag, config, weights (priors included)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -188,11 +189,9 @@ class FrameClassifier(nn.Module):
         }
 
     def save(self, path: str | os.PathLike, **extra: Any) -> None:
-        """Write a checkpoint (config + weights + priors, and `extra` entries) atomically."""
-        ckpt = self.checkpoint_dict()
-        ckpt.update(extra)
-        with atomic_path(path) as tmp:
-            torch.save(ckpt, tmp)
+        """Write a safetensors file atomically: weights and priors, with config and `extra` (JSON) as metadata."""
+        meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": asdict(self.config), **extra}
+        save_safetensors(path, self.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu",
@@ -214,14 +213,20 @@ class FrameClassifier(nn.Module):
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The dict of a FrameClassifier checkpoint (a trainer checkpoint is one too); InputError otherwise."""
+    """The dict of a FrameClassifier file: a safetensors model or a (weights-only) trainer checkpoint.
+
+    Both give "format", "config" and "state_dict", plus the extra entries saved with the model or
+    the checkpoint's "train_state". Torch files are read with weights_only=True (see
+    `asr_kd.utils.safe_files.load_torch_file`); anything else is an InputError naming `path`.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such model checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise InputError(f"{path}: not a readable checkpoint ({err.__class__.__name__}: {err})") from err
+    if is_safetensors(path):
+        state_dict, meta = load_safetensors(path)
+        ckpt: Any = {**meta, "state_dict": state_dict}
+    else:
+        ckpt = load_torch_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a FrameClassifier checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
     return ckpt

@@ -133,22 +133,29 @@ class Results:
         return None if record is None or part not in record else record[part]["wer"]
 
 
+def collect_scores(exp_dir: str | Path, num_members: int) -> Results:
+    """The WERs and frame accuracies under `exp_dir` alone: what the stages' small JSON files say, quickly."""
+    exp = Path(exp_dir)
+    res = Results(exp, num_members)
+    res.gmm = gmm_wer(exp / "gmm" / "tri2" / f"decode_{DEV}", exp / "gmm" / "tri2" / f"decode_{TEST}")
+    systems = (*NNET_SYSTEMS, "ensemble")
+    res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
+    res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json") for p in ("train", "dev", "test")}
+                    for s in systems}
+    return res
+
+
 def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     """Read every stage's outputs under `exp_dir` (see recipes/run.sh for where each one is)."""
     exp = Path(exp_dir)
-    res = Results(exp, num_members)
+    res = collect_scores(exp, num_members)
     res.lm = read_json_or_none(exp / "lm" / "info.json")
     res.alignment = read_json_or_none(exp / "gmm" / "tri2" / "ali" / "info.json")
-    res.gmm = gmm_wer(exp / "gmm" / "tri2" / f"decode_{DEV}", exp / "gmm" / "tri2" / f"decode_{TEST}")
     res.banks = {name: read_json_or_none(exp / "bank" / name / "manifest.json")
                  for name in ("train", "dev", "test", "transfer")}
     cmvn = read_json_or_none(exp / "bank" / "cmvn.json")
     res.input_norm = None if cmvn is None else cmvn.get("mode", "global")
     res.teaching = student_teaching(exp / "nnet" / "student")
-    systems = (*NNET_SYSTEMS, "ensemble")
-    res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
-    res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json") for p in ("train", "dev", "test")}
-                    for s in systems}
     nnet = exp / "nnet"
     members = [f"member{m}" for m in range(1, num_members + 1)]
     res.curves = {name: read_metrics(nnet / name / "metrics.csv") for name in (*NNET_SYSTEMS, *members)}

@@ -7,7 +7,8 @@ Usage:
 
 Minibatches are random frame indices into a bank held on the device; the context window of each
 frame is gathered there with one index op. Outputs in --exp-dir: final.pt (FrameClassifier with
-priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state), metrics.csv, train.log.
+priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state), metrics.csv, train.log, and
+tensorboard/ (the metrics.csv rows and each epoch's loss terms as TensorBoard events).
 A rerun of the same command resumes from checkpoint.pt exactly where the last run stopped.
 """
 
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.data.frame_bank import UNLABELLED, FrameBank
 from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig, check_same_config
 from asr_kd.models.presets import PRESETS, get_preset
@@ -43,6 +44,7 @@ from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.augment import parse_augment
 from asr_kd.train.checkpoint import load_train_state, rng_states, save_checkpoint, set_rng_states
 from asr_kd.train.schedule import LrSchedule, make_schedule
+from asr_kd.train.tensorboard_log import TensorBoardLog, row_scalars
 from asr_kd.utils.device import AMP_CHOICES, resolve_device, use_bf16
 from asr_kd.utils.device import autocast as device_autocast
 from asr_kd.utils.errors import InputError
@@ -151,6 +153,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-interval", type=int, default=50, help="steps between log lines and CSV rows")
     g.add_argument("--max-steps", type=int, default=0, help="stop (resumably) after this many steps in all (0: no limit)")
     g.add_argument("--no-resume", action="store_true", help="ignore checkpoint.pt and start again")
+    add_trust_pickle_option(p)
     return p
 
 
@@ -339,19 +342,26 @@ def apply_max_norm(model: nn.Module, max_norm: float) -> None:
 
 
 class MetricsCsv:
-    """metrics.csv, appended row by row; truncated back to a checkpoint's row count on resume."""
+    """metrics.csv, appended row by row; truncated back to a checkpoint's row count on resume.
+
+    Every row also goes to the run's TensorBoard events (tensorboard/ beside the CSV), with the
+    scalars a row carries beyond the CSV's columns (temperature, loss terms).
+    """
 
     def __init__(self, path: Path, enabled: bool):
         self.path, self.enabled = path, enabled
         self.rows = 0
+        self.tensorboard = TensorBoardLog(path.parent / "tensorboard", enabled)
         if enabled and not path.is_file():
             path.write_text(",".join(CSV_FIELDS) + "\n")
 
     def truncate(self, rows: int) -> None:
-        """Drop rows written after the checkpoint being resumed."""
+        """Drop rows written after the checkpoint being resumed (TensorBoard's events after its last kept step)."""
         if self.enabled:
-            lines = self.path.read_text().splitlines(keepends=True)
-            self.path.write_text("".join(lines[:rows + 1]))
+            kept = self.path.read_text().splitlines(keepends=True)[:rows + 1]
+            self.path.write_text("".join(kept))
+            last = list(csv.DictReader(kept))[-1:]
+            self.tensorboard.restart(int(last[0]["step"]) if last else None)
         self.rows = rows
 
     def append(self, **row: Any) -> None:
@@ -359,6 +369,7 @@ class MetricsCsv:
         if self.enabled:
             with open(self.path, "a", newline="") as f:
                 csv.DictWriter(f, CSV_FIELDS).writerow({k: _fmt(row.get(k)) for k in CSV_FIELDS})
+            self.tensorboard.write(row["step"], row_scalars(row))
 
 
 def _fmt(v: Any) -> str:
@@ -389,6 +400,34 @@ def evaluate(params: AttributeDict, model: nn.Module, bank: FrameBank) -> tuple[
     model.train()
     correct, ce, frames = _all_reduce(sums, params).tolist()
     return correct / frames, ce / frames
+
+
+@torch.no_grad()
+def loss_terms(params: AttributeDict, model: FrameClassifier, bank: FrameBank, train_frames: np.ndarray,
+               teacher: Teacher) -> dict[str, float]:
+    """Hard CE (and soft CE, KL, T, hard weight under a teacher) on a fixed, evenly spread sample of training frames.
+
+    For the end-of-epoch TensorBoard row: the step loop sums the total loss only. Eval mode, no
+    augmentation and no RNG draw, so the run trains exactly as it would without it.
+    """
+    positions = np.linspace(0, len(train_frames) - 1, min(len(train_frames), params.eval_batch_size))
+    frame_idx = torch.from_numpy(train_frames[positions.round().astype(np.int64)]).to(bank.feats.device)
+    inputs = bank.splice(frame_idx, params.model_left, params.model_right)
+    model.eval()
+    with autocast(params):
+        logits = model(inputs)
+    model.train()
+    teacher_probs = None
+    if teacher.active and params.get("use_soft", True):
+        teacher_probs = teacher.probs(frame_idx, inputs)
+        if params.get("soft_target_transform") is not None:
+            teacher_probs = params.soft_target_transform(teacher_probs)
+    _, stats = distillation_loss(logits.float(), bank.batch_labels(frame_idx), teacher_probs,
+                                 temperature=params.temperature, hard_weight=params.hard_weight)
+    terms = {name: float(value) for name, value in stats.items() if name != "loss"}
+    if teacher_probs is not None:
+        terms.update(temperature=params.temperature, hard_weight=params.hard_weight)
+    return terms
 
 
 def write_checkpoint(params: AttributeDict, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -648,7 +687,8 @@ def _train(params: AttributeDict) -> None:
                      schedule.lr, elapsed)
             metrics.append(epoch=state.epoch, step=state.global_step, lr=schedule.lr, loss=state.epoch_train["loss"],
                            train_acc=state.epoch_train["acc"], dev_acc=dev_acc, dev_ce=dev_ce,
-                           frames_per_s=params.steps_per_epoch * params.batch_size * params.world_size / elapsed)
+                           frames_per_s=params.steps_per_epoch * params.batch_size * params.world_size / elapsed,
+                           **loss_terms(params, model, train_bank, train_frames, teacher))
             if improved:
                 model.save(exp_dir / "best.pt", epoch=state.epoch, dev_accuracy=dev_acc, dev_ce=dev_ce)
         patience = params.early_stopping_patience
@@ -692,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(0, 1, args)
 
     try:
-        return run_cli(body, "asr-kd train")
+        return run_cli(body, "asr-kd train", trust_pickle_files=args.trust_pickle)
     except TrainingDiverged as err:
         log.error("%s", err)
         print(f"asr-kd train: error: {err}", file=sys.stderr, flush=True)

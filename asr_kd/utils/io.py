@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from asr_kd.utils.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
@@ -49,6 +51,9 @@ def atomic_write_json(target: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file written by `atomic_write_json`."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Read a JSON file written by `atomic_write_json`; InputError naming it when it is not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not a JSON file ({err})") from err
