@@ -56,6 +56,8 @@ subset_batch_size=""   # empty: batch_size; a subset too small for many steps pe
 subset_augment=none    # window augmentation of the soft-target 3% students (train --augment); their teacher labels the perturbed input
 # LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
 lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18,20,22; decode_beam=13; decode_max_active=7000
+# The GMM's own search (stage 3); empty: the networks' beam and max-active.
+gmm_decode_beam=""; gmm_decode_max_active=""
 # 1-best search: the bindings give no lattice to rescore, and "faster" finds the same best path ~1/3 cheaper.
 decoder=faster
 
@@ -156,7 +158,8 @@ if run_stage 3; then
     --graph-dir "$graph_dir"
   step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
     --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$gmm_lm_weights" \
-    --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder" --num-workers "$num_jobs"
+    --beam "${gmm_decode_beam:-$decode_beam}" --max-active "${gmm_decode_max_active:-$decode_max_active}" \
+    --decoder "$decoder" --num-workers "$num_jobs"
   touch "$exp_dir/.stage3.done"
 fi
 
