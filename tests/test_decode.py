@@ -79,3 +79,23 @@ def test_score_matrix_with_too_few_pdfs_is_an_input_error(decoding_setup):
     with pytest.raises(InputError, match="does not cover"):
         decode_utterances(graph, system.transition_model, {utt: pdf_loglikes(system.am, f)[:, :5]},
                           DecodeOptions(num_workers=1))
+
+
+def test_gmm_sweep_extends_past_an_edge_holding_the_best_weight(decoding_setup, tmp_path):
+    from asr_kd.decode.sweep import sweep_lm_weights
+    from asr_kd.score.wer import weight_beyond_edge
+
+    graph, system, feats, refs, words = decoding_setup["tri1"]
+    # With two weights the better one is always at an edge of the sweep.
+    opts = DecodeOptions(decoder="faster", num_workers=1)
+    fixed = sweep_lm_weights(graph, system.transition_model, feats, refs, words, [40, 44], opts, tmp_path / "fixed",
+                             am=system.am)
+    assert sorted(fixed["by_lmwt"], key=float) == ["40", "44"]
+    extended = sweep_lm_weights(graph, system.transition_model, feats, refs, words, [40, 44], opts,
+                                tmp_path / "extended", am=system.am, extend=3)
+    tried = sorted(extended["by_lmwt"], key=float)
+    assert len(tried) > 2 and all(b - a == 4 for a, b in zip(map(float, tried), map(float, tried[1:])))
+    assert all((tmp_path / "extended" / f"hyp_lmwt{w}.txt").is_file() for w in tried)
+    best = f"{extended['best_lmwt']:g}"
+    assert extended["by_lmwt"][best]["wer"] == min(r["wer"] for r in extended["by_lmwt"].values())
+    assert weight_beyond_edge(tried, best) is None or len(tried) == 5

@@ -39,6 +39,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fbank-dir", type=Path, default=None,
                    help="where cuts_<part>.jsonl.gz are (default <exp>/data/fbank)")
     p.add_argument("--lm-weights", default="10", help="comma-separated LM weights (acoustic scale = 1/weight)")
+    p.add_argument("--extend-lm-weights", type=int, default=0,
+                   help="when the first part's best weight is at an edge of --lm-weights, try up to this many "
+                        "more weights beyond it, one spacing apart")
     p.add_argument("--decoder", choices=("lattice-faster", "faster"), default=d.decoder, help="Kaldi decoder")
     p.add_argument("--beam", type=float, default=d.beam, help="search beam")
     p.add_argument("--max-active", type=int, default=d.max_active, help="most active states per frame")
@@ -68,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"--lm-weights must be numbers separated by commas: {args.lm_weights!r}") from err
         if not lm_weights or min(lm_weights) <= 0:
             raise InputError("--lm-weights must be positive")
+        if args.extend_lm_weights < 0:
+            raise InputError(f"--extend-lm-weights must be >= 0, got {args.extend_lm_weights}")
+        extend = args.extend_lm_weights
         system = GmmSystem.load(sys_dir)
         cmvn = system_config(sys_dir).get("cmvn", "speaker")
         graph = load_graph(graph_dir / "HCLG.fst")
@@ -80,9 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             feats = compute_gmm_features(cuts, cmvn=cmvn, transform=system.transform)
             refs = {c.id: " ".join(s.text or "" for s in c.supervisions) for c in cuts}
             summary = sweep_lm_weights(graph, system.transition_model, feats.feats, refs, id_to_word, lm_weights,
-                                       opts, sys_dir / f"decode_{part}", am=system.am)
+                                       opts, sys_dir / f"decode_{part}", am=system.am, extend=extend)
+            extend = 0  # the LM weight is chosen on the first part; later parts use it (or the same sweep)
             if not args.every_weight:
                 lm_weights = [summary["best_lmwt"]]
+            else:
+                lm_weights = sorted(float(w) for w in summary["by_lmwt"])
 
     return run_cli(body, "asr-kd decode-gmm", trust_pickle_files=args.trust_pickle)
 

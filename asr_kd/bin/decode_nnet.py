@@ -5,8 +5,8 @@ by the prior from the training alignments), searched through an HCLG graph with 
 With several --model checkpoints the posterior is the ensemble's arithmetic mean (T = 1).
 
 Decoding (Kaldi's decode.sh + score.sh): dev is decoded at every --lm-weights value (acoustic
-scale 1/weight), the weight with the fewest dev errors is chosen and test is decoded and scored
-with it. Writes <out-dir>/{dev,test}/scoring/<lmwt>.txt (Kaldi `text`), <out-dir>/scoring/
+scale 1/weight; with --extend-lm-weights N, up to N more past an edge that holds the best), the
+weight with the fewest dev errors is chosen and test is decoded and scored with it. Writes <out-dir>/{dev,test}/scoring/<lmwt>.txt (Kaldi `text`), <out-dir>/scoring/
 (wer_<lmwt>, per_utt_{dev,test}.txt, wer_summary.*) and <out-dir>/results.json (WER, LM weight,
 RTF, frame accuracy when the cuts carry pdf_ids, model size, data size, command, hardware).
 
@@ -64,6 +64,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-dir", type=Path, help="or a LibriSpeech-layout test part directory")
     g.add_argument("--out-dir", type=Path, help="where hypotheses, WER reports and results.json go")
     g.add_argument("--lm-weights", default="10", help="comma-separated LM weights tried on dev (acoustic scale 1/w)")
+    g.add_argument("--extend-lm-weights", type=int, default=0,
+                   help="when dev's best weight is at an edge of --lm-weights, try up to this many more weights "
+                        "beyond it, one spacing apart, until the best is inside the sweep")
     g.add_argument("--beam", type=float, default=13.0)
     g.add_argument("--max-active", type=int, default=7000)
     g.add_argument("--lattice-beam", type=float, default=6.0)
@@ -210,7 +213,7 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
     from asr_kd.gmm.lang_files import read_symbols
     from asr_kd.gmm.model_io import load_transition_model
     from asr_kd.report.hardware import describe_hardware
-    from asr_kd.score.wer import score_dev_test, select_lm_weight
+    from asr_kd.score.wer import score_dev_test, select_lm_weight, weight_beyond_edge
 
     for name in ("graph_dir", "transition_model", "out_dir"):
         if getattr(args, name) is None:
@@ -221,6 +224,8 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
         log.info("%s exists: decoding is done (--overwrite redoes it)", results_path)
         return
     lm_weights = _lm_weights(args.lm_weights)
+    if args.extend_lm_weights < 0:
+        raise InputError(f"--extend-lm-weights must be >= 0, got {args.extend_lm_weights}")
     setup_logging(out_dir / "log" / "decode.log")
     scorer = make_scorer(args, device)
     cmvn = CmvnStats.load(args.cmvn) if args.cmvn is not None else None
@@ -239,6 +244,20 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
                       id_to_word, out_dir / "dev")
     dev_refs = references(dev_cuts)
     best, _ = select_lm_weight(dev_refs, dev["hyps"])
+    for _ in range(args.extend_lm_weights):
+        extra = weight_beyond_edge(list(dev["hyps"]), best)
+        if extra is None:
+            break
+        log.info("dev's best LM weight %s is at the sweep's edge: trying %s", best, extra)
+        more = decode_part(PartScores(scorer, cmvn, args.chunk_utts), dev_cuts, graph, tm, opts, [extra],
+                           id_to_word, out_dir / "dev")
+        dev["hyps"].update(more["hyps"])
+        dev["search_seconds"].update(more["search_seconds"])
+        dev["failed"] = sorted(set(dev["failed"]) | set(more["failed"]))
+        best, _ = select_lm_weight(dev_refs, dev["hyps"])
+    if weight_beyond_edge(list(dev["hyps"]), best) is not None:
+        log.warning("dev's best LM weight %s is at the edge of the weights tried (%s)", best,
+                    ", ".join(sorted(dev["hyps"], key=float)))
     test = test_refs = None
     if args.test_cuts is not None or args.test_dir is not None:
         test_cuts = load_part(args.test_cuts, args.test_dir, out_dir / "data", "test")

@@ -16,7 +16,7 @@ import kaldifst
 import numpy as np
 
 from asr_kd.decode.decoder import DecodeOptions, DecodeResult, decode_utterances
-from asr_kd.score.wer import compute_wer
+from asr_kd.score.wer import compute_wer, weight_beyond_edge
 from asr_kd.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,24 @@ def word_error_rate(refs: Mapping[str, str], hyps: Mapping[str, str]) -> dict[st
             "insertions": result.insertions, "ref_words": result.num_ref_words, "utterances": len(result.utterances)}
 
 
+def _best_lmwt(results: Mapping[str, dict]) -> str:
+    """The weight with the lowest WER; ties go to the smaller weight, as in `select_lm_weight`."""
+    return min(results, key=lambda k: (results[k]["wer"], float(k)))
+
+
 def sweep_lm_weights(graph: kaldifst.StdVectorFst, transition_model: khg.TransitionModel,
                      inputs: Mapping[str, np.ndarray], refs: Mapping[str, str], id_to_word: Mapping[int, str],
                      lm_weights: Sequence[float], opts: DecodeOptions, out_dir: str | Path,
-                     am: khg.AmDiagGmm | None = None) -> dict:
-    """Decode at acoustic scale 1/lmwt for each LM weight; write `hyp_lmwt<w>.txt` and `wer.json`."""
+                     am: khg.AmDiagGmm | None = None, extend: int = 0) -> dict:
+    """Decode at acoustic scale 1/lmwt for each LM weight; write `hyp_lmwt<w>.txt` and `wer.json`.
+
+    With `extend` > 0, up to that many more weights past the sweep's edge while the best is on it.
+    """
     out_dir = Path(out_dir)
-    results = {}
-    for lmwt in lm_weights:
+    results: dict[str, dict] = {}
+    pending = list(lm_weights)
+    while pending:
+        lmwt = pending.pop(0)
         res: DecodeResult = decode_utterances(graph, transition_model, inputs, replace(opts, acoustic_scale=1.0 / lmwt),
                                               am=am, desc=f"decode lmwt {lmwt:g}")
         hyps = {u: " ".join(w) for u, w in res.words(id_to_word).items()}
@@ -47,7 +57,13 @@ def sweep_lm_weights(graph: kaldifst.StdVectorFst, transition_model: khg.Transit
         results[f"{lmwt:g}"] = score
         log.info("lmwt %g: WER %.2f%% (%d words), RTF %.4f with %d workers", lmwt, 100 * score["wer"],
                  score["ref_words"], res.rtf, res.num_workers)
-    best = min(results, key=lambda k: results[k]["wer"])
+        if not pending and extend > 0:
+            extra = weight_beyond_edge(list(results), _best_lmwt(results))
+            if extra is not None:
+                log.info("best LM weight %s is at the sweep's edge: trying %s", _best_lmwt(results), extra)
+                pending.append(float(extra))
+                extend -= 1
+    best = _best_lmwt(results)
     summary = {"best_lmwt": float(best), "best_wer": results[best]["wer"], "by_lmwt": results,
                "options": {k: v for k, v in vars(opts).items() if k != "acoustic_scale"}}
     atomic_write_json(out_dir / "wer.json", summary)

@@ -180,6 +180,23 @@ def select_lm_weight(refs: Transcripts, hyps_by_lmwt: Mapping[str, Transcripts])
     return best, results
 
 
+def weight_beyond_edge(lm_weights: Sequence[str | float], best: str | float) -> str | None:
+    """The LM weight one step past the sweep's edge when `best` is at that edge, else None.
+
+    The step is the sweep's smallest spacing; below the lowest weight it must stay positive. A
+    sweep of one weight has no spacing and is not extended. Returned as a file-name string ('7').
+    """
+    weights = sorted({float(w) for w in lm_weights})
+    if len(weights) < 2:
+        return None
+    step = min(b - a for a, b in zip(weights, weights[1:]))
+    if float(best) == weights[0] and weights[0] - step > 0:
+        return f"{weights[0] - step:g}"
+    if float(best) == weights[-1]:
+        return f"{weights[-1] + step:g}"
+    return None
+
+
 def read_hyps_by_lmwt(decode_dir: str | os.PathLike) -> dict[str, dict[str, list[str]]]:
     """Hypotheses per LM weight from `<decode_dir>/hyp_lmwt<w>.txt` (Kaldi `text` format), as
     `asr_kd.decode.sweep` writes them."""
