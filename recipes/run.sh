@@ -3,7 +3,15 @@
 #
 # Usage: recipes/run.sh [--option value ...]
 #   --preset NAME        tiny | mini | paper (reads recipes/conf/NAME.conf first)
-#   --corpus-dir DIR     an existing LibriSpeech-layout corpus; empty = synthesize one
+#   --corpus-dir DIR     an existing LibriSpeech-layout corpus (DIR/LibriSpeech/ or LibriSpeech/ itself);
+#                        empty = synthesize one
+#   --train-parts P,P    training parts, joined into one training set (default train-clean-100; e.g.
+#                        train-clean-100,train-clean-360,train-other-500 for LibriSpeech's 960 h)
+#   --lexicon FILE       'WORD PH1 PH2 ...' lexicon (librispeech-lexicon.txt), CMUdict for words it lacks;
+#                        empty: CMUdict alone
+#   --lm-text FILE       LM training text, plain or .gz (librispeech-lm-norm.txt.gz); empty: <corpus>/lm-text.txt
+#   --arpa FILE          an ARPA LM, plain or .gz (3-gram.pruned.1e-7.arpa.gz), used as G instead of training one
+#   --lm-prune-threshold X  entropy-prune G's ARPA; empty: 1e-6 for a trained LM, none for a given --arpa
 #   --exp-dir DIR        where every output goes
 #   --stage N            first stage to run;  --stop-stage N  last stage to run
 #   --num-jobs N         parallel processes
@@ -13,7 +21,8 @@
 # Stages:
 #   0  synthesize the embedded corpus (skipped when --corpus-dir is given)
 #   1  lhotse manifests, 40-dim fbank, CMVN stats (global, per speaker, per utterance)
-#   2  lang (CMUdict lexicon of the corpus words), n-gram LM -> lang_test/G.fst, dev perplexity
+#   2  LM text (sampled to lm_text_lines), lang (lexicon file and/or CMUdict for the transcript and LM
+#      words), n-gram LM trained on the LM text or the given --arpa -> lang_test/G.fst, dev perplexity
 #   3  GMM-HMM mono -> tri1 -> tri2, alignments of train/dev/test, HCLG, GMM decode (WER)
 #   4  frame banks (train/dev/test) from the tri2 alignments, inputs normalised by input_norm; with
 #      transfer_part, bank/transfer: the train frames plus that part's frames, unlabelled
@@ -38,6 +47,9 @@ num_jobs=2
 seed=0
 net_seed=1
 corpus_preset=""
+train_parts=train-clean-100
+# The language side; empty: CMUdict, and an LM trained on the corpus's own lm-text.txt.
+lexicon=""; lm_text=""; arpa=""; lm_prune_threshold=""
 # Defaults of the stages' settings; recipes/conf/<preset>.conf sets them per preset.
 lm_order=3; lm_text_lines=0   # 0: the whole LM text; N: a sample of N sentences (smaller G and HCLG)
 mono_iters=25; mono_gauss=1000; mono_utts=1000
@@ -56,6 +68,8 @@ subset_batch_size=""   # empty: batch_size; a subset too small for many steps pe
 subset_augment=none    # window augmentation of the soft-target 3% students (train --augment); their teacher labels the perturbed input
 # LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
 lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18,20,22; decode_beam=13; decode_max_active=7000
+# When dev's best weight is at an edge of the list, up to this many more weights past it (decode --extend-lm-weights).
+lm_weight_extend=2
 # The GMM's own search (stage 3); empty: the networks' beam and max-active.
 gmm_decode_beam=""; gmm_decode_max_active=""
 # 1-best search: the bindings give no lattice to rescore, and "faster" finds the same best path ~1/3 cheaper.
@@ -70,8 +84,14 @@ done
 . "$recipe_dir/parse_options.sh"
 
 exp_dir=${exp_dir:-exp/$preset}
-parts="train-clean-100 dev-clean test-clean"
-data_parts="$parts${transfer_part:+ $transfer_part}"
+if [ -n "$transfer_part" ] && [[ ",$train_parts," == *",$transfer_part,"* ]]; then
+  echo "$0: the transfer part $transfer_part is also a training part; give --transfer-part \"\" or other --train-parts" >&2
+  exit 2
+fi
+# Several training parts become one training set, named by joining them with '+' (stage 1).
+train_set=${train_parts//,/+}
+parts="$train_set dev-clean test-clean"
+data_parts="${train_parts//,/ } dev-clean test-clean${transfer_part:+ $transfer_part}"
 
 results_dir=$exp_dir/results
 . "$recipe_dir/stage_helpers.sh"
@@ -90,11 +110,13 @@ if run_stage 1; then
   log "Stage 1: lhotse manifests, 40-dim fbank and CMVN stats of $corpus_dir"
   # shellcheck disable=SC2086
   python -m asr_kd.bin.prepare_data --corpus-dir "$corpus_dir" --exp-dir "$exp_dir" \
-    --parts $data_parts --num-jobs "$num_jobs"
+    --parts $data_parts --train-parts ${train_parts//,/ } --num-jobs "$num_jobs"
   touch "$exp_dir/.stage1.done"
 fi
 
 
+ls_dir=$corpus_dir/LibriSpeech
+[ -d "$ls_dir" ] || ls_dir=$corpus_dir
 lang_dir=$exp_dir/lang
 lang_test_dir=$exp_dir/lang_test
 gmm_dir=$exp_dir/gmm
@@ -126,38 +148,47 @@ else
 fi
 
 if run_stage 2; then
-  log "Stage 2: lang dir from CMUdict over the corpus words, a ${lm_order}-gram LM on the LM text (G.fst, dev perplexity)"
-  mkdir -p "$exp_dir/lm"
-  lm_text=$corpus_dir/lm-text.txt
-  if [ "$lm_text_lines" -gt 0 ]; then
-    # Every k-th sentence, so that the sample spans all the text sources: a small G keeps HCLG small.
-    total=$(wc -l < "$lm_text")
-    every=$(( total > lm_text_lines ? total / lm_text_lines : 1 ))
-    awk -v every="$every" 'NR % every == 0' "$lm_text" > "$exp_dir/lm/lm-text.sample.txt.tmp"
-    mv "$exp_dir/lm/lm-text.sample.txt.tmp" "$exp_dir/lm/lm-text.sample.txt"
-    lm_text=$exp_dir/lm/lm-text.sample.txt
+  log "Stage 2: lang dir from ${lexicon:+$lexicon and }CMUdict over the corpus words; G.fst from ${arpa:-a ${lm_order}-gram LM on ${lm_text:-the corpus LM text}} (dev perplexity)"
+  lm_dir=$exp_dir/lm
+  mkdir -p "$lm_dir"
+  # The vocabulary: every transcript word (dev/test included, as with LibriSpeech's lexicon), the LM
+  # text's words, and with --arpa the ARPA's words.
+  cat "$ls_dir"/*/*/*/*.trans.txt | cut -d' ' -f2- > "$lm_dir/transcripts.txt"
+  cat "$ls_dir"/dev-clean/*/*/*.trans.txt > "$lm_dir/dev-transcripts.txt"
+  lang_opts=(--text "$lm_dir/transcripts.txt")
+  lm_opts=(--dev-text "$lm_dir/dev-transcripts.txt" --dev-has-ids)
+  if [ -n "$lm_text" ] || [ -z "$arpa" ]; then
+    # A sample of lm_text_lines sentences spans all the text yet keeps G and HCLG small.
+    step prepare_lm_text python -m asr_kd.bin.prepare_lm_text --corpus-dir "$corpus_dir" ${lm_text:+--lm-text "$lm_text"} \
+      --num-lines "$lm_text_lines" --out "$lm_dir/lm-text.txt"
+    lang_opts+=(--text "$lm_dir/lm-text.txt")
+    lm_opts+=(--text "$lm_dir/lm-text.txt")
   fi
-  # The vocabulary: every transcript word (dev/test included, as with LibriSpeech's lexicon) + the LM text's.
-  cat "$corpus_dir"/LibriSpeech/*/*/*/*.trans.txt | cut -d' ' -f2- > "$exp_dir/lm/transcripts.txt"
-  step prepare_lang python -m asr_kd.bin.prepare_lang --text "$exp_dir/lm/transcripts.txt" --text "$lm_text" \
-    --lang-dir "$lang_dir" --oov-to-unk
-  step train_lm python -m asr_kd.bin.train_lm --corpus-dir "$corpus_dir" --text "$lm_text" --lang-dir "$lang_dir" \
-    --lm-dir "$exp_dir/lm" --lang-test-dir "$lang_test_dir" --order "$lm_order"
+  [ -n "$arpa" ] && lang_opts+=(--arpa "$arpa") && lm_opts+=(--arpa "$arpa")
+  [ -n "$lexicon" ] && lang_opts+=(--lexicon "$lexicon")
+  [ -n "$lm_prune_threshold" ] && lm_opts+=(--prune-threshold "$lm_prune_threshold")
+  step prepare_lang python -m asr_kd.bin.prepare_lang "${lang_opts[@]}" --lang-dir "$lang_dir" --oov-to-unk
+  step train_lm python -m asr_kd.bin.train_lm "${lm_opts[@]}" --lang-dir "$lang_dir" \
+    --lm-dir "$lm_dir" --lang-test-dir "$lang_test_dir" --order "$lm_order"
   touch "$exp_dir/.stage2.done"
 fi
 
 if run_stage 3; then
   log "Stage 3: GMM-HMM mono -> tri1 -> tri2 for the frame labels; tri2 alignments, HCLG and its own WER"
   step train_gmm python -m asr_kd.bin.train_gmm --exp-dir "$exp_dir" --lang-dir "$lang_dir" \
+    --cuts "$exp_dir/data/fbank/cuts_$train_set.jsonl.gz" \
     --mono-iters "$mono_iters" --mono-gauss "$mono_gauss" --mono-utts "$mono_utts" \
     --tri1-iters "$tri1_iters" --tri1-leaves "$tri1_leaves" --tri1-gauss "$tri1_gauss" \
     --tri2-iters "$tri2_iters" --tri2-leaves "$tri2_leaves" --tri2-gauss "$tri2_gauss" --num-workers "$num_jobs"
+  # A synthesized corpus has the true phone times (*.phones.ctm): the alignments are scored against them.
+  align_opts=()
+  compgen -G "$ls_dir/*/*/*/*.phones.ctm" > /dev/null && align_opts=(--corpus-dir "$corpus_dir")
   step align python -m asr_kd.bin.align --exp-dir "$exp_dir" --lang-dir "$lang_dir" --system tri2 \
-    --parts "${parts// /,}" --corpus-dir "$corpus_dir" --num-workers "$num_jobs"
+    --parts "${parts// /,}" "${align_opts[@]}" --num-workers "$num_jobs"
   step make_graph python -m asr_kd.bin.make_graph --lang-dir "$lang_test_dir" --model-dir "$gmm_dir/tri2" \
     --graph-dir "$graph_dir"
   step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
-    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$gmm_lm_weights" \
+    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$gmm_lm_weights" --extend-lm-weights "$lm_weight_extend" \
     --beam "${gmm_decode_beam:-$decode_beam}" --max-active "${gmm_decode_max_active:-$decode_max_active}" \
     --decoder "$decoder" --num-workers "$num_jobs"
   touch "$exp_dir/.stage3.done"
@@ -174,7 +205,7 @@ if run_stage 4; then
       --out-dir "$bank_dir/$name" --cmvn "$cmvn"
   done
   if [ -n "$transfer_part" ]; then
-    step bank_transfer python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_train-clean-100.jsonl.gz" \
+    step bank_transfer python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_$train_set.jsonl.gz" \
       --unlabelled-cuts "$exp_dir/data/fbank/cuts_$transfer_part.jsonl.gz" --out-dir "$transfer_bank" --cmvn "$cmvn"
   fi
   touch "$exp_dir/.stage4.done"
@@ -239,7 +270,7 @@ if run_stage 10; then
   log "Stage 10: frame accuracies on train/dev/test and hybrid decoding (posterior / prior through tri2's HCLG) of dev and test"
   decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$cmvn"
     --dev-cuts "$ali_dir/cuts_dev-clean.jsonl.gz" --test-cuts "$ali_dir/cuts_test-clean.jsonl.gz"
-    --lm-weights "$lm_weights" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
+    --lm-weights "$lm_weights" --extend-lm-weights "$lm_weight_extend" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
     --num-workers "$num_jobs")
   for system in baseline student ensemble; do
     if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi

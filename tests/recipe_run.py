@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from asr_kd.report.status import experiment_status
@@ -37,24 +36,43 @@ def run_recipe(exp: Path, corpus: Path, *extra: str, timeout: float = 900) -> su
     return proc
 
 
+# `python` on the killed run's PATH: member1's trainer SIGKILLs the recipe's whole process group in place of
+# writing epoch-2.pt, so the kill always lands after member1's epoch-1 checkpoint and before its final.pt.
+KILLING_PYTHON = """#!{python}
+import os, signal, sys
+args = sys.argv[1:]
+if args[:2] == ["-m", "asr_kd.bin.train"] and any(a.endswith("/nnet/member1") for a in args):
+    from pathlib import Path
+    import asr_kd.train.train as t
+    real = t.save_checkpoint
+    def save_or_kill(path, *a, **k):
+        if Path(path).name == "epoch-2.pt":
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        real(path, *a, **k)
+    t.save_checkpoint = save_or_kill
+    sys.exit(t.main(args[2:]))
+os.execv({python!r}, [{python!r}, *args])
+"""
+
+
 def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
-    """Start the recipe, SIGKILL its process group once member1 has finished epoch 1; report what was there."""
-    proc = subprocess.Popen(["bash", str(RUN_SH), "--preset", "tiny", "--corpus-dir", str(corpus), "--exp-dir",
-                             str(exp)], cwd=REPO, env=env_with_this_python(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    marker = exp / "nnet" / "member1" / "epoch-1.pt"
-    deadline = time.monotonic() + 600
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    ended = proc.poll()
-    if ended is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert marker.exists(), (f"the recipe {'exited with status %s' % ended if ended is not None else 'timed out'} "
-                             f"before member1 finished an epoch; its log: {exp / 'log'}")
+    """Run the recipe until member1's trainer kills it (its process group) after epoch 1; report what was there."""
+    shim = exp.parent / "killing_python"
+    shim.mkdir(exist_ok=True)
+    (shim / "python").write_text(KILLING_PYTHON.format(python=sys.executable))
+    (shim / "python").chmod(0o755)
+    env = env_with_this_python()
+    env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--corpus-dir", str(corpus), "--exp-dir",
+                           str(exp)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True, timeout=1800)
+    member1 = exp / "nnet" / "member1"
+    assert proc.returncode == -signal.SIGKILL, (f"the recipe exited with status {proc.returncode} instead of being "
+                                                f"killed in member1's epoch 2; its log: {exp / 'log'}")
+    assert (member1 / "epoch-1.pt").is_file() and (member1 / "checkpoint.pt").is_file()
     status = experiment_status(exp)  # what `asr-kd status` tells of the killed experiment
     return {"mtimes": {p: (exp / p).stat().st_mtime_ns for p in KEPT_OUTPUTS},
-            "member1_final_existed": (exp / "nnet" / "member1" / "final.pt").exists(),
+            "member1_final_existed": (member1 / "final.pt").exists(),
             "stage6_done_existed": (exp / ".stage6.done").exists(),
             "status_next_stage": status.next_stage, "status_command": status.continue_command()}
 

@@ -117,6 +117,29 @@ def test_splice_matches_naive_loop_and_never_crosses_utterances(cuts, tmp_path):
         np.testing.assert_array_equal(got[row], expected)
 
 
+
+def test_a_flipped_feature_byte_is_named_and_a_version_1_bank_still_loads(cuts, tmp_path):
+    bank = FrameBank.build(cuts, tmp_path / "bank")
+    assert bank.manifest["content_sha256"] == bank.manifest["checksum"]
+    FrameBank.load(tmp_path / "bank")
+    feats_path = tmp_path / "bank" / "feats.npy"
+    raw = bytearray(feats_path.read_bytes())
+    raw[-3] ^= 0x01  # the lowest mantissa bit of one fp16 feature
+    feats_path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"bank: its arrays \(feats.npy, .*\) do not match manifest.json's "
+                                         "content_sha256"):
+        FrameBank.load(tmp_path / "bank")
+    # The same ids and labels under other features: another checksum, so a soft-target store made for
+    # the first bank is refused for this one.
+    rebuilt = FrameBank.build(cuts, tmp_path / "other", cmvn=cmvn_of(cuts))
+    assert rebuilt.manifest["checksum"] != bank.manifest["checksum"]
+    # A bank written before the features were hashed (version 1, no content_sha256) is read as it is.
+    manifest = json.loads((tmp_path / "bank" / "manifest.json").read_text())
+    del manifest["content_sha256"]
+    manifest["version"] = 1
+    (tmp_path / "bank" / "manifest.json").write_text(json.dumps(manifest))
+    assert FrameBank.load(tmp_path / "bank").num_frames == bank.num_frames
+
 def test_build_is_skipped_when_complete_and_checksum_is_deterministic(cuts, tmp_path):
     a = FrameBank.build(cuts, tmp_path / "a")
     mtime = (tmp_path / "a" / "feats.npy").stat().st_mtime_ns

@@ -187,11 +187,16 @@ def test_prepare_lang_cli_from_text_and_lexicon_file(tmp_path: Path, capsys):
     lang = Lang.load(tmp_path / "lang")
     assert set(LEXICON) | {"<UNK>"} <= set(lang.word2id)
     capsys.readouterr()
+    # DOG is not in the lexicon file: CMUdict pronounces it. ZZQXW is in neither: an error naming it.
     text.write_text("HE READ DOG\n")
-    assert main(["--lang-dir", str(tmp_path / "lang2"), "--text", str(text), "--lexicon", str(lexicon)]) == 2
+    assert main(["--lang-dir", str(tmp_path / "lang2"), "--text", str(text), "--lexicon", str(lexicon)]) == 0
+    assert "DOG" in Lang.load(tmp_path / "lang2").word2id
+    capsys.readouterr()
+    text.write_text("HE READ ZZQXW\n")
+    assert main(["--lang-dir", str(tmp_path / "lang3"), "--text", str(text), "--lexicon", str(lexicon)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("asr-kd prepare-lang: error: 1 of 3 words")
-    assert "DOG" in err[-1] and "--oov-to-unk" in err[-1]
+    assert "ZZQXW" in err[-1] and "--oov-to-unk" in err[-1]
 
 
 def test_bpe_lang_spells_words_in_pieces(tmp_path):

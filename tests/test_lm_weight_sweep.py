@@ -54,3 +54,16 @@ def test_decode_nnet_extends_the_sweep_until_the_best_weight_is_inside_it(tiny_r
     wers = extended["dev_wer_by_lmwt"]
     assert wers[best] == min(wers.values())
     assert weight_beyond_edge(tried, best) is None or len(tried) == 6
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--lm-weights", "9,x"], "--lm-weights must be numbers"),
+    (["--lm-weights", "0,9"], "--lm-weights must be positive"),
+    (["--lm-weights", "9,11", "--extend-lm-weights", "-1"], "--extend-lm-weights must be >= 0"),
+])
+def test_bad_lm_weight_options_are_refused_with_status_2(tmp_path, capsys, extra, says):
+    argv = ["--model", str(tmp_path / "m.pt"), "--graph-dir", str(tmp_path), "--transition-model",
+            str(tmp_path / "final.mdl"), "--out-dir", str(tmp_path / "out"), *extra]
+    assert decode_nnet.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("asr-kd decode-nnet: error:") and says in err[-1]

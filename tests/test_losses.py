@@ -70,7 +70,7 @@ def test_soft_loss_equals_hard_ce_for_one_hot_teacher():
     assert torch.allclose(hard_cross_entropy(z, y), hard_by_hand, atol=1e-12)
 
 
-@pytest.mark.parametrize("w", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("w", [0.0, 0.25, 0.5, 2.0])
 def test_distillation_loss_is_soft_plus_weighted_hard(w):
     z, p, y = _batch()
     t = 2.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -192,14 +193,34 @@ def test_load_names_the_field_that_does_not_match(bank, teacher, tmp_path):
 
 def test_checksum_verification_detects_a_corrupted_array(bank, teacher, tmp_path):
     _write(teacher, bank, tmp_path / "st", temperature=T, k=5)
-    SoftTargetStore.load(tmp_path / "st", verify_checksum=True)
+    SoftTargetStore.load(tmp_path / "st", verify_checksum="always")
     probs = np.load(tmp_path / "st" / "probs.npy", mmap_mode="r+")
     probs[10, 0] = np.float16(0.123)
     probs.flush()
     del probs
     with pytest.raises(InputError, match="arrays_sha256"):
-        SoftTargetStore.load(tmp_path / "st", verify_checksum=True)
+        SoftTargetStore.load(tmp_path / "st", verify_checksum="always")
 
+
+
+def test_a_store_is_hashed_on_its_first_load_and_again_only_when_its_files_change(bank, teacher, tmp_path):
+    _write(teacher, bank, tmp_path / "st", temperature=T, k=5)
+    assert (tmp_path / "st" / "verified.json").is_file()  # write records its own arrays as verified
+    SoftTargetStore.load(tmp_path / "st")
+    probs_path = tmp_path / "st" / "probs.npy"
+    raw = bytearray(probs_path.read_bytes())
+    raw[-7] ^= 0x40  # one bit of one stored probability
+    stat = probs_path.stat()
+    probs_path.write_bytes(bytes(raw))
+    # A default load hashes the arrays again when a file's size or mtime changed: the flip is named.
+    with pytest.raises(InputError, match=r"st: its arrays \(probs.npy, class_ids.npy, kept_mass.npy\) do not match"):
+        SoftTargetStore.load(tmp_path / "st")
+    # The recorded size and mtime are what "once" trusts: the same flip under the old mtime goes unseen
+    # (the price of not hashing every load), and "always" still finds it.
+    os.utime(probs_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    SoftTargetStore.load(tmp_path / "st")
+    with pytest.raises(InputError, match="arrays_sha256"):
+        SoftTargetStore.load(tmp_path / "st", verify_checksum="always")
 
 class _CrashingTeacher(EnsembleTeacher):
     """The same ensemble, but the process 'dies' after a number of forward batches."""

@@ -87,6 +87,17 @@ def test_lm_weight_is_chosen_on_dev_and_applied_to_test(tmp_path: Path):
     assert "t1 op  C D   C\n" in (tmp_path / "per_utt_test.txt").read_text()
 
 
+
+def test_lm_weight_ties_go_to_the_numerically_smallest_weight_whatever_the_order():
+    refs = {"d1": "A B C D"}
+    # Every weight makes one error; the largest comes first and "10" < "9" as strings: only a numeric
+    # tie-break picks 9.
+    hyps = {"12": {"d1": "A B C"}, "10": {"d1": "A B X D"}, "9": {"d1": "A B C D E"}, "11": {"d1": "B C D"}}
+    best, results = select_lm_weight(refs, hyps)
+    assert {w: r.errors for w, r in results.items()} == {"12": 1, "10": 1, "9": 1, "11": 1}
+    assert best == "9"
+    assert select_lm_weight(refs, {"12": hyps["12"], "11": {"d1": "A B C D"}, "10": hyps["10"]})[0] == "11"
+
 def test_score_cli_single_file_and_dev_test_selection(tmp_path: Path, capsys):
     from asr_kd.bin.score import main
 

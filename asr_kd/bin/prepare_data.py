@@ -2,6 +2,9 @@
 
 Example:
   asr-kd prepare-data --corpus-dir data/corpus --exp-dir exp/synth-mini --num-jobs 2
+  asr-kd prepare-data --corpus-dir /data --exp-dir exp/ls --parts train-clean-100 train-clean-360 dev-clean \
+      test-clean --train-parts train-clean-100 train-clean-360
+(the second also writes cuts_train-clean-100+train-clean-360.jsonl.gz, the training set).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from pathlib import Path
 from typing import Sequence
 
 from asr_kd.bin.common import run_cli
-from asr_kd.data.features import compute_cmvn_stats, compute_fbank
+from asr_kd.data.features import compute_cmvn_stats, compute_fbank, join_parts
 from asr_kd.data.prepare import DEFAULT_PARTS, prepare_manifests
+from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
 
 
@@ -25,7 +29,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exp-dir", type=Path, required=True,
                         help="experiment dir; writes data/manifests and data/fbank under it")
     parser.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS),
-                        help="corpus parts; the first is the training part (CMVN source)")
+                        help="corpus parts; the first is the training part (CMVN source) unless --train-parts")
+    parser.add_argument("--train-parts", nargs="+",
+                        help="the training parts among --parts: several are joined into one training set "
+                             "cuts_<p1>+<p2>...jsonl.gz, the CMVN source")
     parser.add_argument("--num-jobs", type=int, default=2, help="parallel feature-extraction processes")
     parser.add_argument("--skip-bad-audio", action="store_true",
                         help="leave out utterances with missing/empty/corrupt audio (counted warning) "
@@ -42,7 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         fbank_dir = args.exp_dir / "data" / "fbank"
         prepare_manifests(args.corpus_dir, manifest_dir, args.parts, args.skip_bad_audio, args.num_jobs)
         compute_fbank(manifest_dir, fbank_dir, args.parts, args.num_jobs)
-        compute_cmvn_stats(fbank_dir, args.parts[0], args.parts)
+        train_parts = args.train_parts or args.parts[:1]
+        unknown = [p for p in train_parts if p not in args.parts]
+        if unknown:
+            raise InputError(f"--train-parts {' '.join(unknown)}: not among --parts {' '.join(args.parts)}")
+        train_set, parts = train_parts[0], list(args.parts)
+        if len(train_parts) > 1:
+            train_set = "+".join(train_parts)
+            join_parts(fbank_dir, train_parts, train_set)
+            parts.append(train_set)
+        compute_cmvn_stats(fbank_dir, train_set, parts)
 
     return run_cli(body, "asr-kd prepare-data")
 

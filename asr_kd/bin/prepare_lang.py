@@ -2,7 +2,8 @@
 
 Examples:
   asr-kd prepare-lang --corpus-dir data/synth --lang-dir exp/lang
-  asr-kd prepare-lang --corpus-dir /data --lexicon librispeech-lexicon.txt --lang-dir exp/lang --oov-to-unk
+  asr-kd prepare-lang --text exp/lm/transcripts.txt --arpa 3-gram.pruned.1e-7.arpa.gz \
+      --lexicon librispeech-lexicon.txt --lang-dir exp/lang --oov-to-unk
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus-dir", type=Path,
                         help="corpus whose transcripts (LibriSpeech/*/*/*/*.trans.txt) and lm-text.txt give the words")
     parser.add_argument("--text", type=Path, action="append", default=[],
-                        help="more text (one sentence a line) whose words go in the vocabulary; repeatable")
+                        help="more text (one sentence a line, plain or .gz) whose words go in the vocabulary; "
+                             "repeatable")
+    parser.add_argument("--arpa", type=Path,
+                        help="an ARPA LM (plain or .gz) whose 1-gram words go in the vocabulary, so that G keeps them")
     parser.add_argument("--lexicon", type=Path,
-                        help="lexicon file 'WORD PH1 PH2 ...' (librispeech-lexicon.txt format); default CMUdict")
+                        help="lexicon file 'WORD PH1 PH2 ...' (librispeech-lexicon.txt format), CMUdict for the "
+                             "words it lacks; default CMUdict alone")
     parser.add_argument("--bpe-vocab-size", type=int, default=0,
                         help="instead of a lexicon, spell words in this many sentencepiece BPE pieces "
                              "(trained on <corpus>/lm-text.txt or the first --text; "
@@ -65,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         from asr_kd.lang import prepare_lang
 
-        if args.corpus_dir is None and not args.text:
-            raise InputError("give --corpus-dir or --text to say which words the lang needs")
+        if args.corpus_dir is None and not args.text and args.arpa is None:
+            raise InputError("give --corpus-dir, --text or --arpa to say which words the lang needs")
         if not 0.0 <= args.sil_prob < 1.0:
             raise InputError(f"--sil-prob must be in [0, 1), got {args.sil_prob}")
         if args.num_sil_states < 1 or args.num_nonsil_states < 1:
@@ -81,13 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not path.is_file():
                 raise InputError(f"{path}: text file not found")
         words |= read_word_list(args.text)
+        if args.arpa is not None:
+            from asr_kd.lang.lm import arpa_unigrams
+
+            words |= arpa_unigrams(args.arpa)
         lexicon, lexicon_name = None, "given lexicon"
         if args.bpe_vocab_size > 0:
             from asr_kd.lang.bpe import bpe_lexicon, bpe_vocab_size, train_bpe
 
             if args.lexicon is not None:
                 raise InputError("give --lexicon or --bpe-vocab-size, not both")
-            bpe_text = (lm_text or args.text)[0]  # one of them is non-empty, checked above
+            if not (lm_text or args.text):
+                raise InputError("--bpe-vocab-size trains on text: give --text or a --corpus-dir with lm-text.txt")
+            bpe_text = (lm_text or args.text)[0]
             model = args.lang_dir / "bpe.model"
             if not model.is_file() or bpe_vocab_size(model) != args.bpe_vocab_size:
                 train_bpe(bpe_text, model, args.bpe_vocab_size)

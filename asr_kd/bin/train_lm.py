@@ -3,10 +3,13 @@
 Words outside the lang's words.txt become <UNK> in the LM text first. Writes
 <lm-dir>/lm_<order>gram.arpa (full), <lm-dir>/lm_<order>gram_prune<threshold>.arpa (the one G.fst
 is made from), <lm-dir>/lm_text.txt and <lm-dir>/info.json (n-gram counts, OOV rate, dev
-perplexity of both LMs).
+perplexity of both LMs). With --arpa (plain or .gz, e.g. LibriSpeech's 3-gram.pruned.1e-7.arpa.gz)
+that ARPA is G, pruned only when --prune-threshold is given; a .gz one is unpacked into <lm-dir>.
 
 Example:
   asr-kd train-lm --corpus-dir data/synth --lang-dir exp/lang --lm-dir exp/lm --lang-test-dir exp/lang_test
+  asr-kd train-lm --arpa 3-gram.pruned.1e-7.arpa.gz --lang-dir exp/lang --lm-dir exp/lm \
+      --dev-text dev-clean.txt --dev-has-ids
 """
 
 from __future__ import annotations
@@ -36,16 +39,17 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus-dir", type=Path,
                         help="corpus: --text defaults to <corpus>/lm-text.txt and --dev-text to "
                              "the dev-clean transcripts")
-    parser.add_argument("--text", type=Path, help="LM training text, one sentence a line")
+    parser.add_argument("--text", type=Path, help="LM training text, one sentence a line (plain or .gz)")
     parser.add_argument("--dev-text", type=Path, action="append", default=[],
                         help="held-out text for perplexity: plain sentences, or Kaldi/LibriSpeech "
                              "'UTT-ID WORD ...' transcripts with --dev-has-ids; repeatable")
     parser.add_argument("--dev-has-ids", action="store_true", help="--dev-text lines start with an utterance id")
     parser.add_argument("--order", type=int, default=3, help="n-gram order (1-5)")
-    parser.add_argument("--arpa", type=Path, help="use this ARPA instead of training one")
-    parser.add_argument("--prune-threshold", type=float, default=1e-6,
-                        help="entropy-prune the ARPA for G.fst (like Kaldi's tgsmall; 0 = no pruning): "
-                             "on 2.4M words of LM text 1e-6 keeps 0.38M of 1.9M n-grams")
+    parser.add_argument("--arpa", type=Path, help="use this ARPA (plain or .gz) instead of training one")
+    parser.add_argument("--prune-threshold", type=float, default=None,
+                        help="entropy-prune the ARPA for G.fst (like Kaldi's tgsmall; 0 = no pruning); default "
+                             "1e-6 for a trained LM (on 2.4M words of LM text it keeps 0.38M of 1.9M n-grams), "
+                             "0 for a given --arpa")
     return parser
 
 
@@ -84,10 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         from asr_kd.lang import Lang
-        from asr_kd.lang.lm import make_lang_test, map_text_to_vocab, prune_arpa, train_arpa
+        from asr_kd.lang.lm import make_lang_test, map_text_to_vocab, plain_arpa, prune_arpa, train_arpa
 
-        if args.prune_threshold < 0:
-            raise InputError(f"--prune-threshold must be >= 0, got {args.prune_threshold}")
+        prune_threshold = args.prune_threshold
+        if prune_threshold is None:
+            prune_threshold = 0.0 if args.arpa is not None else 1e-6
+        if prune_threshold < 0:
+            raise InputError(f"--prune-threshold must be >= 0, got {prune_threshold}")
         lang = Lang.load(args.lang_dir)
         lm_dir: Path = args.lm_dir
         text, dev_texts, dev_has_ids = args.text, list(args.dev_text), args.dev_has_ids
@@ -96,9 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not dev_texts:
                 dev_texts = sorted((args.corpus_dir / "LibriSpeech" / "dev-clean").glob("*/*/*.trans.txt"))
                 dev_has_ids = True
-        info: dict = {"order": args.order, "prune_threshold": args.prune_threshold}
+        info: dict = {"order": args.order, "prune_threshold": prune_threshold}
         if args.arpa is not None:
-            arpa = args.arpa
+            arpa = plain_arpa(args.arpa, lm_dir)
+            info["given_arpa"] = str(args.arpa)
         else:
             if text is None:
                 raise InputError("give --text (or --corpus-dir) to train on, or --arpa")
@@ -116,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Reading the full ARPA first also checks it before kaldingram prune sees it.
         info.update(describe_lm(arpa, dev, lang.oov_word, "full"))
         g_arpa = arpa
-        if args.prune_threshold > 0:
-            g_arpa = lm_dir / f"{arpa.stem}_prune{args.prune_threshold:g}.arpa"
+        if prune_threshold > 0:
+            g_arpa = lm_dir / f"{arpa.stem}_prune{prune_threshold:g}.arpa"
             if not g_arpa.is_file():
-                logger.info("pruning %s with threshold %g", arpa, args.prune_threshold)
-                prune_arpa(arpa, g_arpa, args.prune_threshold)
+                logger.info("pruning %s with threshold %g", arpa, prune_threshold)
+                prune_arpa(arpa, g_arpa, prune_threshold)
             info.update(describe_lm(g_arpa, dev, lang.oov_word, "g"))
         info.update(arpa=str(arpa), g_arpa=str(g_arpa))
         lang_test = args.lang_test_dir or lm_dir.parent / "lang_test"

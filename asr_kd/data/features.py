@@ -34,6 +34,18 @@ def cuts_path(fbank_dir: str | Path, part: str) -> Path:
     return Path(fbank_dir) / f"cuts_{part}.jsonl.gz"
 
 
+def join_parts(fbank_dir: str | Path, parts: Sequence[str], name: str) -> Path:
+    """`cuts_<name>.jsonl.gz`: the feature cuts of several parts as one set (Kaldi's combine_data.sh), once."""
+    target = cuts_path(fbank_dir, name)
+    if target.is_file():
+        return target
+    cuts = CutSet.from_cuts(c for part in parts for c in load_manifest(cuts_path(fbank_dir, part)))
+    with atomic_path(target) as tmp:
+        cuts.to_file(tmp)
+    log.info("%s: the %d cuts of %s", target, len(cuts), " + ".join(parts))
+    return target
+
+
 def _check_no_cut_dropped(before: CutSet, after: CutSet) -> None:
     """lhotse drops cuts whose audio fails to decode with only a log line; make that an error."""
     kept = set(after.ids)

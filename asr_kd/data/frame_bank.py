@@ -6,7 +6,11 @@ Layout of a bank directory (written once, atomically; `manifest.json` last):
                           teacher labels
   utt_offsets.npy  (U+1,) int64, utterance u owns frames [offsets[u], offsets[u+1])
   cut_ids.txt      U lines
-  manifest.json    num_frames, feat_dim, num_classes, num_utterances, checksum, source_cuts, ...
+  manifest.json    num_frames, feat_dim, num_classes, num_utterances, checksum, content_sha256, source_cuts, ...
+`checksum` identifies the bank (soft-target stores record it); `content_sha256` is the sha256 of its
+cut ids, labels and features, utterance by utterance (in version-2 banks both are that hash; version-1
+banks hashed ids and labels only and are read without a content check). `load` verifies it once per
+set of files (`asr_kd.utils.verified`): a damaged array is an InputError naming the bank.
 Training draws random frame indices and gathers each frame's context window on the device with
 one index op (`splice`), so no per-frame Python work or DataLoader sits in the training loop.
 """
@@ -29,11 +33,13 @@ from asr_kd.data.cmvn import CmvnStats, normalised_features
 from asr_kd.models.context import gather_context
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
+from asr_kd.utils.verified import record_verified, was_verified
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-BANK_VERSION = 1
+BANK_VERSION = 2
+_ARRAYS = ("feats.npy", "labels.npy", "utt_offsets.npy", "cut_ids.txt")
 UNLABELLED = -1  # label of frames without an alignment (hard-label losses skip them)
 
 
@@ -178,6 +184,12 @@ class FrameBank:
         if feats.shape != (n, d) or labels.shape != (n,) or offsets.shape != (len(cut_ids) + 1,) or offsets[-1] != n:
             raise InputError(f"{directory}: frame bank arrays disagree with {MANIFEST} "
                              f"(feats {feats.shape}, labels {labels.shape}, offsets {offsets.shape}, {len(cut_ids)} ids)")
+        content = manifest.get("content_sha256")
+        if content is not None and not was_verified(directory, _ARRAYS, content):
+            if content_sha256(cut_ids, labels, offsets, feats) != content:
+                raise InputError(f"{directory}: its arrays ({', '.join(_ARRAYS)}) do not match {MANIFEST}'s "
+                                 "content_sha256: a damaged frame bank; rebuild it with `asr-kd build-frame-bank`")
+            record_verified(directory, _ARRAYS, content)
         device = torch.device(device)
         store = torch.from_numpy(feats)
         if device.type == "cuda":
@@ -253,6 +265,21 @@ def _read_cuts(cuts: Any) -> tuple[list, str | None]:
     return cuts, source
 
 
+def _utterance_hash_update(h: Any, cut_id: str, labels: np.ndarray, feats: np.ndarray) -> None:
+    h.update(cut_id.encode() + b"\n")
+    h.update(np.asarray(labels).astype("<i4").tobytes())
+    h.update(np.ascontiguousarray(feats, dtype="<f2").tobytes())
+
+
+def content_sha256(cut_ids: Sequence[str], labels: np.ndarray, offsets: np.ndarray, feats: np.ndarray) -> str:
+    """sha256 of a bank's cut ids, labels and fp16 features, utterance by utterance, as `build` computes it."""
+    h = hashlib.sha256()
+    for u, cut_id in enumerate(cut_ids):
+        start, end = int(offsets[u]), int(offsets[u + 1])
+        _utterance_hash_update(h, cut_id, labels[start:end], feats[start:end])
+    return "sha256:" + h.hexdigest()
+
+
 def _write_bank(out_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarray]], num_utts: int,
                 total_frames: int, num_classes: int | None, extra: dict[str, Any]) -> None:
     """Write a bank into a temporary directory beside `out_dir`, then rename it into place."""
@@ -263,6 +290,7 @@ def _write_bank(out_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarray
         manifest = _fill_arrays(tmp_dir, items, num_utts, total_frames, num_classes)
         manifest.update(extra)
         atomic_write_json(tmp_dir / MANIFEST, manifest)
+        record_verified(tmp_dir, _ARRAYS, manifest["content_sha256"])  # the files it was just computed over
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp_dir, out_dir)
@@ -316,8 +344,7 @@ def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarra
         labelled_frames += 0 if unlabelled else lab.size
         offsets[u + 1] = end
         cut_ids.append(cut_id)
-        checksum.update(cut_id.encode() + b"\n")
-        checksum.update(lab.astype("<i4").tobytes())
+        _utterance_hash_update(checksum, cut_id, lab, half)
         pos = end
     if pos != total_frames:
         raise InputError(f"{tmp_dir.name}: the cuts announced {total_frames} frames but their features hold {pos}")
@@ -341,4 +368,5 @@ def _fill_arrays(tmp_dir: Path, items: Iterable[tuple[str, np.ndarray, np.ndarra
         "num_classes": int(num_classes),
         "feats_dtype": "float16",
         "checksum": "sha256:" + checksum.hexdigest(),
+        "content_sha256": "sha256:" + checksum.hexdigest(),
     }

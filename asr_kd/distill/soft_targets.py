@@ -13,6 +13,11 @@ Layout of a store directory (rows in the frame bank's global frame order):
 The manifest is written last: a directory without one is unfinished, and `write` resumes it
 from the last completed chunk (`progress.json`).
 
+Verification: `load` checks the arrays' shapes and dtypes always, and their sha256 against the
+manifest once: `verified.json` beside them records the checksum with each array's size and mtime,
+and later loads of unchanged files skip the hash (`write` records its own arrays). A mismatch is
+an InputError naming the store.
+
 Tail: the top-k rows hold mass m <= 1. `lookup` turns them into a dense distribution:
   * tail="uniform" (the default of stores written now): keep the top-k as stored and put 1 - m
     uniformly on the other C - k classes. The target keeps the teacher's entropy budget and its
@@ -59,6 +64,7 @@ from asr_kd.distill.ensemble import EnsembleTeacher, average_posteriors, file_sh
 from asr_kd.utils.device import autocast, bf16_is_fast
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
+from asr_kd.utils.verified import record_verified, was_verified
 
 __all__ = ["SoftTargetStore", "TailMode", "TAIL_MODES", "choose_top_k", "dense_targets", "frame_bank_checksum",
            "measure_fidelity", "store_bytes_per_frame", "FRAMES_PER_HOUR"]
@@ -434,6 +440,7 @@ class SoftTargetStore:
             stored="raw top-k probabilities at the temperature, not renormalised; see lookup's tail",
         )
         atomic_write_json(out_dir / _MANIFEST, manifest)
+        record_verified(out_dir, (_PROBS, _IDS, _MASS), manifest["arrays_sha256"])
         progress_path.unlink(missing_ok=True)
         log.info("%s: %d frames, top-%d at T=%g, kept mass mean %.4f (10th percentile %.4f, min %.4f)",
                  out_dir, num_frames, k, temperature, stats["mean_topk_mass"], stats["p10_topk_mass"],
@@ -455,9 +462,12 @@ class SoftTargetStore:
         *,
         tail: TailMode | None = None,
         device: str | torch.device | None = None,
-        verify_checksum: bool = False,
+        verify_checksum: Literal["once", "always", "never"] = "once",
     ) -> "SoftTargetStore":
         """Open a store; an `expect_*` that disagrees with the manifest is an InputError naming it.
+
+        `verify_checksum`: "once" hashes the arrays unless verified.json shows these very files
+        (size, mtime) were verified before; "always" hashes them; "never" checks shapes only.
 
         `expect_teacher` is the member checkpoint paths (compared by sha256) or a teacher.
         `tail` defaults to the manifest's ("renormalise" for format-1 stores). `device` keeps
@@ -498,8 +508,14 @@ class SoftTargetStore:
         for name, arr, want, dtype in arrays:
             if arr.shape != want or arr.dtype.name != dtype:
                 raise InputError(f"{directory / name}: shape {arr.shape} {arr.dtype}, manifest says {want} {dtype}")
-        if verify_checksum and _array_stats(probs, class_ids, kept_mass)["sha256"] != manifest["arrays_sha256"]:
-            raise InputError(f"{directory}: arrays_sha256 does not match the stored arrays (corrupt store)")
+        names = [name for name, *_ in arrays]
+        if verify_checksum == "always" or (verify_checksum == "once"
+                                           and not was_verified(directory, names, manifest["arrays_sha256"])):
+            if _array_stats(probs, class_ids, kept_mass)["sha256"] != manifest["arrays_sha256"]:
+                raise InputError(f"{directory}: its arrays ({', '.join(names)}) do not match the manifest's "
+                                 "arrays_sha256: a corrupt store; rebuild it (asr-kd make-soft-targets into a new "
+                                 "directory)")
+            record_verified(directory, names, manifest["arrays_sha256"])
         store = cls(directory, manifest, probs, class_ids, kept_mass, tail)
         if device is not None:
             store.to(device)

@@ -63,6 +63,7 @@ def write_bank_view(bank_dir: Path, classes: np.ndarray, out_dir: Path) -> Frame
     digest = hashlib.sha256(np.asarray(classes, dtype="<i8").tobytes()).hexdigest()[:16]
     manifest.update(num_classes=len(classes) + 1, checksum=f"{manifest['checksum']}:specialist-{digest}",
                     specialist_view_of=str(bank_dir.resolve()))
+    manifest.pop("content_sha256", None)  # its labels are mapped; its features are verified when bank_dir loads
     atomic_write_json(tmp / MANIFEST, manifest)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from asr_kd.lang.lexicon import Lexicon, cmudict_lexicon, read_lexicon, select_words, write_lexicon
+from asr_kd.lang.lexicon import RESERVED_WORDS, Lexicon, cmudict_lexicon, read_lexicon, select_words, write_lexicon
 from asr_kd.lang.lexicon_fst import make_lexicon_fst
 from asr_kd.lang.phones import (
     SIL,
@@ -138,7 +138,14 @@ def _load_lexicon(lexicon_path: str | os.PathLike | None, keep_stress: bool,
                   words: set[str]) -> tuple[Lexicon, str]:
     if lexicon_path is None:
         return cmudict_lexicon(keep_stress, words), "CMUdict"
-    return read_lexicon(lexicon_path, keep_stress), str(lexicon_path)
+    # As Kaldi's LibriSpeech recipe: the given lexicon first, CMUdict for the words it lacks.
+    lexicon = read_lexicon(lexicon_path, keep_stress)
+    wanted = set(words) - RESERVED_WORDS - {"<UNK>"}
+    lacking = [w for w in wanted if w not in lexicon]
+    from_cmudict = cmudict_lexicon(keep_stress, lacking)
+    logger.info("%s has %d of the %d words; CMUdict gives %d of the %d it lacks",
+                lexicon_path, len(wanted) - len(lacking), len(wanted), len(from_cmudict), len(lacking))
+    return lexicon | from_cmudict, f"{lexicon_path} or CMUdict"
 
 
 def prepare_lang(

@@ -109,13 +109,14 @@ def select_words(
 
 
 def read_word_list(paths: Iterable[str | os.PathLike], skip_first_field: bool = False) -> set[str]:
-    """Words of text files (one sentence a line); `skip_first_field` drops utterance ids."""
+    """Words of plain or .gz text files (one sentence a line); `skip_first_field` drops utterance ids."""
+    from asr_kd.utils.io import text_lines
+
     words: set[str] = set()
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                fields = line.split()
-                words.update(fields[1:] if skip_first_field else fields)
+        for line in text_lines(path):
+            fields = line.split()
+            words.update(fields[1:] if skip_first_field else fields)
     return words
 
 

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from asr_kd.lang.lang import Lang
 from asr_kd.utils.errors import InputError
-from asr_kd.utils.io import atomic_path, atomic_write_json, read_json
+from asr_kd.utils.io import atomic_path, atomic_write_json, read_json, text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +22,13 @@ BOS, EOS = "<s>", "</s>"
 
 def map_text_to_vocab(in_path: str | os.PathLike, out_path: str | os.PathLike,
                       vocab: Mapping[str, int], oov: str) -> tuple[int, int]:
-    """Copy sentences, replacing words outside `vocab` by `oov`; returns (words, replaced)."""
+    """Copy sentences (plain or .gz text), replacing words outside `vocab` by `oov`; returns (words, replaced)."""
     in_path = Path(in_path)
     if not in_path.is_file():
         raise InputError(f"{in_path}: LM text not found")
     num_words = num_oov = 0
-    with atomic_path(out_path) as tmp, open(in_path, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
-        for line in src:
+    with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as dst:
+        for line in text_lines(in_path):
             words = line.split()
             if not words:
                 continue
@@ -39,6 +39,28 @@ def map_text_to_vocab(in_path: str | os.PathLike, out_path: str | os.PathLike,
     if num_words == 0:
         raise InputError(f"{in_path}: LM text has no words")
     return num_words, num_oov
+
+
+def sample_sentences(in_path: str | os.PathLike, out_path: str | os.PathLike, num_lines: int = 0) -> int:
+    """Copy the non-empty lines of a plain or .gz text to plain `out_path`: all of them (`num_lines`
+    0), else every k-th, k = total // num_lines, so that the sample spans the whole text; returns
+    the number written."""
+    in_path = Path(in_path)
+    if not in_path.is_file():
+        raise InputError(f"{in_path}: LM text not found")
+    every = 1
+    if num_lines > 0:
+        total = sum(1 for _ in text_lines(in_path))
+        every = total // num_lines if total > num_lines else 1
+    written = 0
+    with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as dst:
+        for lineno, line in enumerate(text_lines(in_path), start=1):
+            if lineno % every == 0 and line.strip():
+                dst.write(line if line.endswith("\n") else line + "\n")
+                written += 1
+    if written == 0:
+        raise InputError(f"{in_path}: LM text has no sentences")
+    return written
 
 
 def train_arpa(text: str | os.PathLike, arpa: str | os.PathLike, order: int = 3) -> Path:
@@ -90,51 +112,50 @@ class ArpaLM:
         backoff: dict[tuple[str, ...], float] = {}
         seen: dict[int, int] = {}
         section: str | int | None = None  # None before \data\, "data", n for \n-grams:, "end"
-        with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, start=1):
-                line = raw.strip()
-                where = f"{path}:{lineno}"
-                if not line:
-                    continue
-                if line == "\\data\\":
-                    if section is not None:
-                        raise InputError(f"{where}: second \\data\\ section")
-                    section = "data"
-                elif line == "\\end\\":
-                    section = "end"
-                    break
-                elif line.startswith("\\") and line.endswith("-grams:"):
-                    try:
-                        n = int(line[1:-len("-grams:")])
-                    except ValueError:
-                        raise InputError(f"{where}: bad section header {line!r}") from None
-                    if n not in declared:
-                        raise InputError(f"{where}: section {line} was not declared in \\data\\")
-                    section = n
-                    seen[n] = 0
-                elif section == "data":
-                    key, _, value = line.partition("=")
-                    parts = key.split()
-                    if len(parts) != 2 or parts[0] != "ngram" or not parts[1].isdigit() or not value.strip().isdigit():
-                        raise InputError(f"{where}: expected 'ngram N=COUNT' in \\data\\, got {line!r}")
-                    declared[int(parts[1])] = int(value)
-                elif isinstance(section, int):
-                    fields = line.split()
-                    n = section
-                    if len(fields) not in (n + 1, n + 2):
-                        raise InputError(f"{where}: a {n}-gram line needs 'logprob w1..w{n} [backoff]', got {line!r}")
-                    try:
-                        lp = float(fields[0])
-                        bo = float(fields[n + 1]) if len(fields) == n + 2 else None
-                    except ValueError:
-                        raise InputError(f"{where}: not a number in {line!r}") from None
-                    ngram = tuple(fields[1:n + 1])
-                    logprob[ngram] = lp
-                    if bo is not None:
-                        backoff[ngram] = bo
-                    seen[n] += 1
-                else:
-                    raise InputError(f"{where}: unexpected line {line!r} (is this an ARPA file?)")
+        for lineno, raw in enumerate(text_lines(path), start=1):
+            line = raw.strip()
+            where = f"{path}:{lineno}"
+            if not line:
+                continue
+            if line == "\\data\\":
+                if section is not None:
+                    raise InputError(f"{where}: second \\data\\ section")
+                section = "data"
+            elif line == "\\end\\":
+                section = "end"
+                break
+            elif line.startswith("\\") and line.endswith("-grams:"):
+                try:
+                    n = int(line[1:-len("-grams:")])
+                except ValueError:
+                    raise InputError(f"{where}: bad section header {line!r}") from None
+                if n not in declared:
+                    raise InputError(f"{where}: section {line} was not declared in \\data\\")
+                section = n
+                seen[n] = 0
+            elif section == "data":
+                key, _, value = line.partition("=")
+                parts = key.split()
+                if len(parts) != 2 or parts[0] != "ngram" or not parts[1].isdigit() or not value.strip().isdigit():
+                    raise InputError(f"{where}: expected 'ngram N=COUNT' in \\data\\, got {line!r}")
+                declared[int(parts[1])] = int(value)
+            elif isinstance(section, int):
+                fields = line.split()
+                n = section
+                if len(fields) not in (n + 1, n + 2):
+                    raise InputError(f"{where}: a {n}-gram line needs 'logprob w1..w{n} [backoff]', got {line!r}")
+                try:
+                    lp = float(fields[0])
+                    bo = float(fields[n + 1]) if len(fields) == n + 2 else None
+                except ValueError:
+                    raise InputError(f"{where}: not a number in {line!r}") from None
+                ngram = tuple(fields[1:n + 1])
+                logprob[ngram] = lp
+                if bo is not None:
+                    backoff[ngram] = bo
+                seen[n] += 1
+            else:
+                raise InputError(f"{where}: unexpected line {line!r} (is this an ARPA file?)")
         if section != "end":
             raise InputError(f"{path}: no \\end\\ line (truncated ARPA file?)")
         if not declared:
@@ -196,6 +217,45 @@ def perplexity(lm: ArpaLM, sentences: Iterable[Iterable[str]], unk: str | None =
         "num_scored_tokens": num_words,
         "num_oov": num_oov,
     }
+
+
+def arpa_unigrams(path: str | os.PathLike) -> set[str]:
+    """The words of a plain or .gz ARPA's 1-gram section (read up to its end only), without <s> and </s>."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: ARPA file not found")
+    words: set[str] = set()
+    in_unigrams = False
+    for line in text_lines(path):
+        line = line.strip()
+        if line == "\\1-grams:":
+            in_unigrams = True
+        elif in_unigrams and line.startswith("\\"):
+            break
+        elif in_unigrams and line:
+            fields = line.split()
+            if len(fields) < 2:
+                raise InputError(f"{path}: 1-gram line {line!r} needs 'logprob word [backoff]'")
+            words.add(fields[1])
+    if not words:
+        raise InputError(f"{path}: no \\1-grams: section (is this an ARPA file?)")
+    return words - {BOS, EOS}
+
+
+def plain_arpa(arpa: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """`arpa` itself, or for a .gz one its text unpacked once into `out_dir` (kaldilm and kaldingram read plain files)."""
+    arpa = Path(arpa)
+    if arpa.suffix != ".gz":
+        return arpa
+    if not arpa.is_file():
+        raise InputError(f"{arpa}: ARPA file not found")
+    plain = Path(out_dir) / arpa.stem
+    if plain.is_file() and plain.stat().st_mtime_ns >= arpa.stat().st_mtime_ns:
+        return plain
+    logger.info("unpacking %s -> %s", arpa, plain)
+    with atomic_path(plain) as tmp, open(tmp, "w", encoding="utf-8") as dst:
+        dst.writelines(text_lines(arpa))
+    return plain
 
 
 def arpa_to_g(arpa: str | os.PathLike, lang: Lang, g_fst: str | os.PathLike) -> Path:

@@ -31,7 +31,8 @@ class RecipeStage:
 RECIPE_STAGES = (
     RecipeStage(0, "synthesize the embedded corpus (skipped with --corpus-dir)", ("synth-corpus",)),
     RecipeStage(1, "lhotse manifests, 40-dim fbank, CMVN stats", ("prepare-data",)),
-    RecipeStage(2, "lang dir (CMUdict lexicon), n-gram LM and G.fst", ("prepare-lang", "train-lm")),
+    RecipeStage(2, "LM text, lang dir (a lexicon file and/or CMUdict), n-gram LM (trained or given) and G.fst",
+                ("prepare-lm-text", "prepare-lang", "train-lm")),
     RecipeStage(3, "GMM-HMM mono -> tri1 -> tri2: alignments (the frame labels), HCLG, GMM WER",
                 ("train-gmm", "align", "make-graph", "decode-gmm")),
     RecipeStage(4, "frame banks of train, dev and test (and the transfer set)", ("build-frame-bank",)),

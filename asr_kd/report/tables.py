@@ -134,7 +134,9 @@ def other_figures(res: Results) -> list[str]:
     for key, what in (("full_dev", "full LM"), ("g_dev", "pruned LM in G.fst"), ("dev", "LM")):
         dev = lm.get(key)
         if dev:
-            lines.append(f"- {what}: {lm.get('order', '?')}-gram on {lm.get('train_words', '?')} words; dev "
+            source = (f"the given {lm['given_arpa']}" if lm.get("given_arpa")
+                      else f"{lm.get('order', '?')}-gram on {lm.get('train_words', '?')} words")
+            lines.append(f"- {what}: {source}; dev "
                          f"perplexity {dev['ppl']:.1f} over {dev['num_sentences']} sentences "
                          f"(`{res.commands.get('train_lm', 'asr-kd train-lm')}`)")
     if res.alignment:

@@ -1,19 +1,28 @@
 """Resumable training checkpoints: a FrameClassifier checkpoint plus everything needed to go on.
 
-A `torch.save` file of tensors and plain containers only, read back with weights_only=True.
+A `torch.save` file of tensors and plain containers only, read back with weights_only=True. The
+trainer's latest checkpoint keeps its predecessor beside it (checkpoint.pt -> checkpoint.prev.pt):
+when the latest cannot be read (a torn write after a power cut, a truncated copy), resuming falls
+back to the previous one with a warning naming the damaged file.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from asr_kd.models.frame_classifier import FrameClassifier, read_checkpoint
+from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def rng_states() -> dict[str, Any]:
@@ -50,13 +59,33 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: str | os.PathLike, model: FrameClassifier, train_state: dict[str, Any]) -> None:
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint before `path` is kept: checkpoint.pt -> checkpoint.prev.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(path: str | os.PathLike, model: FrameClassifier, train_state: dict[str, Any],
+                    keep_previous: bool = False) -> None:
     """Write the model (config, weights, priors) and `train_state` atomically: a crash mid-write
-    leaves the previous checkpoint intact. Only tensors and plain containers: it reads back weights-only."""
+    leaves the previous checkpoint intact. Only tensors and plain containers: it reads back weights-only.
+
+    With `keep_previous`, the file being replaced becomes `previous_path(path)`; `path` exists throughout.
+    """
+    path = Path(path)
     ckpt = model.checkpoint_dict()
     ckpt["train_state"] = train_state
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # on disk before the rename makes it the latest
+        if keep_previous and path.is_file():
+            with atomic_path(previous_path(path)) as prev_tmp:
+                prev_tmp.unlink()
+                try:
+                    os.link(path, prev_tmp)  # a second name for the same data: no copy
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(path, prev_tmp)
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -64,3 +93,21 @@ def load_train_state(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
     ckpt = read_checkpoint(path)
     return ckpt, ckpt.get("train_state") or {}
 
+
+def load_resumable(path: str | os.PathLike) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    """(file read, checkpoint dict, train_state) to resume from; None when `path` does not exist.
+
+    A damaged `path` with a previous checkpoint beside it gives the previous one and a warning
+    naming `path`; without one, its InputError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return (path, *load_train_state(path))
+    except InputError as err:
+        prev = previous_path(path)
+        if not prev.is_file():
+            raise
+        log.warning("%s is damaged (%s); resuming from the previous checkpoint %s", path, err, prev)
+    return (prev, *load_train_state(prev))

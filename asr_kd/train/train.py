@@ -7,7 +7,8 @@ Usage:
 
 Minibatches are random frame indices into a bank held on the device; the context window of each
 frame is gathered there with one index op. Outputs in --exp-dir: final.pt (FrameClassifier with
-priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state), metrics.csv, train.log, and
+priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state; checkpoint.prev.pt, the one before it, is
+resumed from when checkpoint.pt is damaged), metrics.csv, train.log, and
 tensorboard/ (the metrics.csv rows and each epoch's loss terms as TensorBoard events).
 A rerun of the same command resumes from checkpoint.pt exactly where the last run stopped.
 """
@@ -42,7 +43,7 @@ from asr_kd.distill.losses import distillation_loss, hard_cross_entropy
 from asr_kd.score.frame_accuracy import score_bank_sums
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.augment import parse_augment
-from asr_kd.train.checkpoint import load_train_state, rng_states, save_checkpoint, set_rng_states
+from asr_kd.train.checkpoint import load_resumable, previous_path, rng_states, save_checkpoint, set_rng_states
 from asr_kd.train.schedule import LrSchedule, make_schedule
 from asr_kd.train.tensorboard_log import TensorBoardLog, row_scalars
 from asr_kd.utils.device import AMP_CHOICES, resolve_device, use_bf16
@@ -301,6 +302,8 @@ def distillation_schedule(params: AttributeDict) -> DistillationSchedule:
     """The per-epoch T / hard weight / soft-term switch from the options (constants when no schedule)."""
     from asr_kd.distill.schedules import ConstantSchedule, DistillationSchedule, parse_schedule
 
+    if params.temperature <= 0 and not params.temperature_schedule:
+        raise InputError(f"--temperature must be > 0, got {params.temperature:g}")
     if params.temperature_schedule and params.soft_targets_dir:
         raise InputError(f"--temperature-schedule needs the online teacher: {params.soft_targets_dir} stores "
                          f"soft targets at one temperature ({params.temperature})")
@@ -456,7 +459,7 @@ def write_checkpoint(params: AttributeDict, model: nn.Module, optimizer: torch.o
     if params.rank == 0:
         train_state = {"state": dict(state), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                        "rng": rngs, "params": {k: _jsonable(v) for k, v in params.items()}}
-        save_checkpoint(path, _unwrap(model), train_state)
+        save_checkpoint(path, _unwrap(model), train_state, keep_previous=path.name == params.checkpoint_name)
     if params.world_size > 1:
         dist.barrier()
 
@@ -589,8 +592,8 @@ def _train(params: AttributeDict) -> None:
     exp_dir = Path(params.exp_dir)
     ckpt_path = exp_dir / params.checkpoint_name
     final_path = exp_dir / "final.pt"
-    resume = ckpt_path.is_file() and not params.no_resume
-    if resume and final_path.is_file() and load_train_state(ckpt_path)[1].get("state", {}).get("finished"):
+    resumed = None if params.no_resume else load_resumable(ckpt_path)  # (file read, checkpoint, train_state)
+    if resumed and final_path.is_file() and resumed[2].get("state", {}).get("finished"):
         log.info("%s is complete (final.pt written); nothing to do", exp_dir)
         return
     params.use_bf16 = use_bf16(params.amp, params.device)
@@ -639,16 +642,16 @@ def _train(params: AttributeDict) -> None:
     state = AttributeDict(epoch=1, step_in_epoch=0, global_step=0, best_dev_acc=-1.0, best_epoch=0,
                           csv_rows=0, finished=False, sums=[0.0] * 6, epoch_train={}, sampler=sampler)
     metrics = MetricsCsv(exp_dir / "metrics.csv", enabled=params.rank == 0)
-    if resume:
-        ckpt, train_state = load_train_state(ckpt_path)
-        check_same_config(ckpt_path, config, FrameClassifierConfig.from_dict(ckpt["config"]))
+    if resumed:
+        resume_path, ckpt, train_state = resumed
+        check_same_config(resume_path, config, FrameClassifierConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(train_state["optimizer"])
         schedule.load_state_dict(train_state["schedule"])
         diffs = [f"{k}: checkpoint {v!r} != now {sampler.get(k)!r}"
                  for k, v in train_state["state"]["sampler"].items() if sampler.get(k) != v]
         if diffs:
-            raise InputError(f"{ckpt_path}: cannot resume with other data settings ({'; '.join(diffs)}); "
+            raise InputError(f"{resume_path}: cannot resume with other data settings ({'; '.join(diffs)}); "
                              "rerun with the original options or pass --no-resume")
         state.update(train_state["state"])
         if len(state.sums) != 6:  # written before labelled frames were counted: only log lines restart
@@ -657,9 +660,12 @@ def _train(params: AttributeDict) -> None:
         set_rng_states(rngs[params.rank] if len(rngs) == params.world_size else rngs[0])
         metrics.truncate(state.csv_rows)
         if params.rank == 0:
-            log.info("resuming from %s: epoch %d, step %d of the epoch", ckpt_path, state.epoch, state.step_in_epoch)
+            log.info("resuming from %s: epoch %d, step %d of the epoch", resume_path, state.epoch, state.step_in_epoch)
     else:
         metrics.truncate(0)
+        if params.rank == 0:  # another run's checkpoints must not become this run's previous one
+            ckpt_path.unlink(missing_ok=True)
+            previous_path(ckpt_path).unlink(missing_ok=True)
         torch.manual_seed(params.seed + 7919 * (params.rank + 1))  # dropout masks differ between ranks
         random.seed(params.seed)
         np.random.seed(params.seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -57,3 +58,15 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"{path}: not a JSON file ({err})") from err
+
+
+def text_lines(path: str | os.PathLike) -> Iterator[str]:
+    """The lines of a UTF-8 text file, gunzipped on the fly when its name ends in `.gz`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+            yield from f
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not readable as {'gzipped ' if path.suffix == '.gz' else ''}UTF-8 text ({err})") from err
