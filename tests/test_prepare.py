@@ -149,3 +149,30 @@ def test_manifests_made_from_relative_paths_load_from_any_directory(one_chapter_
     cut = next(iter(cuts))
     assert cut.load_features().shape == (cut.num_frames, 40)
     assert cut.load_audio().shape[1] > 0
+
+
+def test_stereo_audio_is_an_error_naming_the_file(one_chapter_corpus, tmp_path):
+    corpus, flacs = one_chapter_corpus
+    samples, rate = sf.read(flacs[0])
+    sf.write(flacs[0], np.stack([samples, samples], axis=1), rate)
+    with pytest.raises(InputError, match=f"{flacs[0].name}.*2 channels"):
+        prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100])
+def test_audio_at_another_sample_rate_is_an_error_naming_the_file(one_chapter_corpus, tmp_path, rate):
+    corpus, flacs = one_chapter_corpus
+    samples, _ = sf.read(flacs[1])
+    sf.write(flacs[1], samples, rate)  # the same samples, declared at another rate
+    with pytest.raises(InputError, match=f"{flacs[1].name}.*sampled at {rate} Hz, expected 16000"):
+        prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
+
+
+def test_transcript_line_without_words_is_an_error_naming_file_and_line(one_chapter_corpus, tmp_path):
+    corpus, flacs = one_chapter_corpus
+    trans = next(flacs[0].parent.glob("*.trans.txt"))
+    lines = trans.read_text().splitlines()
+    lines[1] = lines[1].split()[0]  # the utterance id alone
+    trans.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"{trans.name}:2: expected 'SPK-CHAP-NNNN WORDS"):
+        prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])

@@ -24,6 +24,7 @@ LIBRISPEECH_PARTS = (
     "test-other",
 )
 _UTT_ID = re.compile(r"^\d+-\d+-\d+$")
+SAMPLE_RATE = 16000  # LibriSpeech's, and the rate the fbank settings and every model assume
 
 
 @dataclass
@@ -63,6 +64,11 @@ def _check_audio(path: Path) -> str | None:
         return "audio file holds no samples"
     if info.channels != 1:
         return f"audio has {info.channels} channels, expected mono"
+    if info.samplerate != SAMPLE_RATE:
+        # Features at another rate would not be the ones the models were trained on: refuse rather
+        # than decode or train on them.
+        return (f"audio is sampled at {info.samplerate} Hz, expected {SAMPLE_RATE} (resample it first, "
+                f"e.g. sox IN.flac -r {SAMPLE_RATE} OUT.flac)")
     return None
 
 
