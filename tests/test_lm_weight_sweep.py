@@ -67,3 +67,12 @@ def test_bad_lm_weight_options_are_refused_with_status_2(tmp_path, capsys, extra
     assert decode_nnet.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("asr-kd decode-nnet: error:") and says in err[-1]
+
+
+def test_decode_gmm_refuses_bad_lm_weight_options_as_decode_nnet_does(tmp_path, capsys):
+    from asr_kd.bin import decode_gmm
+
+    for extra, says in ((["--lm-weights", "0,9"], "--lm-weights must be positive"),
+                        (["--lm-weights", "9,11", "--extend-lm-weights", "-1"], "--extend-lm-weights must be >= 0")):
+        assert decode_gmm.main(["--exp-dir", str(tmp_path), "--graph-dir", str(tmp_path), *extra]) == 2
+        assert says in capsys.readouterr().err

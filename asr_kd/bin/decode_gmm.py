@@ -22,7 +22,8 @@ from asr_kd.gmm.features import compute_gmm_features
 from asr_kd.gmm.lang_files import read_symbols
 from asr_kd.gmm.stages import SYSTEMS, load_cuts, system_config
 from asr_kd.gmm.system import GmmSystem
-from asr_kd.utils import InputError, setup_logging
+from asr_kd.score.wer import parse_lm_weights
+from asr_kd.utils import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -59,21 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         from asr_kd.lang.graph import make_hclg
 
+        lm_weights = [float(w) for w in parse_lm_weights(args.lm_weights, args.extend_lm_weights)]
+        extend = args.extend_lm_weights
         setup_logging(args.exp_dir / "gmm" / "log" / f"decode_{args.system}.log")
         sys_dir = args.exp_dir / "gmm" / args.system
         graph_dir = args.graph_dir or sys_dir / "graph"
         if not (graph_dir / "HCLG.fst").is_file():
             lang_test = args.lang_test_dir or args.exp_dir / "lang_test"
             make_hclg(lang_test, sys_dir / "tree", sys_dir / "final.mdl", graph_dir)
-        try:
-            lm_weights = [float(w) for w in args.lm_weights.split(",") if w.strip()]
-        except ValueError as err:
-            raise InputError(f"--lm-weights must be numbers separated by commas: {args.lm_weights!r}") from err
-        if not lm_weights or min(lm_weights) <= 0:
-            raise InputError("--lm-weights must be positive")
-        if args.extend_lm_weights < 0:
-            raise InputError(f"--extend-lm-weights must be >= 0, got {args.extend_lm_weights}")
-        extend = args.extend_lm_weights
         system = GmmSystem.load(sys_dir)
         cmvn = system_config(sys_dir).get("cmvn", "speaker")
         graph = load_graph(graph_dir / "HCLG.fst")

@@ -86,17 +86,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _lm_weights(text: str) -> list[str]:
-    """LM weights as the strings used in file names ('10', '12.5'), validated."""
-    try:
-        weights = [float(w) for w in text.split(",") if w.strip()]
-    except ValueError as err:
-        raise InputError(f"--lm-weights must be numbers separated by commas: {text!r}") from err
-    if not weights or min(weights) <= 0:
-        raise InputError(f"--lm-weights must be positive numbers, got {text!r}")
-    return [f"{w:g}" for w in weights]
-
-
 def load_part(cuts_path: Path | None, part_dir: Path | None, work_dir: Path, what: str):
     """A CutSet with features: from a manifest, or made from a LibriSpeech-layout part directory."""
     from lhotse import CutSet
@@ -213,7 +202,7 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
     from asr_kd.gmm.lang_files import read_symbols
     from asr_kd.gmm.model_io import load_transition_model
     from asr_kd.report.hardware import describe_hardware
-    from asr_kd.score.wer import score_dev_test, select_lm_weight, weight_beyond_edge
+    from asr_kd.score.wer import parse_lm_weights, score_dev_test, select_lm_weight, weight_beyond_edge
 
     for name in ("graph_dir", "transition_model", "out_dir"):
         if getattr(args, name) is None:
@@ -223,9 +212,7 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
     if results_path.is_file() and not args.overwrite:
         log.info("%s exists: decoding is done (--overwrite redoes it)", results_path)
         return
-    lm_weights = _lm_weights(args.lm_weights)
-    if args.extend_lm_weights < 0:
-        raise InputError(f"--extend-lm-weights must be >= 0, got {args.extend_lm_weights}")
+    lm_weights = parse_lm_weights(args.lm_weights, args.extend_lm_weights)
     setup_logging(out_dir / "log" / "decode.log")
     scorer = make_scorer(args, device)
     cmvn = CmvnStats.load(args.cmvn) if args.cmvn is not None else None

@@ -180,6 +180,19 @@ def select_lm_weight(refs: Transcripts, hyps_by_lmwt: Mapping[str, Transcripts])
     return best, results
 
 
+def parse_lm_weights(text: str, extend: int = 0) -> list[str]:
+    """--lm-weights as the strings used in file names ('10', '12.5'), validated (and --extend-lm-weights)."""
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError as err:
+        raise InputError(f"--lm-weights must be numbers separated by commas: {text!r}") from err
+    if not weights or min(weights) <= 0:
+        raise InputError(f"--lm-weights must be positive numbers, got {text!r}")
+    if extend < 0:
+        raise InputError(f"--extend-lm-weights must be >= 0, got {extend}")
+    return [f"{w:g}" for w in weights]
+
+
 def weight_beyond_edge(lm_weights: Sequence[str | float], best: str | float) -> str | None:
     """The LM weight one step past the sweep's edge when `best` is at that edge, else None.
 
