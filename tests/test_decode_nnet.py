@@ -79,7 +79,29 @@ def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_
 
 
 
-def test_dividing_by_the_priors_changes_the_search_and_does_not_hurt(tiny_recipe_exp, tmp_path):
+def test_the_decoder_sees_log_posteriors_minus_log_priors(tiny_recipe_exp):
+    from lhotse import load_manifest_lazy
+
+    from asr_kd.bin.decode_nnet import PartScores
+    from asr_kd.data.cmvn import CmvnStats, part_normaliser
+
+    scorer = HybridScorer([tiny_recipe_exp / "nnet" / "baseline" / "final.pt"], torch.device("cpu"))
+    # Priors from the alignments' state counts: never flat, so the division must move scores unevenly.
+    assert np.ptp(scorer.log_priors) > 1.0
+    cuts = list(load_manifest_lazy(tiny_recipe_exp / "gmm" / "tri2" / "ali" / "cuts_dev-clean.jsonl.gz"))[:3]
+    cmvn = CmvnStats.load(tiny_recipe_exp / "bank" / "cmvn.json")
+    normalise = part_normaliser(cuts, cmvn)
+    scores = {k: v for chunk in PartScores(scorer, cmvn, chunk_utts=2).chunks(cuts) for k, v in chunk.items()}
+    assert list(scores) == [c.id for c in cuts]
+    moved = 0
+    for cut in cuts:
+        logp = scorer.log_posteriors(normalise(cut, cut.load_features()))
+        np.testing.assert_allclose(scores[cut.id], logp - scorer.log_priors, rtol=1e-6, atol=1e-5)
+        moved += int((scores[cut.id].argmax(1) != logp.argmax(1)).sum())
+    assert moved > 0
+
+
+def test_dividing_by_the_priors_changes_the_search(tiny_recipe_exp, tmp_path):
     from asr_kd.models import FrameClassifier
 
     recorded = json.loads((tiny_recipe_exp / "decode" / "baseline" / "results.json").read_text())
@@ -97,16 +119,15 @@ def test_dividing_by_the_priors_changes_the_search_and_does_not_hurt(tiny_recipe
                              "--dev-cuts", str(tiny_recipe_exp / "gmm" / "tri2" / "ali" / "cuts_dev-clean.jsonl.gz"),
                              "--lm-weights", recorded["lmwt"], *search, "--out-dir", str(tmp_path / "flat"),
                              "--device", "cpu"]) == 0
-    without = json.loads((tmp_path / "flat" / "results.json").read_text())["dev"]
     # Without the division the decoder would see the same scores twice: the hypotheses would match.
+    # Whether the division lowers the WER is not asserted here: the tiny recipe's networks decode at
+    # ~75-80% WER and its GMM labels vary run to run, and both orders were measured there (75.7 / 78.5
+    # and 78.5 / 75.7 with / without priors).
     lmwt = recorded["lmwt"]
     ours = _hyps(tiny_recipe_exp / "decode" / "baseline" / "dev" / "scoring" / f"{lmwt}.txt")
     flat_hyps = _hyps(tmp_path / "flat" / "dev" / "scoring" / f"{lmwt}.txt")
     assert sum(ours[u] != flat_hyps[u] for u in ours) >= len(ours) // 4
-    # The tiny recipe's networks decode at ~75-80% WER and its GMM (hence the labels) is not
-    # reproducible run to run, so the gain is not guaranteed there: measured 75.7 / 78.5 and 79.2 /
-    # 79.2 (with / without priors) in two runs. The bound: never worse by 2 points.
-    assert recorded["dev"]["wer"] <= without["wer"] + 2.0, (recorded["dev"]["wer"], without["wer"])
+
 
 def test_an_ensemble_of_one_model_twice_scores_like_the_model(tiny_recipe_exp):
     path = tiny_recipe_exp / "nnet" / "baseline" / "final.pt"
