@@ -7,6 +7,10 @@
 #                        empty = synthesize one
 #   --train-parts P,P    training parts, joined into one training set (default train-clean-100; e.g.
 #                        train-clean-100,train-clean-360,train-other-500 for LibriSpeech's 960 h)
+#   --test-parts P,P     test parts, all decoded at dev's LM weight (default test-clean,test-other); the first is
+#                        also aligned and frame-scored. In the synthesized corpus test-other is the never-heard
+#                        set (test-clean's sentences, voices of a family no other split uses); in LibriSpeech,
+#                        its harder test set. Test and dev audio at any sample rate is resampled to 16 kHz.
 #   --lexicon FILE       'WORD PH1 PH2 ...' lexicon (librispeech-lexicon.txt), CMUdict for words it lacks;
 #                        empty: CMUdict alone
 #   --lm-text FILE       LM training text, plain or .gz (librispeech-lm-norm.txt.gz); empty: <corpus>/lm-text.txt
@@ -20,10 +24,11 @@
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
 # Stages:
 #   0  synthesize the embedded corpus (skipped when --corpus-dir is given)
-#   1  lhotse manifests, 40-dim fbank, CMVN stats (global, per speaker, per utterance)
+#   1  lhotse manifests, 40-dim fbank (dev/test resampled to 16 kHz if need be), CMVN stats (global, per
+#      speaker, per utterance)
 #   2  LM text (sampled to lm_text_lines), lang (lexicon file and/or CMUdict for the transcript and LM
 #      words), n-gram LM trained on the LM text or the given --arpa -> lang_test/G.fst, dev perplexity
-#   3  GMM-HMM mono -> tri1 -> tri2, alignments of train/dev/test, HCLG, GMM decode (WER)
+#   3  GMM-HMM mono -> tri1 -> tri2, alignments of train/dev/test, HCLG, GMM decode of dev and every test part
 #   4  frame banks (train/dev/test) from the tri2 alignments, inputs normalised by input_norm; with
 #      transfer_part, bank/transfer: the train frames plus that part's frames, unlabelled
 #   5  baseline frame classifier on 100% of train
@@ -32,7 +37,7 @@
 #   8  the distilled student (T, hard_weight), as many updates as the baseline
 #   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
 #      baseline without; and of the ensemble
-#  10  hybrid decoding of baseline / ensemble / student on dev and test, frame accuracies
+#  10  hybrid decoding of baseline / ensemble / student on dev and every test part, frame accuracies
 #  11  RESULTS.md (paper Table 1 and Table 5 forms, plots) in the experiment dir
 # A finished stage leaves $exp_dir/.stageN.done and is skipped when the recipe is rerun.
 set -euo pipefail
@@ -48,6 +53,7 @@ seed=0
 net_seed=1
 corpus_preset=""
 train_parts=train-clean-100
+test_parts=test-clean,test-other
 # The language side; empty: CMUdict, and an LM trained on the corpus's own lm-text.txt.
 lexicon=""; lm_text=""; arpa=""; lm_prune_threshold=""
 # Defaults of the stages' settings; recipes/conf/<preset>.conf sets them per preset.
@@ -88,10 +94,19 @@ if [ -n "$transfer_part" ] && [[ ",$train_parts," == *",$transfer_part,"* ]]; th
   echo "$0: the transfer part $transfer_part is also a training part; give --transfer-part \"\" or other --train-parts" >&2
   exit 2
 fi
+for p in ${test_parts//,/ }; do
+  if [[ ",$train_parts,$transfer_part," == *",$p,"* ]]; then
+    echo "$0: the test part $p is also a training or transfer part; give other --test-parts" >&2
+    exit 2
+  fi
+done
 # Several training parts become one training set, named by joining them with '+' (stage 1).
 train_set=${train_parts//,/+}
-parts="$train_set dev-clean test-clean"
-data_parts="${train_parts//,/ } dev-clean test-clean${transfer_part:+ $transfer_part}"
+# The first test part is aligned and has a frame bank ("test"); the others are only decoded.
+test_part=${test_parts%%,*}
+parts="$train_set dev-clean $test_part"
+decode_parts="dev-clean ${test_parts//,/ }"
+data_parts="${train_parts//,/ } $decode_parts${transfer_part:+ $transfer_part}"
 
 results_dir=$exp_dir/results
 . "$recipe_dir/stage_helpers.sh"
@@ -110,7 +125,7 @@ if run_stage 1; then
   log "Stage 1: lhotse manifests, 40-dim fbank and CMVN stats of $corpus_dir"
   # shellcheck disable=SC2086
   python -m asr_kd.bin.prepare_data --corpus-dir "$corpus_dir" --exp-dir "$exp_dir" \
-    --parts $data_parts --train-parts ${train_parts//,/ } --num-jobs "$num_jobs"
+    --parts $data_parts --train-parts ${train_parts//,/ } --decode-parts $decode_parts --num-jobs "$num_jobs"
   touch "$exp_dir/.stage1.done"
 fi
 
@@ -174,7 +189,7 @@ if run_stage 2; then
 fi
 
 if run_stage 3; then
-  log "Stage 3: GMM-HMM mono -> tri1 -> tri2 for the frame labels; tri2 alignments, HCLG and its own WER"
+  log "Stage 3: GMM-HMM mono -> tri1 -> tri2 for the frame labels; tri2 alignments, HCLG and its own WER on dev-clean and $test_parts"
   step train_gmm python -m asr_kd.bin.train_gmm --exp-dir "$exp_dir" --lang-dir "$lang_dir" \
     --cuts "$exp_dir/data/fbank/cuts_$train_set.jsonl.gz" \
     --mono-iters "$mono_iters" --mono-gauss "$mono_gauss" --mono-utts "$mono_utts" \
@@ -188,7 +203,8 @@ if run_stage 3; then
   step make_graph python -m asr_kd.bin.make_graph --lang-dir "$lang_test_dir" --model-dir "$gmm_dir/tri2" \
     --graph-dir "$graph_dir"
   step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
-    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --lm-weights "$gmm_lm_weights" --extend-lm-weights "$lm_weight_extend" \
+    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --parts "${decode_parts// /,}" \
+    --lm-weights "$gmm_lm_weights" --extend-lm-weights "$lm_weight_extend" \
     --beam "${gmm_decode_beam:-$decode_beam}" --max-active "${gmm_decode_max_active:-$decode_max_active}" \
     --decoder "$decoder" --num-workers "$num_jobs"
   touch "$exp_dir/.stage3.done"
@@ -267,9 +283,13 @@ if run_stage 9; then
 fi
 
 if run_stage 10; then
-  log "Stage 10: frame accuracies on train/dev/test and hybrid decoding (posterior / prior through tri2's HCLG) of dev and test"
+  log "Stage 10: frame accuracies on train/dev/test and hybrid decoding (posterior / prior through tri2's HCLG) of dev and $test_parts"
+  # The aligned test part first (named "test" in the outputs), then the parts that are only decoded.
+  test_cuts=("$ali_dir/cuts_$test_part.jsonl.gz")
+  other_tests=${test_parts#"$test_part"}
+  for p in ${other_tests//,/ }; do test_cuts+=("$exp_dir/data/fbank/cuts_$p.jsonl.gz"); done
   decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$cmvn"
-    --dev-cuts "$ali_dir/cuts_dev-clean.jsonl.gz" --test-cuts "$ali_dir/cuts_test-clean.jsonl.gz"
+    --dev-cuts "$ali_dir/cuts_dev-clean.jsonl.gz" --test-cuts "${test_cuts[@]}"
     --lm-weights "$lm_weights" --extend-lm-weights "$lm_weight_extend" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
     --num-workers "$num_jobs")
   for system in baseline student ensemble; do

@@ -129,7 +129,8 @@ def test_two_link_chain_trains_the_student_on_the_assistants_soft_targets(banks,
                        "--num-layers", "2", "--hidden-dim", "64", "--num-epochs", "4", "--lr", "0.2"]) == 0
     links = plan_chain([teacher_dir / "final.pt"], (NetShape(1, 32),), NetShape(1, 8), tmp_path / "links")
     # hard weight 0: the loss is the soft term alone; top-k = all classes: the stored targets are exact.
-    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES, train_options=TRAIN_OPTIONS)
+    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES, train_options=TRAIN_OPTIONS,
+              soft_target_options=["--device", "cpu"])
     assert all(link.final.is_file() for link in links)
 
     # The student's store was made from the assistant's checkpoint, the assistant's from the teacher's.
@@ -150,7 +151,8 @@ def test_two_link_chain_trains_the_student_on_the_assistants_soft_targets(banks,
     assert abs(logged - _soft_loss_of_first_batch(bank, links[1].shape, original, 2.0)) > 10 * tolerance
     # A rerun finds every link finished and leaves the student untouched.
     before = file_sha256(links[1].final)
-    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES, train_options=TRAIN_OPTIONS)
+    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES, train_options=TRAIN_OPTIONS,
+              soft_target_options=["--device", "cpu"])
     assert file_sha256(links[1].final) == before
 
 

@@ -63,7 +63,7 @@ def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_
             "--transition-model", str(tiny_recipe_exp / "gmm" / "tri2" / "final.mdl"),
             "--cmvn", str(tiny_recipe_exp / "bank" / "cmvn.json"),
             "--dev-dir", str(tiny_corpus / "LibriSpeech" / "dev-clean"), "--lm-weights", f"4,{lmwt}",
-            *search, "--out-dir", str(out)]
+            *search, "--out-dir", str(out), "--device", "cpu"]
     assert decode_nnet.main(argv) == 0
     # The same audio, fbank recomputed from the flac files: the same hypotheses as the recipe's decode.
     ours, recipes = _hyps(out / "dev" / "scoring" / f"{lmwt}.txt"), _hyps(baseline / "dev" / "scoring" / f"{lmwt}.txt")
@@ -159,11 +159,12 @@ def test_subset_accuracy_scores_exactly_the_trainers_subset(tiny_recipe_exp, tmp
 
 def test_bad_inputs_end_with_one_line_and_exit_code_2(tiny_recipe_exp, tmp_path, capsys):
     assert frame_accuracy.main(["--model", str(tmp_path / "none.pt"), "--frame-bank",
-                                str(tiny_recipe_exp / "bank" / "dev"), "--output", str(tmp_path / "a.json")]) == 2
+                                str(tiny_recipe_exp / "bank" / "dev"), "--output", str(tmp_path / "a.json"),
+                                "--device", "cpu"]) == 2
     assert "none.pt" in capsys.readouterr().err
     assert frame_accuracy.main(["--model", str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt"), "--frame-bank",
                                 str(tiny_recipe_exp / "bank" / "dev"), "--output", "a.json", "b.json"]) == 2
     assert "one --output per data set" in capsys.readouterr().err
     model = str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt")
-    assert decode_nnet.main(["--model", model, "--out-dir", str(tmp_path / "d")]) == 2
+    assert decode_nnet.main(["--model", model, "--out-dir", str(tmp_path / "d"), "--device", "cpu"]) == 2
     assert "--graph-dir" in capsys.readouterr().err

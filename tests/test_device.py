@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 
 from asr_kd.models import FrameClassifier, get_preset
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.train import compute_loss
+from asr_kd.utils import device
 from asr_kd.utils.device import autocast, bf16_is_fast, resolve_device, use_bf16
 from asr_kd.utils.errors import InputError
 
 CPU = torch.device("cpu")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_amp_values_mean_the_same_on_every_device():
@@ -22,14 +28,32 @@ def test_amp_values_mean_the_same_on_every_device():
         use_bf16("fp8", CPU)
 
 
-def test_auto_device_is_cpu_without_cuda_and_bad_names_are_input_errors():
+def test_auto_device_is_cpu_without_cuda_and_bad_names_are_input_errors(device_pinned, monkeypatch):
+    monkeypatch.setattr(device, "auto_device", device_pinned)  # the real one: this test is about "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a host without CUDA, on any host
     assert resolve_device("cpu") == CPU
-    if not torch.cuda.is_available():
-        assert resolve_device("auto") == CPU
-        with pytest.raises(InputError, match="no CUDA device"):
-            resolve_device("cuda")
+    assert resolve_device("auto") == CPU
+    with pytest.raises(InputError, match="no CUDA device"):
+        resolve_device("cuda")
     with pytest.raises(InputError, match="not a device name"):
         resolve_device("gpu0")
+
+
+def test_a_test_that_lets_device_auto_choose_fails():
+    with pytest.raises(pytest.fail.Exception, match="--device auto"):
+        resolve_device("auto")
+
+
+def test_recipes_the_suite_runs_name_the_cpu():
+    """run.sh runs in subprocesses, out of `device_pinned`'s reach: the presets the tests give it must pin the CPU."""
+    runners = [path for path in (REPO / "tests").rglob("*.py") if "RUN_SH" in path.read_text()]
+    presets = {name for path in runners for name in re.findall(r'"--preset", "(\w+)"', path.read_text())}
+    assert len(runners) >= 3 and presets, "tests/recipe_run.py, test_recipe.py and test_librispeech_recipe.py run presets"
+    for preset in presets:
+        conf = REPO / "recipes" / "conf" / f"{preset}.conf"
+        device_name = subprocess.run(["bash", "-c", f'source "{conf}" && echo "$device"'], capture_output=True,
+                                     text=True, check=True).stdout.strip()
+        assert device_name == "cpu", f"{conf}: device={device_name}; the test suite needs device=cpu"
 
 
 def test_bf16_step_runs_bf16_matmuls_on_fp32_weights_and_an_fp32_loss():

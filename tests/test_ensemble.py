@@ -208,4 +208,5 @@ def test_frame_accuracy_cli_per_member_writes_what_the_library_computes(tmp_path
     assert written["accuracy"] == pytest.approx(expected["arithmetic"])
     assert written["geometric_mean_accuracy"] == pytest.approx(expected["geometric"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == written
-    assert frame_accuracy.main(["--model", str(paths[0]), "--frame-bank", str(tmp_path / "none")]) == 2
+    assert frame_accuracy.main(["--model", str(paths[0]), "--frame-bank", str(tmp_path / "none"),
+                                "--device", "cpu"]) == 2

@@ -63,7 +63,7 @@ def test_decode_nnet_extends_the_sweep_until_the_best_weight_is_inside_it(tiny_r
 ])
 def test_bad_lm_weight_options_are_refused_with_status_2(tmp_path, capsys, extra, says):
     argv = ["--model", str(tmp_path / "m.pt"), "--graph-dir", str(tmp_path), "--transition-model",
-            str(tmp_path / "final.mdl"), "--out-dir", str(tmp_path / "out"), *extra]
+            str(tmp_path / "final.mdl"), "--out-dir", str(tmp_path / "out"), "--device", "cpu", *extra]
     assert decode_nnet.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("asr-kd decode-nnet: error:") and says in err[-1]

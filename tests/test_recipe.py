@@ -148,3 +148,45 @@ def test_unknown_option_is_refused(tmp_path, tiny_corpus):
                           cwd=REPO, env=env_with_this_python(), capture_output=True, text=True,
                           timeout=600)  # an immediate refusal: only a hang reaches it
     assert proc.returncode == 2 and "--num-memberz" in proc.stderr
+
+
+def test_never_heard_voices_are_decoded_by_every_system_at_devs_lm_weight(tiny_recipe_exp, tiny_corpus):
+    import jiwer
+
+    refs = {}
+    for path in (tiny_corpus / "LibriSpeech" / "test-other").glob("*/*/*.trans.txt"):
+        refs.update(line.split(" ", 1) for line in path.read_text().splitlines())
+    assert refs
+    # The GMM: test-other decoded only at the weight dev chose, and its WER is jiwer's on its hypotheses.
+    tri2 = tiny_recipe_exp / "gmm" / "tri2"
+    dev = json.loads((tri2 / "decode_dev-clean" / "wer.json").read_text())["by_lmwt"]
+    best = min(dev, key=lambda w: (dev[w]["wer"], float(w)))
+    gmm = json.loads((tri2 / "decode_test-other" / "wer.json").read_text())["by_lmwt"]
+    assert list(gmm) == [best]
+    hyps = {}
+    for line in (tri2 / "decode_test-other" / f"hyp_lmwt{best}.txt").read_text().splitlines():
+        cut_id, _, text = line.partition(" ")
+        hyps["-".join(cut_id.split("-")[:3])] = text.strip()  # the cut's id is the utterance's plus "-0"
+    assert set(hyps) == set(refs)
+    ids = sorted(refs)
+    expected = jiwer.wer([refs[i] for i in ids], [hyps[i] or "<empty>" for i in ids])
+    assert gmm[best]["wer"] == pytest.approx(expected, abs=1e-4)
+    gmm_wer = 100 * gmm[best]["wer"]
+    wers = {"GMM tri2 (labels and graph)": gmm_wer}
+    for system, row in (("baseline", "baseline"), ("ensemble", "ensemble of 2"), ("student", "distilled single model")):
+        decode = tiny_recipe_exp / "decode" / system
+        res = json.loads((decode / "results.json").read_text())
+        assert res["test_parts"] == ["test", "test-other"]
+        assert [p.name for p in (decode / "test-other" / "scoring").iterdir()] == [f"{res['lmwt']}.txt"]
+        hyps = dict(line.split(" ", 1) if " " in line else (line, "")
+                    for line in (decode / "test-other" / "scoring" / f"{res['lmwt']}.txt").read_text().splitlines())
+        assert set(hyps) == set(refs) and res["test-other"]["data"]["utterances"] == len(refs)
+        expected = 100 * jiwer.wer([refs[i] for i in ids], [hyps[i] or "<empty>" for i in ids])
+        assert res["test-other"]["wer"] == pytest.approx(expected, abs=1e-3)
+        assert res["test-other"]["frame_accuracy"] is None  # not aligned
+        wers[row] = res["test-other"]["wer"]
+    # RESULTS.md's Table 1 carries them in a column of their own beside dev and test.
+    md = (tiny_recipe_exp / "RESULTS.md").read_text()
+    assert "| dev WER % | test WER % | test-other WER % |" in md and "never-heard test set" in md
+    for row, wer in wers.items():
+        assert _row(md, row)[5] == f"{wer:.2f}"

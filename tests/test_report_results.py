@@ -142,3 +142,33 @@ def test_network_seeds_are_averaged_and_their_spread_listed(tmp_path):
     assert _row(md, "mean ± sd")[1] == "41.00 ± 1.41"
     assert report.main(["--exp-dir", str(tmp_path / "s1"), "--seed-exp-dirs", str(tmp_path / "s2"),
                         "--seeds", "1"]) == 2
+
+
+def test_never_heard_wers_get_a_column_beside_dev_and_test_with_the_seed_spread(tmp_path):
+    # GMM: dev chooses 10; test-other at 10 is 60% (at 8 it would be 50%).
+    gmm = {"by_lmwt": {"8": {"wer": 0.30}, "10": {"wer": 0.25}}}
+    for run, student in (("s1", 40.0), ("s2", 44.0)):
+        exp = tmp_path / run
+        _write(exp / "gmm/tri2/decode_dev-clean/wer.json", gmm)
+        _write(exp / "gmm/tri2/decode_test-clean/wer.json", {"by_lmwt": {"10": {"wer": 0.40}}})
+        _write(exp / "gmm/tri2/decode_test-other/wer.json", {"by_lmwt": {"8": {"wer": 0.50}, "10": {"wer": 0.60}}})
+        _write(exp / "corpus/summary.json", {"splits": {"test-clean": {}, "test-other": {}}})
+        for system, never_heard in {"baseline": 50.0, "ensemble": 35.0, "student": student}.items():
+            _write(exp / f"decode/{system}/results.json",
+                   {"lmwt": "10", "test_parts": ["test", "test-other"], "dev_wer_by_lmwt": {"10": 20.0},
+                    "dev": {"wer": 20.0}, "test": {"wer": 25.0}, "test-other": {"wer": never_heard}})
+    assert report.main(["--exp-dir", str(tmp_path / "s1"), "--num-members", "2", "--no-plots"]) == 0
+    md = (tmp_path / "s1" / "RESULTS.md").read_text()
+    assert "| dev WER % | test WER % | test-other WER % |" in md
+    assert _row(md, "GMM tri2 (labels and graph)")[3:6] == ["25.00", "40.00", "60.00"]
+    assert _row(md, "baseline")[3:6] == ["20.00", "25.00", "50.00"]
+    assert _row(md, "distilled single model")[5:] == ["40.00", "60.8", "10.7"]
+    assert "test-other is the never-heard test set" in md and "Klatt" in md
+    # Three seeds' path (two here): the mean in Table 1 and a per-seed never-heard WER table.
+    assert report.main(["--exp-dir", str(tmp_path / "s1"), "--num-members", "2", "--no-plots",
+                        "--seed-exp-dirs", str(tmp_path / "s2"), "--seeds", "1", "2"]) == 0
+    md = (tmp_path / "s1" / "RESULTS.md").read_text()
+    assert _row(md, "distilled single model")[5] == "42.00"
+    section = md[md.index("Test-other WER % (GMM tri2: 60.00)"):]
+    assert _row(section, "2")[1:4] == ["50.00", "35.00", "44.00"]
+    assert _row(section, "mean ± sd")[3] == "42.00 ± 2.83"

@@ -229,11 +229,11 @@ class _CrashingTeacher(EnsembleTeacher):
         super().__init__(models)
         self.calls, self.crash_after = 0, crash_after
 
-    def member_logits(self, x):
+    def member_logits(self, x, frame_idx=None):
         self.calls += 1
         if self.crash_after is not None and self.calls > self.crash_after:
             raise RuntimeError("simulated crash")
-        return super().member_logits(x)
+        return super().member_logits(x, frame_idx)
 
 
 def test_interrupted_write_resumes_from_the_last_chunk(bank, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -11,9 +13,10 @@ import pytest
 import soundfile
 
 from asr_kd.bin.synth_corpus import main as synth_corpus_main
-from asr_kd.data.synth import PRESETS, SPLITS, TRANSFER_SPLIT, CorpusSize, plan_corpus, synthesize_corpus
+from asr_kd.data.synth import (NEVER_HEARD_SPLIT, PRESETS, SPLITS, TRANSFER_SPLIT, CorpusSize, plan_corpus,
+                               synthesize_corpus)
 from asr_kd.data.text import cmudict_words, load_sentence_pool
-from asr_kd.data.voices import ARPABET, ENGINES
+from asr_kd.data.voices import ARPABET, ENGINES, NEVER_HEARD_VARIANTS, never_heard_catalog, speaker_catalog
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,7 @@ def corpus(tmp_path_factory) -> tuple[Path, dict]:
     return out, summary
 
 
-ALL_SPLITS = (*SPLITS, TRANSFER_SPLIT)
+ALL_SPLITS = (*SPLITS, TRANSFER_SPLIT, NEVER_HEARD_SPLIT)
 
 
 def read_trans(root: Path) -> dict[str, dict[str, str]]:
@@ -71,7 +74,8 @@ def test_tiny_corpus_has_about_ten_minutes_and_every_engine_in_every_split(corpu
         seconds = sum(soundfile.info(str(p)).duration for p in (root / "LibriSpeech" / split).glob("*/*/*.flac"))
         assert summary["splits"][split]["hours"] == pytest.approx(seconds / 3600, abs=1e-3)
         assert summary["splits"][split]["utterances"] == len(read_trans(root)[split])
-        assert set(summary["engines"][split]) == set(ENGINES)
+        # the never-heard voices are espeak-ng's Klatt variants
+        assert set(summary["engines"][split]) == ({"espeak-ng"} if split == NEVER_HEARD_SPLIT else set(ENGINES))
         total += seconds
     planned = sum(PRESETS["tiny"].hours(s) for s in ALL_SPLITS) * 3600
     assert 0.7 * planned < total < 1.4 * planned
@@ -98,7 +102,8 @@ def test_dev_and_test_sentences_are_absent_from_train_and_lm_text(corpus):
     train = set(trans["train-clean-100"].values())
     transfer = set(trans[TRANSFER_SPLIT].values())
     lm_text = set((root / "lm-text.txt").read_text().splitlines())
-    held_out = set(trans["dev-clean"].values()) | set(trans["test-clean"].values())
+    held_out = set(trans["dev-clean"].values()) | set(trans["test-clean"].values()) | set(
+        trans[NEVER_HEARD_SPLIT].values())
     assert held_out and not held_out & (train | transfer) and not held_out & lm_text
     assert not train & transfer
     assert train | transfer <= lm_text  # training text may feed the LM, as in LibriSpeech
@@ -110,9 +115,55 @@ def test_adding_a_transfer_split_leaves_the_other_splits_as_they_were(corpus):
     tiny = PRESETS["tiny"]
     without = plan_corpus(sentences, CorpusSize(tiny.train_hours, tiny.dev_hours, tiny.test_hours), seed=0)
     with_transfer = plan_corpus(sentences, tiny, seed=0)
-    assert [c for c in with_transfer.chapters if c.split != TRANSFER_SPLIT] == list(without.chapters)
+    assert [c for c in with_transfer.chapters if c.split not in (TRANSFER_SPLIT, NEVER_HEARD_SPLIT)] == list(
+        without.chapters)
     assert any(c.split == TRANSFER_SPLIT for c in with_transfer.chapters)
     assert with_transfer.lm_sentences == without.lm_sentences
+
+
+def _speakers_by_split(plan) -> dict[str, set[tuple[str, str]]]:
+    """split -> the (engine, voice) pairs of its speakers."""
+    voices: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for split, speaker in plan.speakers.values():
+        voices[split].add((speaker.engine, speaker.voice))
+    return voices
+
+
+@pytest.mark.parametrize("preset", ["tiny", "mini"])
+def test_never_heard_split_reads_test_cleans_sentences_in_a_voice_family_no_other_split_has(corpus, preset):
+    root, _ = corpus
+    sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
+    plan = plan_corpus(sentences, PRESETS[preset], seed=0)
+    voices = _speakers_by_split(plan)
+    never_heard = voices.pop(NEVER_HEARD_SPLIT)
+    assert never_heard and all(v.split("+")[1] in NEVER_HEARD_VARIANTS for _, v in never_heard)
+    # not in this plan's other splits, nor in any catalog the other splits draw from, whatever their size
+    assert not never_heard & set().union(*voices.values())
+    assert not never_heard & {(s.engine, s.voice) for e in ENGINES for s in speaker_catalog(e)}
+    assert {(s.engine, s.voice) for s in never_heard_catalog()} >= never_heard
+    by_split = defaultdict(list)
+    for chapter in plan.chapters:
+        by_split[chapter.split] += [sentence for _, sentence in chapter.utterances]
+    assert by_split[NEVER_HEARD_SPLIT] == by_split["test-clean"]  # the same sentences, as many, in order
+    assert not set(by_split[NEVER_HEARD_SPLIT]) & set(plan.lm_sentences)
+    # as many speakers as test-clean, none of them a speaker id of another split
+    ids = defaultdict(set)
+    for speaker_id, (split, _) in plan.speakers.items():
+        ids[split].add(speaker_id)
+    assert len(ids[NEVER_HEARD_SPLIT]) == len(ids["test-clean"])
+
+
+@pytest.mark.parametrize("preset", ["tiny", "mini"])
+def test_adding_the_never_heard_split_leaves_every_other_split_as_it_was(corpus, preset):
+    root, _ = corpus
+    sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
+    size = PRESETS[preset]
+    assert size.never_heard  # the tests' corpus and the README demo's have it
+    without = plan_corpus(sentences, dataclasses.replace(size, never_heard=False), seed=0)
+    with_it = plan_corpus(sentences, size, seed=0)
+    assert [c for c in with_it.chapters if c.split != NEVER_HEARD_SPLIT] == list(without.chapters)
+    assert {k: v for k, v in with_it.speakers.items() if v[0] != NEVER_HEARD_SPLIT} == without.speakers
+    assert with_it.lm_sentences == without.lm_sentences
 
 
 def test_sentence_pool_is_clean_and_from_every_source(corpus):
@@ -196,6 +247,23 @@ def test_rerun_redoes_only_the_unfinished_chapter_identically(corpus, tmp_path):
     assert victim.exists()
     for name, samples in audio_before.items():  # the engines are deterministic
         assert np.array_equal(soundfile.read(str(victim.parent / name))[0], samples), name
+
+
+def test_a_corpus_made_without_the_never_heard_split_is_extended_in_place(corpus, tmp_path):
+    root, summary = corpus
+    copy = tmp_path / "corpus"
+    shutil.copytree(root, copy)
+    shutil.rmtree(copy / "LibriSpeech" / NEVER_HEARD_SPLIT)
+    config = json.loads((copy / "synth-config.json").read_text())
+    del config["size"]["never_heard"]  # the record of a corpus made before the split existed
+    (copy / "synth-config.json").write_text(json.dumps(config))
+    before = {p: p.stat().st_mtime_ns for p in (copy / "LibriSpeech").rglob("*") if p.is_file()}
+
+    assert synthesize_corpus(copy, preset="tiny", seed=0, num_workers=1) == summary
+    for path, mtime in before.items():
+        assert path.name == "SPEAKERS.TXT" or path.stat().st_mtime_ns == mtime, path
+    assert json.loads((copy / "synth-config.json").read_text())["size"]["never_heard"] is True
+    assert read_trans(copy)[NEVER_HEARD_SPLIT] == read_trans(root)[NEVER_HEARD_SPLIT]
 
 
 def test_cli_resumes_a_finished_corpus_and_refuses_other_settings(corpus, capsys):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -262,7 +263,8 @@ def stopped_run(data):
 
 
 @pytest.mark.parametrize("case", ["other data", "other model", "init-from shape", "store and teacher",
-                                  "temperature 0", "batch too large", "corrupt store"])
+                                  "temperature 0", "batch too large", "corrupt store", "store classes",
+                                  "teacher classes", "dev bank classes"])
 def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, single_run, stopped_run, tmp_path,
                                                                      capsys, case):
     from asr_kd.distill.ensemble import EnsembleTeacher
@@ -280,6 +282,17 @@ def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, singl
         raw = bytearray(probs.read_bytes())
         raw[-5] ^= 0x10
         probs.write_bytes(bytes(raw))
+    if case in ("store classes", "teacher classes"):
+        # A teacher of two more classes; its store is of the same frames (so the bank checksum matches).
+        wide = FrameClassifier(replace(FrameClassifier.load(teacher).config, num_outputs=NUM_CLASSES + 2))
+        wide.save(tmp_path / "wide.pt")
+        wide_bank = FrameBank.build(data["root"] / "train" / "cuts.jsonl.gz", tmp_path / "wide-bank", cmvn=data["cmvn"],
+                                    num_classes=NUM_CLASSES + 2)
+        SoftTargetStore.write(EnsembleTeacher.load([tmp_path / "wide.pt"]), wide_bank, tmp_path / "wide-soft",
+                              temperature=2.0, k=4, amp=False, fidelity_frames=0)
+    if case == "dev bank classes":
+        shutil.copytree(data["bank"] / "train", tmp_path / "bank" / "train")
+        FrameBank.build(data["dev_cuts"], tmp_path / "bank" / "dev", cmvn=data["cmvn"], num_classes=NUM_CLASSES + 1)
     extra, expected = {
         "other data": (["--subset-fraction", "0.5"],
                        [f"{ckpt}: cannot resume with other data settings", "subset_fraction", "--no-resume"]),
@@ -295,6 +308,14 @@ def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, singl
                             [f"{data['bank'] / 'train'}: ", "fewer than one step of 100000", "--batch-size"]),
         "corrupt store": (["--soft-targets-dir", str(tmp_path / "soft"), "--temperature", "2"],
                           [f"{tmp_path / 'soft'}: its arrays", "arrays_sha256"]),
+        "store classes": (["--soft-targets-dir", str(tmp_path / "wide-soft"), "--temperature", "2"],
+                          [f"{tmp_path / 'wide-soft'}: {NUM_CLASSES + 2} classes, the frame bank has {NUM_CLASSES}"]),
+        "teacher classes": (["--teacher-checkpoints", str(tmp_path / "wide.pt")],
+                            [f"{tmp_path / 'wide.pt'}: a teacher of {NUM_CLASSES + 2} classes",
+                             f"{data['bank'] / 'train'} has {NUM_CLASSES}"]),
+        "dev bank classes": (["--frame-bank", str(tmp_path / "bank")],  # the last --frame-bank counts
+                             [f"{tmp_path / 'bank' / 'dev'}: feat_dim/num_classes 40/{NUM_CLASSES + 1} differ",
+                              f"training bank's 40/{NUM_CLASSES}"]),
     }[case]
     capsys.readouterr()
     assert train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), *TRAIN_ARGS, *extra]) == 2
@@ -411,7 +432,8 @@ def test_frame_accuracy_cli_on_cuts_and_on_bank(data, single_run, tmp_path, caps
     on_cuts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert on_cuts["num_frames"] == on_bank["num_frames"]
     assert abs(on_cuts["accuracy"] - on_bank["accuracy"]) < 0.01  # fp32 features vs the bank's fp16
-    assert frame_accuracy_main(["--model", str(tmp_path / "nope.pt"), "--frame-bank", str(data["bank"] / "dev")]) == 2
+    assert frame_accuracy_main(["--model", str(tmp_path / "nope.pt"), "--frame-bank", str(data["bank"] / "dev"),
+                                "--device", "cpu"]) == 2
 
 
 def test_subset_is_seeded_whole_utterances(data):

@@ -15,7 +15,8 @@ from asr_kd.utils.errors import InputError
 SHORT = "THE DOG BARKED"
 LONG = "THE OLD MAN WALKED SLOWLY DOWN THE ROAD TOWARDS THE RIVER AND SAT ON A STONE"  # 15 words
 SILENCE_FLOOR = 1e-3  # -60 dBFS; speech sits around -20 dBFS
-VOICES = {"espeak-ng": ["en-us+m1", "en-gb-scotland+f2", "en-gb-x-rp+m3"],
+# The espeak-ng list ends with never-heard (Klatt) voices: they must speak real audio as the others do.
+VOICES = {"espeak-ng": ["en-us+m1", "en-gb-scotland+f2", "en-gb-x-rp+m3", "en-us+klatt", "en-gb-x-rp+klatt4"],
           "flite": list(FLITE_VOICES), "festival": list(FESTIVAL_VOICES)}
 
 

@@ -19,9 +19,9 @@ from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.decode.decoder import DecodeOptions, load_graph
 from asr_kd.decode.sweep import sweep_lm_weights
 from asr_kd.gmm.features import compute_gmm_features
-from asr_kd.gmm.lang_files import read_symbols
 from asr_kd.gmm.stages import SYSTEMS, load_cuts, system_config
 from asr_kd.gmm.system import GmmSystem
+from asr_kd.lang.phones import read_symbol_table
 from asr_kd.score.wer import parse_lm_weights
 from asr_kd.utils import setup_logging
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         system = GmmSystem.load(sys_dir)
         cmvn = system_config(sys_dir).get("cmvn", "speaker")
         graph = load_graph(graph_dir / "HCLG.fst")
-        id_to_word = {i: w for w, i in read_symbols(graph_dir / "words.txt").items()}
+        id_to_word = {i: w for w, i in read_symbol_table(graph_dir / "words.txt").items()}
         opts = DecodeOptions(beam=args.beam, max_active=args.max_active, lattice_beam=args.lattice_beam,
                              decoder=args.decoder, num_workers=args.num_workers)
         fbank_dir = args.fbank_dir or args.exp_dir / "data" / "fbank"

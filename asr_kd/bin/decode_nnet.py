@@ -6,13 +6,18 @@ With several --model checkpoints the posterior is the ensemble's arithmetic mean
 
 Decoding (Kaldi's decode.sh + score.sh): dev is decoded at every --lm-weights value (acoustic
 scale 1/weight; with --extend-lm-weights N, up to N more past an edge that holds the best), the
-weight with the fewest dev errors is chosen and test is decoded and scored with it. Writes <out-dir>/{dev,test}/scoring/<lmwt>.txt (Kaldi `text`), <out-dir>/scoring/
-(wer_<lmwt>, per_utt_{dev,test}.txt, wer_summary.*) and <out-dir>/results.json (WER, LM weight,
-RTF, frame accuracy when the cuts carry pdf_ids, model size, data size, command, hardware).
+weight with the fewest dev errors is chosen and every test part is decoded and scored with it (no
+sweep of its own). Writes <out-dir>/{dev,test,<part>}/scoring/<lmwt>.txt (Kaldi `text`),
+<out-dir>/scoring/ (wer_<lmwt>, per_utt_{dev,test,<part>}.txt, wer_summary.*) and
+<out-dir>/results.json (WER, LM weight, RTF, frame accuracy when the cuts carry pdf_ids, model
+size, data size, command, hardware).
 
 Data: lhotse cuts with features (--dev-cuts / --test-cuts, e.g. the tri2 alignment cuts), or a
 LibriSpeech-layout part directory (--dev-dir / --test-dir, e.g. LibriSpeech/dev-clean), whose
-fbank is computed into <out-dir>/data first.
+fbank is computed into <out-dir>/data first; audio of such a directory at any sample rate is
+resampled to 16 kHz through lhotse (logged, and counted in results.json's data record). Several
+test parts may be given: the first is named `test`, each later one by its part
+(cuts_test-other.jsonl.gz or LibriSpeech/test-other: `test-other`).
 
 Frame accuracy alone (no decoding): `asr-kd frame-accuracy`.
 
@@ -60,8 +65,10 @@ def get_parser() -> argparse.ArgumentParser:
                    "speaker means are taken over each part's own utterances)")
     g.add_argument("--dev-cuts", type=Path, help="dev lhotse cuts with features (LM weight chosen here)")
     g.add_argument("--dev-dir", type=Path, help="or a LibriSpeech-layout dev part directory")
-    g.add_argument("--test-cuts", type=Path, help="test lhotse cuts with features (decoded at dev's LM weight)")
-    g.add_argument("--test-dir", type=Path, help="or a LibriSpeech-layout test part directory")
+    g.add_argument("--test-cuts", type=Path, nargs="+", default=[],
+                   help="test lhotse cuts with features, one or more parts (decoded at dev's LM weight)")
+    g.add_argument("--test-dir", type=Path, nargs="+", default=[],
+                   help="or LibriSpeech-layout test part directories")
     g.add_argument("--out-dir", type=Path, help="where hypotheses, WER reports and results.json go")
     g.add_argument("--lm-weights", default="10", help="comma-separated LM weights tried on dev (acoustic scale 1/w)")
     g.add_argument("--extend-lm-weights", type=int, default=0,
@@ -86,8 +93,32 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def part_name(source: Path) -> str:
+    """A test part's name from its source: `test-other` from LibriSpeech/test-other or cuts_test-other.jsonl.gz."""
+    name = source.name
+    for suffix in (".gz", ".jsonl"):
+        name = name.removesuffix(suffix)
+    return name.removeprefix("cuts_")
+
+
+def test_sources(cuts: Sequence[Path], dirs: Sequence[Path]) -> dict[str, tuple[Path | None, Path | None]]:
+    """name -> (cuts, dir) of the test parts: the first is `test` (outputs under <out-dir>/test), the others by
+    `part_name`."""
+    if cuts and dirs:
+        raise InputError("give the test parts either as --test-cuts or as --test-dir, not both")
+    sources = [(c, None) for c in cuts] + [(None, d) for d in dirs]
+    named: dict[str, tuple[Path | None, Path | None]] = {}
+    for i, (c, d) in enumerate(sources):
+        name = "test" if i == 0 else part_name(c or d)  # type: ignore[arg-type]
+        if name in named or name in ("dev", "scoring", "data", "log"):
+            raise InputError(f"{c or d}: a test part named {name!r} clashes with another output of the decode")
+        named[name] = (c, d)
+    return named
+
+
 def load_part(cuts_path: Path | None, part_dir: Path | None, work_dir: Path, what: str):
-    """A CutSet with features: from a manifest, or made from a LibriSpeech-layout part directory."""
+    """A CutSet with features: from a manifest, or made from a LibriSpeech-layout part directory (resampled
+    to 16 kHz where its audio has another rate)."""
     from lhotse import CutSet
 
     if (cuts_path is None) == (part_dir is None):
@@ -103,8 +134,8 @@ def load_part(cuts_path: Path | None, part_dir: Path | None, work_dir: Path, wha
         if not part_dir.is_dir():
             raise InputError(f"{part_dir}: no such LibriSpeech part directory")
         part = part_dir.name
-        prepare_manifests(part_dir.parent, work_dir / "manifests", [part])
-        compute_fbank(work_dir / "manifests", work_dir / "fbank", [part])
+        prepare_manifests(part_dir.parent, work_dir / "manifests", [part], resample_parts=[part])
+        compute_fbank(work_dir / "manifests", work_dir / "fbank", [part], resample_parts=[part])
         cuts = CutSet.from_file(fbank_cuts_path(work_dir / "fbank", part))
     for cut in cuts:
         if not cut.has_features:
@@ -140,6 +171,9 @@ class PartScores:
                     raise InputError(f"cut {cut.id}: features of dim {feats.shape[1]}, the model expects "
                                      f"{self.scorer.feat_dim}")
                 logp = self.scorer.log_posteriors(normalise(cut, feats) if normalise is not None else feats)
+                if not np.isfinite(logp).all():
+                    raise InputError(f"cut {cut.id}: the model's scores hold NaN or inf "
+                                     f"({cut.features.storage_path}; --model {', '.join(map(str, self.scorer.paths))})")
                 if cut.custom and "pdf_ids" in cut.custom:
                     labels = np.asarray(cut.load_custom("pdf_ids"))
                     if labels.shape == (logp.shape[0],):
@@ -191,15 +225,21 @@ def decode_part(scores: PartScores, cuts, graph, tm, opts, lm_weights: Sequence[
 
 
 def _data_size(cuts, part: dict) -> dict:
-    return {"utterances": part["utterances"], "hours": round(part["audio_seconds"] / 3600, 4),
+    from asr_kd.data.features import resampled_rates
+
+    size = {"utterances": part["utterances"], "hours": round(part["audio_seconds"] / 3600, 4),
             "words": sum(len(s.text.split()) for c in cuts for s in c.supervisions if s.text)}
+    rates = resampled_rates(cuts)
+    if rates:  # source rate -> utterances lhotse resampled to 16 kHz before fbank
+        size["resampled_from_hz"] = {str(rate): n for rate, n in sorted(rates.items())}
+    return size
 
 
 def decode(args: argparse.Namespace, device: torch.device) -> None:
     """Decode dev at every LM weight, test at dev's best; write reports and results.json."""
     from asr_kd.data.cmvn import CmvnStats
     from asr_kd.decode.decoder import DecodeOptions, load_graph
-    from asr_kd.gmm.lang_files import read_symbols
+    from asr_kd.lang.phones import read_symbol_table
     from asr_kd.gmm.model_io import load_transition_model
     from asr_kd.report.hardware import describe_hardware
     from asr_kd.score.wer import parse_lm_weights, score_dev_test, select_lm_weight, weight_beyond_edge
@@ -216,13 +256,15 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
     setup_logging(out_dir / "log" / "decode.log")
     scorer = make_scorer(args, device)
     cmvn = CmvnStats.load(args.cmvn) if args.cmvn is not None else None
+    if cmvn is not None and cmvn.dim != scorer.feat_dim:
+        raise InputError(f"{args.cmvn}: CMVN stats of dim {cmvn.dim}, the model takes {scorer.feat_dim}-dim features")
     if not args.transition_model.is_file():
         raise InputError(f"{args.transition_model}: transition model not found")
     tm = load_transition_model(args.transition_model)
     if tm.num_pdfs != scorer.num_outputs:
         raise InputError(f"{args.transition_model}: {tm.num_pdfs} pdfs, the model has {scorer.num_outputs} outputs")
     graph = load_graph(args.graph_dir / "HCLG.fst")
-    id_to_word = {i: w for w, i in read_symbols(args.graph_dir / "words.txt").items()}
+    id_to_word = {i: w for w, i in read_symbol_table(args.graph_dir / "words.txt").items()}
     opts = DecodeOptions(beam=args.beam, max_active=args.max_active, lattice_beam=args.lattice_beam,
                          decoder=args.decoder, num_workers=args.num_workers)
 
@@ -245,17 +287,18 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
     if weight_beyond_edge(list(dev["hyps"]), best) is not None:
         log.warning("dev's best LM weight %s is at the edge of the weights tried (%s)", best,
                     ", ".join(sorted(dev["hyps"], key=float)))
-    test = test_refs = None
-    if args.test_cuts is not None or args.test_dir is not None:
-        test_cuts = load_part(args.test_cuts, args.test_dir, out_dir / "data", "test")
-        test = decode_part(PartScores(scorer, cmvn, args.chunk_utts), test_cuts, graph, tm, opts, [best],
-                           id_to_word, out_dir / "test")
-        test_refs = references(test_cuts)
-    summary = score_dev_test(out_dir / "scoring", dev_refs, dev.pop("hyps"), test_refs,
-                             test.pop("hyps") if test else None)
-    parts = {"dev": (dev, dev_cuts)} | ({"test": (test, test_cuts)} if test else {})
+    parts = {"dev": (dev, dev_cuts)}
+    tests = {}
+    for name, (cuts_file, part_dir) in test_sources(args.test_cuts, args.test_dir).items():
+        cuts = load_part(cuts_file, part_dir, out_dir / "data", "test")
+        part = decode_part(PartScores(scorer, cmvn, args.chunk_utts), cuts, graph, tm, opts, [best],
+                           id_to_word, out_dir / name)
+        tests[name] = (references(cuts), part.pop("hyps"))
+        parts[name] = (part, cuts)
+    summary = score_dev_test(out_dir / "scoring", dev_refs, dev.pop("hyps"), more_tests=tests)
     result = {
         "models": [str(p) for p in args.model], "num_models": len(args.model),
+        "test_parts": list(tests),
         "specialists": [str(p) for p in args.specialists or []],
         "num_params": scorer.num_params, "num_params_per_model": scorer.num_params // len(args.model),
         "lmwt": summary["lmwt"], "dev_wer_by_lmwt": summary["dev_wer_by_lmwt"],
@@ -273,7 +316,7 @@ def decode(args: argparse.Namespace, device: torch.device) -> None:
         }
     atomic_write_json(results_path, result)
     log.info("dev WER %.2f%% at LM weight %s%s", result["dev"]["wer"], best,
-             f", test WER {result['test']['wer']:.2f}%" if test else "")
+             "".join(f", {name} WER {result[name]['wer']:.2f}%" for name in tests))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

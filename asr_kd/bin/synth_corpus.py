@@ -20,7 +20,9 @@ def get_parser() -> argparse.ArgumentParser:
         description=(
             "Speak sentences from Debian text packages (fortunes, KJV and WEB bibles, WordNet) with "
             "espeak-ng, flite and festival voices into <out-dir>/LibriSpeech/{train-clean-100,dev-clean,"
-            "test-clean}/SPK/CHAP/, plus SPEAKERS.TXT, lm-text.txt (no dev/test sentence), per-chapter "
+            "test-clean,test-other}/SPK/CHAP/ (test-other: the never-heard test set, test-clean's sentences read by "
+            "espeak-ng's Klatt voices, a family no other split uses), plus SPEAKERS.TXT, lm-text.txt (no dev/test "
+            "sentence), per-chapter "
             "phone CTMs (flite and festival) and summary.json / summary.md. Rerunning resumes: finished "
             "chapters (those with a trans.txt) are skipped."),
         epilog="example: python -m asr_kd.bin.synth_corpus --out-dir /tmp/corpus --preset mini --num-workers 2",

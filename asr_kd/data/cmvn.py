@@ -10,7 +10,7 @@ applied when a frame bank is built and when a model scores or decodes cuts (`nor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 
@@ -37,10 +37,16 @@ class CmvnStats:
     std: np.ndarray
     count: int
     mode: NormMode = "global"
+    source: str = field(default="", compare=False)  # the file the stats were loaded from, for error messages
 
     def __post_init__(self) -> None:
         if self.mode not in NORM_MODES:
             raise InputError(f"CMVN mode must be one of {', '.join(NORM_MODES)}, got {self.mode!r}")
+
+    @property
+    def name(self) -> str:
+        """'the CMVN stats FILE' (no file if they were not loaded from one), for error messages."""
+        return f"the CMVN stats {self.source}" if self.source else "the CMVN stats"
 
     @property
     def dim(self) -> int:
@@ -53,7 +59,7 @@ class CmvnStats:
         In "utterance" mode the offset defaults to the features' own mean; in "speaker" mode it must be given.
         """
         if feats.shape[-1] != self.dim:
-            raise InputError(f"features have dim {feats.shape[-1]} but the CMVN stats have dim {self.dim}")
+            raise InputError(f"features have dim {feats.shape[-1]} but {self.name} have dim {self.dim}")
         if self.mode == "utterance" and offset is None:
             offset = utterance_mean(feats)
         if self.mode == "speaker" and offset is None:
@@ -77,7 +83,9 @@ class CmvnStats:
         """Read stats written by `save`; a missing file is an InputError naming it."""
         if not Path(path).is_file():
             raise InputError(f"CMVN stats file {path} does not exist (run the feature stage first)")
-        return cls.from_dict(read_json(path))
+        stats = cls.from_dict(read_json(path))
+        stats.source = str(path)
+        return stats
 
 
 class _Accumulator:
@@ -133,6 +141,8 @@ def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarr
     means = speaker_means(cuts) if stats.mode == "speaker" else {}
 
     def normalise(cut: Any, feats: np.ndarray) -> np.ndarray:
+        if feats.shape[-1] != stats.dim:
+            raise InputError(f"cut {cut.id}: features of dim {feats.shape[-1]}, {stats.name} have dim {stats.dim}")
         return stats.apply(feats, means[speaker_of(cut)] if stats.mode == "speaker" else None)
 
     return normalise

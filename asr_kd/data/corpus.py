@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -29,11 +30,13 @@ SAMPLE_RATE = 16000  # LibriSpeech's, and the rate the fbank settings and every 
 
 @dataclass
 class PartReport:
-    """What the check found in one part: utterances usable and the ones skipped, with reasons."""
+    """What the check found in one part: utterances usable, the ones skipped (with reasons), and the
+    usable audio's sample rates other than SAMPLE_RATE (rate -> files) in a part that may be resampled."""
 
     part: str
     num_utterances: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    other_rates: Counter = field(default_factory=Counter)
 
 
 def find_librispeech_root(corpus_dir: str | Path) -> Path:
@@ -50,8 +53,12 @@ def find_librispeech_root(corpus_dir: str | Path) -> Path:
     )
 
 
-def _check_audio(path: Path) -> str | None:
-    """Return why `path` is unusable audio, or None when its header is sound."""
+def _check_audio(path: Path, other_rates: Counter | None = None) -> str | None:
+    """Return why `path` is unusable audio, or None when its header is sound.
+
+    With `other_rates` (a part that is only decoded) a rate other than SAMPLE_RATE is counted there,
+    to be resampled at feature extraction, instead of refused.
+    """
     if not path.is_file():
         return "audio file is missing"
     if path.stat().st_size == 0:
@@ -64,19 +71,22 @@ def _check_audio(path: Path) -> str | None:
         return "audio file holds no samples"
     if info.channels != 1:
         return f"audio has {info.channels} channels, expected mono"
-    if info.samplerate != SAMPLE_RATE:
-        # Features at another rate would not be the ones the models were trained on: refuse rather
-        # than decode or train on them.
+    if info.samplerate != SAMPLE_RATE and other_rates is not None:
+        other_rates[info.samplerate] += 1
+    elif info.samplerate != SAMPLE_RATE:
+        # Training audio at another rate is refused rather than resampled: every training frame would
+        # carry the resampler's band edge, and a corpus of mixed rates is more likely a mistake.
         return (f"audio is sampled at {info.samplerate} Hz, expected {SAMPLE_RATE} (resample it first, "
                 f"e.g. sox IN.flac -r {SAMPLE_RATE} OUT.flac)")
     return None
 
 
-def check_part(root: Path, part: str, skip_bad: bool = False) -> PartReport:
+def check_part(root: Path, part: str, skip_bad: bool = False, resample: bool = False) -> PartReport:
     """Check every transcript line of `part` against its audio.
 
     Raises InputError on the first problem unless `skip_bad`, in which case the bad utterances
-    are listed in the report (the caller warns with the count).
+    are listed in the report (the caller warns with the count). With `resample` (a part that is
+    only decoded) audio at any sample rate is accepted and counted in `report.other_rates`.
     """
     part_dir = root / part
     if not part_dir.is_dir():
@@ -93,7 +103,7 @@ def check_part(root: Path, part: str, skip_bad: bool = False) -> PartReport:
             utt_id = fields[0]
             if not _UTT_ID.match(utt_id) or len(fields) < 2:
                 raise InputError(f"{trans}:{lineno}: expected 'SPK-CHAP-NNNN WORDS ...', got {line!r}")
-            problem = _check_audio(trans.parent / f"{utt_id}.flac")
+            problem = _check_audio(trans.parent / f"{utt_id}.flac", report.other_rates if resample else None)
             if problem is None:
                 report.num_utterances += 1
                 continue

@@ -14,6 +14,7 @@ from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
 from lhotse.utils import compute_num_frames
 
 from asr_kd.data.cmvn import NORM_MODES, compute_cmvn, compute_input_norm, save_speaker_cmvn
+from asr_kd.data.corpus import SAMPLE_RATE
 from asr_kd.data.prepare import manifest_paths
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path
@@ -64,6 +65,18 @@ def _check_no_cut_dropped(before: CutSet, after: CutSet) -> None:
     )
 
 
+def resampled_rates(cuts: CutSet) -> dict[int, int]:
+    """Source sample rate -> number of cuts whose audio lhotse resampled to SAMPLE_RATE (from the manifest)."""
+    rates: dict[int, int] = {}
+    for cut in cuts:
+        for transform in cut.recording.transforms or ():
+            record = transform if isinstance(transform, dict) else transform.to_dict()  # as read, or as made
+            if record["name"] == "Resample":
+                rate = int(record["kwargs"]["source_sampling_rate"])
+                rates[rate] = rates.get(rate, 0) + 1
+    return rates
+
+
 def check_frame_counts(cuts: CutSet) -> None:
     """Each cut's feature matrix has the frame count its duration implies."""
     for cut in cuts:
@@ -98,11 +111,13 @@ def compute_fbank(
     fbank_dir: str | Path,
     parts: Sequence[str],
     num_jobs: int = 2,
+    resample_parts: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Compute fbank for each part's recordings into lilcom storage; write `cuts_<part>.jsonl.gz`.
 
     A part whose cut manifest exists is skipped (resumable). With `num_jobs` > 1 one pool of
-    worker processes serves all parts (each worker start imports torch and lhotse anew).
+    worker processes serves all parts (each worker start imports torch and lhotse anew). Audio of
+    `resample_parts` not at 16 kHz is resampled by lhotse first; the cuts' recordings record it.
     """
     fbank_dir = Path(fbank_dir)
     fbank_dir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +139,13 @@ def compute_fbank(
             if not sup_path.is_file():
                 raise InputError(f"{sup_path} does not exist: prepare the manifests of {part} first")
             cuts = CutSet.from_manifests(recordings=load_manifest(rec_path), supervisions=load_manifest(sup_path))
+            if part in resample_parts:
+                cuts = cuts.resample(SAMPLE_RATE).to_eager()  # a no-op for cuts already at SAMPLE_RATE
+                rates = resampled_rates(cuts)
+                if rates:
+                    log.info("%s: resampling %s to %d Hz through lhotse before fbank", part,
+                             ", ".join(f"{n} recordings at {rate} Hz" for rate, n in sorted(rates.items())),
+                             SAMPLE_RATE)
             log.info("%s: computing fbank for %d cuts with %d jobs", part, len(cuts), num_jobs)
             if num_jobs > 1 and executor is None:
                 executor = stack.enter_context(feature_workers(num_jobs))

@@ -10,7 +10,7 @@ from lhotse import RecordingSet, SupervisionSet, fix_manifests, validate_recordi
 from lhotse.recipes import prepare_librispeech
 from lhotse.recipes.librispeech import parse_utterance
 
-from asr_kd.data.corpus import PartReport, check_part, find_librispeech_root
+from asr_kd.data.corpus import SAMPLE_RATE, PartReport, check_part, find_librispeech_root
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path
 
@@ -50,12 +50,14 @@ def prepare_manifests(
     parts: Sequence[str] = DEFAULT_PARTS,
     skip_bad_audio: bool = False,
     num_jobs: int = 2,
+    resample_parts: Sequence[str] = (),
 ) -> dict[str, PartReport]:
     """Check each part, then write lhotse recording and supervision manifests for it.
 
     Parts whose manifests exist are skipped (resumable). Without `skip_bad_audio` any missing,
     empty or corrupt audio file is an error naming the file; with it, such utterances are left
-    out with a counted warning.
+    out with a counted warning. Audio not at 16 kHz is an error too, except in `resample_parts`
+    (parts that are only decoded): `compute_fbank` resamples those.
     """
     # Absolute audio paths (as Kaldi's wav.scp has), so the manifests work from any directory.
     root = find_librispeech_root(corpus_dir).resolve()
@@ -67,7 +69,7 @@ def prepare_manifests(
         if rec_path.is_file() and sup_path.is_file():
             log.info("%s: manifests exist, skipping", part)
             continue
-        report = check_part(root, part, skip_bad=skip_bad_audio)
+        report = check_part(root, part, skip_bad=skip_bad_audio, resample=part in resample_parts)
         reports[part] = report
         if report.skipped:
             recordings, supervisions = _prepare_skipping(root, part, report)
@@ -85,4 +87,8 @@ def prepare_manifests(
         with atomic_path(sup_path) as tmp:
             supervisions.to_file(tmp)
         log.info("%s: %d utterances, %.2f h", part, len(recordings), sum(r.duration for r in recordings) / 3600)
+        if report.other_rates:
+            log.info("%s: %d of %d recordings are not at %d Hz (%s): they are resampled at feature extraction", part,
+                     sum(report.other_rates.values()), len(recordings), SAMPLE_RATE,
+                     ", ".join(f"{n} at {rate} Hz" for rate, n in sorted(report.other_rates.items())))
     return reports

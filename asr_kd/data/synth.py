@@ -4,6 +4,10 @@
 in parallel worker processes. A chapter is finished when its `SPK-CHAP.trans.txt` exists (written
 last, atomically), so an interrupted run resumes where it stopped. Dev and test speakers never
 speak in train, and dev/test sentences appear neither in train nor in `lm-text.txt`.
+
+The never-heard test set (NEVER_HEARD_SPLIT, LibriSpeech's name for its harder test set) reads
+test-clean's sentences with a voice family that no other split can draw
+(`asr_kd.data.voices.never_heard_catalog`): its WER differs from test-clean's by the voices alone.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import soundfile
 from tqdm import tqdm
 
 from asr_kd.data.text import load_sentence_pool
-from asr_kd.data.voices import ENGINES, Speaker, check_engine, speaker_catalog, synthesize
+from asr_kd.data.voices import ENGINES, Speaker, check_engine, never_heard_catalog, speaker_catalog, synthesize
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, atomic_write_text, read_json
 
@@ -33,43 +37,54 @@ SPLITS = ("train-clean-100", "dev-clean", "test-clean")
 # Extra training speech, as LibriSpeech's train-clean-360: other speakers, other sentences. The
 # recipes use its audio only, as an unlabelled transfer set that the teacher labels for the student.
 TRANSFER_SPLIT = "train-clean-360"
-PLAN_VERSION = 1  # part of the settings check: bump when planning changes
+# test-clean's sentences spoken by voices of a family no other split uses; only decoded, never trained on.
+NEVER_HEARD_SPLIT = "test-other"
+# Part of the settings check: bump when planning changes. Adding the never-heard split did not: it is
+# planned after every other split from its own random stream, so the others are as they were.
+PLAN_VERSION = 1
 
 
 @dataclass(frozen=True)
 class CorpusSize:
-    """Hours of audio to plan per split (`transfer_hours` for TRANSFER_SPLIT, 0: none)."""
+    """Hours of audio to plan per split (`transfer_hours` for TRANSFER_SPLIT, 0: none); `never_heard`:
+    plan NEVER_HEARD_SPLIT (test-clean's sentences, so its size is test-clean's)."""
 
     train_hours: float
     dev_hours: float
     test_hours: float
     transfer_hours: float = 0.0
+    never_heard: bool = False
 
     def hours(self, split: str) -> float:
         return {"train-clean-100": self.train_hours, "dev-clean": self.dev_hours,
-                "test-clean": self.test_hours, TRANSFER_SPLIT: self.transfer_hours}[split]
+                "test-clean": self.test_hours, TRANSFER_SPLIT: self.transfer_hours,
+                NEVER_HEARD_SPLIT: self.test_hours if self.never_heard else 0.0}[split]
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """The splits this size plans: the three labelled ones, then the transfer split if any."""
-        return SPLITS + ((TRANSFER_SPLIT,) if self.transfer_hours > 0 else ())
+        """The splits this size plans: the three labelled ones, the transfer split, the never-heard one."""
+        return (SPLITS + ((TRANSFER_SPLIT,) if self.transfer_hours > 0 else ())
+                + ((NEVER_HEARD_SPLIT,) if self.never_heard else ()))
 
     def settings(self) -> dict:
-        """The size as recorded in synth-config.json (no transfer field when there is none, as before it existed)."""
+        """The size as recorded in synth-config.json (no transfer or never-heard field when there is none, as
+        before they existed)."""
         record = dataclasses.asdict(self)
         if not self.transfer_hours:
             del record["transfer_hours"]
+        if not self.never_heard:
+            del record["never_heard"]
         return record
 
 
 PRESETS = {
-    # ~10 min with transcripts and 3 min of transfer audio: the test suite's corpus.
-    "tiny": CorpusSize(7 / 60, 1.5 / 60, 1.5 / 60, transfer_hours=3 / 60),
+    # ~10 min with transcripts, 3 min of transfer audio and 1.5 min never-heard: the test suite's corpus.
+    "tiny": CorpusSize(7 / 60, 1.5 / 60, 1.5 / 60, transfer_hours=3 / 60, never_heard=True),
     # The README demo: 2.5 h with alignments. 5.3 h more of teacher-labelled transfer audio did not
     # help its student (egs/synth/RESULTS.md), so the demo does not spend the synthesis time on it.
-    "mini": CorpusSize(2.5, 0.25, 0.25),
-    "small": CorpusSize(10.0, 1.0, 1.0),
-    "train-clean-100": CorpusSize(100.0, 5.4, 5.4),  # LibriSpeech's sizes
+    "mini": CorpusSize(2.5, 0.25, 0.25, never_heard=True),
+    "small": CorpusSize(10.0, 1.0, 1.0, never_heard=True),
+    "train-clean-100": CorpusSize(100.0, 5.4, 5.4, never_heard=True),  # LibriSpeech's sizes
 }
 # Share of each split's speakers (and so of its audio) per engine. Per second of audio festival
 # costs ~2.7x espeak-ng's CPU and flite ~1.7x (bench/bench_synth.py); flite and festival give
@@ -88,7 +103,7 @@ def corpus_size(preset: str | None = None, hours: float | None = None) -> Corpus
         if hours <= 0:
             raise InputError(f"--hours must be positive, got {hours}")
         held_out = min(0.1 * hours, 5.4)
-        return CorpusSize(hours, held_out, held_out)
+        return CorpusSize(hours, held_out, held_out, never_heard=True)
     if preset not in PRESETS:
         raise InputError(f"unknown corpus preset {preset!r}; choose from {', '.join(PRESETS)} or give hours")
     return PRESETS[preset]
@@ -151,8 +166,8 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
 
     Sentences are drawn without replacement, dev and test first; the LM text is every sentence
     not drawn for dev or test (train sentences included, as in LibriSpeech's LM corpus). The
-    transfer split is planned last, from its own random stream, so adding it leaves the other
-    splits exactly as they are without it.
+    transfer split, then the never-heard split, are planned last, each from its own random stream,
+    so adding either leaves the other splits exactly as they are without it.
     """
     rng = random.Random(seed)
     order = list(range(len(sentences)))
@@ -162,7 +177,7 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
         rng.shuffle(catalog)  # each speaker is taken once, so splits never share one
 
     split_speakers = {}
-    for split in size.splits:
+    for split in (s for s in size.splits if s != NEVER_HEARD_SPLIT):  # its speakers come from their own catalog
         counts = _engine_counts(num_speakers(split, size.hours(split)))
         split_speakers[split] = [catalogs[e].pop() for e in ENGINES for _ in range(counts[e])]
     total_speakers = sum(len(split_speakers[split]) for split in SPLITS)
@@ -177,7 +192,7 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
     used_chapter_ids: set[int] = set()
     cursor = 0
     held_out: set[int] = set()
-    for split in ("dev-clean", "test-clean", "train-clean-100") + size.splits[len(SPLITS):]:
+    for split in ("dev-clean", "test-clean", "train-clean-100") + ((TRANSFER_SPLIT,) if TRANSFER_SPLIT in split_speakers else ()):
         split_rng = extra_rng if split == TRANSFER_SPLIT else rng
         seconds_per_speaker = size.hours(split) * 3600 / len(split_speakers[split])
         num_chapters = max(1, math.ceil(seconds_per_speaker / 60 / _CHAPTER_MINUTES))
@@ -202,8 +217,35 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
                     utterances.append((f"{speaker_id}-{chapter_id}-{len(utterances):04d}", sentence))
                     seconds += estimated_seconds(sentence, speaker)
                 chapters.append(ChapterPlan(split, speaker_id, chapter_id, speaker, tuple(utterances)))
+    if size.never_heard:
+        chapters += _plan_never_heard(chapters, speakers, used_chapter_ids, seed)
     lm_sentences = tuple(s for i, s in enumerate(sentences) if i not in held_out)
     return CorpusPlan(speakers, tuple(chapters), lm_sentences)
+
+
+def _plan_never_heard(chapters: Sequence[ChapterPlan], speakers: dict[int, tuple[str, Speaker]],
+                      used_chapter_ids: set[int], seed: int) -> list[ChapterPlan]:
+    """NEVER_HEARD_SPLIT: each test-clean chapter again, read by a never-heard speaker (added to `speakers`).
+
+    From its own random stream, after every other split, so the others are the same with or without it.
+    """
+    rng = random.Random(f"{seed}:{NEVER_HEARD_SPLIT}")
+    voices = never_heard_catalog()
+    rng.shuffle(voices)
+    free_ids = sorted(set(range(100, 10000)) - set(speakers))
+    planned = []
+    for test_chapter in (c for c in chapters if c.split == "test-clean"):
+        speaker_id = rng.choice(free_ids)
+        free_ids.remove(speaker_id)
+        speakers[speaker_id] = (NEVER_HEARD_SPLIT, voices.pop())
+        chapter_id = rng.randrange(10000, 200000)
+        while chapter_id in used_chapter_ids:
+            chapter_id = rng.randrange(10000, 200000)
+        used_chapter_ids.add(chapter_id)
+        utterances = tuple((f"{speaker_id}-{chapter_id}-{i:04d}", sentence)
+                           for i, (_, sentence) in enumerate(test_chapter.utterances))
+        planned.append(ChapterPlan(NEVER_HEARD_SPLIT, speaker_id, chapter_id, speakers[speaker_id][1], utterances))
+    return planned
 
 
 def _chapter_done(chapter: ChapterPlan, librispeech_dir: Path) -> bool:
@@ -274,7 +316,7 @@ def summarize(plan: CorpusPlan, librispeech_dir: Path) -> dict:
     def finish(entry: dict) -> dict:
         return {**entry, "hours": round(entry["hours"], 4), "speakers": len(entry["speakers"])}
 
-    planned = [split for split in (*SPLITS, TRANSFER_SPLIT) if split in totals]
+    planned = [split for split in (*SPLITS, TRANSFER_SPLIT, NEVER_HEARD_SPLIT) if split in totals]
     splits = {split: finish(totals[split]) for split in planned}
     engines = {split: {e: finish(totals[f"{split}/{e}"]) for e in ENGINES if f"{split}/{e}" in totals}
                for split in planned}
@@ -305,11 +347,19 @@ def _speakers_txt(plan: CorpusPlan, summary: dict) -> str:
 
 
 def _check_settings(out_dir: Path, settings: dict) -> None:
-    """Refuse to resume into a directory made with other settings (it would mix two corpora)."""
+    """Refuse to resume into a directory made with other settings (it would mix two corpora).
+
+    A corpus made before the never-heard split existed (the same settings without it) is extended:
+    its other splits are planned exactly as before, so only the never-heard chapters are new.
+    """
     path = out_dir / "synth-config.json"
     if path.exists():
         previous = read_json(path)
-        if previous != settings:
+        without_never_heard = {**settings, "size": {k: v for k, v in settings["size"].items() if k != "never_heard"}}
+        if previous != settings and previous == without_never_heard:
+            logger.info("%s: adding the never-heard split %s to this corpus", out_dir, NEVER_HEARD_SPLIT)
+            atomic_write_json(path, settings)
+        elif previous != settings:
             raise InputError(f"{out_dir} holds a corpus made with other settings ({path}: {previous}); "
                              f"use another --out-dir or the same settings {settings}")
     else:

@@ -5,6 +5,9 @@ espeak-ng (formant synthesis, many accents and voice variants, no phone times), 
 and clustergen voices, phone end times from `-psdur`) and festival (two diphone voices and an HTS
 voice, phone times from the utterance's Segment relation, many sentences per process because
 start-up costs 0.2 s). Audio is written as 16 kHz mono 16-bit FLAC by sox.
+
+One voice family is kept apart for the never-heard test set (`never_heard_catalog`): espeak-ng's
+Klatt variants, which no other catalog ever offers.
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ FESTIVAL_VOICE_PACKAGES = {
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
                   "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
+# The never-heard voice family: espeak-ng's Klatt variants. They drive a Klatt cascade-parallel formant
+# synthesizer instead of espeak-ng's default one, so the source, the formant bandwidths and the spectral
+# tilt all differ from every training voice, while the lexicon and the accents' phoneme rules stay the
+# ones the systems can recognise. No new package (espeak-ng-data ships them, Debian main) and espeak-ng's
+# speed. klatt6 is left out: in espeak-ng 1.51 it gives the same samples as klatt. The others in Debian
+# main were weaker choices: festvox-kallpc8k / kdlpc8k are the kal and ked voices already in training
+# (only band-limited), and espeak-ng's named variants are the default synthesizer with other settings.
+NEVER_HEARD_VARIANTS = ("klatt", "klatt2", "klatt3", "klatt4", "klatt5")
 FLITE_VOICES = {"kal16": "M", "awb": "M", "rms": "M", "slt": "F"}
 FESTIVAL_VOICES = {"kal_diphone": "M", "ked_diphone": "M", "cmu_us_slt_arctic_hts": "F"}
 # Rate and pitch are factors around each voice's default: 7 x 7 per voice.
@@ -96,6 +107,16 @@ def speaker_catalog(engine: str) -> list[Speaker]:
         raise InputError(f"unknown TTS engine {engine!r}; choose from {', '.join(ENGINES)}")
     return [Speaker(engine, voice, rate, pitch, sex)
             for (voice, sex), rate, pitch in itertools.product(voices, RATES, PITCHES)]
+
+
+def never_heard_catalog() -> list[Speaker]:
+    """The speakers of the never-heard voice family (espeak-ng accents x Klatt variants), in a fixed order.
+
+    Disjoint from every `speaker_catalog`: no split but the never-heard one can draw them.
+    """
+    voices = [f"{a}+{v}" for a, v in itertools.product(ESPEAK_ACCENTS, NEVER_HEARD_VARIANTS)]
+    return [Speaker("espeak-ng", voice, rate, pitch, "M")
+            for voice, rate, pitch in itertools.product(voices, RATES, PITCHES)]
 
 
 def check_engine(engine: str) -> None:

@@ -25,6 +25,7 @@ class HybridScorer:
         for path in model_paths:
             if not Path(path).is_file():
                 raise InputError(f"{path}: model checkpoint not found")
+        self.paths = [Path(p) for p in model_paths]
         self.models = [OnnxFrameClassifier(p, num_threads) if Path(p).suffix == ".onnx"
                        else FrameClassifier.load(p, map_location=device).eval() for p in model_paths]
         configs = {(m.config.feat_dim, m.config.num_outputs, m.left_context, m.right_context) for m in self.models}

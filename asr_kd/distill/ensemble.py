@@ -247,9 +247,20 @@ class EnsembleTeacher(nn.Module):
             self._stacked = (skeleton, params, buffers)
         return self._stacked
 
+    def manifest_record(self) -> dict[str, Any]:
+        """What a soft-target store's manifest keeps of this teacher: mean, weights, member checkpoints."""
+        record: dict[str, Any] = {"mean": self.mean, "num_members": self.num_members}
+        if self.weights is not None:  # absent for equal weights: older stores stay valid
+            record["weights"] = list(self.weights)
+        if self.checkpoints:
+            record["checkpoints"] = list(self.checkpoints)
+        else:
+            record["weights_sha256"] = self.weights_sha256()
+        return record
+
     @torch.no_grad()
-    def member_logits(self, x: Tensor) -> Tensor:
-        """Every member's logits for input `x`: (M, B, C)."""
+    def member_logits(self, x: Tensor, frame_idx: Tensor | None = None) -> Tensor:
+        """Every member's logits for input `x`: (M, B, C). `frame_idx` is not needed (networks see `x`)."""
         if self.path == "loop":
             return torch.stack([m(x) for m in self.members])
         if self.path == "mlp":

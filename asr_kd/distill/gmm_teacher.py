@@ -192,11 +192,9 @@ class MixedTeacher:
     """GMM teachers and FrameClassifier members averaged at temperature T, with per-teacher weights.
 
     Members keep the order given (that is the order of `weights`); the FrameClassifiers run
-    together as one `EnsembleTeacher`. Offers what `SoftTargetStore.write` needs: `context`, `mean`,
-    `weights`, `num_members`, `member_logits(x, frame_idx)` and `manifest_record()`.
+    together as one `EnsembleTeacher`. A `FrameTeacher` (asr_kd.distill.teacher): GMM members need the
+    frames' bank indices in `member_logits(x, frame_idx)`.
     """
-
-    uses_frame_index = True  # SoftTargetStore.write passes the frames' bank indices to member_logits
 
     def __init__(self, members: Sequence[GmmTeacher | Any], mean: MeanType = "arithmetic",
                  weights: Sequence[float] | None = None, checkpoints: Sequence[dict[str, str]] = ()):

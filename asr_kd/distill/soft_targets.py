@@ -61,6 +61,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from asr_kd.distill.ensemble import EnsembleTeacher, average_posteriors, file_sha256
+from asr_kd.distill.teacher import FrameTeacher
 from asr_kd.utils.device import autocast, bf16_is_fast
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
@@ -110,29 +111,16 @@ def frame_bank_checksum(frame_bank: Any) -> str:
     return "labels-sha256:" + h.hexdigest()
 
 
-def _teacher_record(teacher: EnsembleTeacher) -> dict[str, Any]:
-    if hasattr(teacher, "manifest_record"):  # a MixedTeacher (GMM members: asr_kd.distill.gmm_teacher)
-        return teacher.manifest_record()
-    record: dict[str, Any] = {"mean": teacher.mean, "num_members": teacher.num_members}
-    if teacher.weights is not None:  # absent for equal weights: older stores stay valid
-        record["weights"] = list(teacher.weights)
-    if teacher.checkpoints:
-        record["checkpoints"] = list(teacher.checkpoints)
-    else:
-        record["weights_sha256"] = teacher.weights_sha256()
-    return record
-
-
-def _teacher_matches(recorded: dict[str, Any], expect: EnsembleTeacher | Sequence[str | os.PathLike]) -> bool:
+def _teacher_matches(recorded: dict[str, Any], expect: FrameTeacher | Sequence[str | os.PathLike]) -> bool:
     """Same members (order-free: the mean does not depend on it) and, for a teacher, same mean."""
-    if hasattr(expect, "manifest_record"):
-        return expect.manifest_record() == recorded
     if isinstance(expect, EnsembleTeacher):
         if expect.mean != recorded.get("mean") or expect.weights != recorded.get("weights"):
             return False
         if not expect.checkpoints:
             return recorded.get("weights_sha256") == expect.weights_sha256()
         shas = [c["sha256"] for c in expect.checkpoints]
+    elif isinstance(expect, FrameTeacher):  # e.g. a MixedTeacher: its record in order
+        return expect.manifest_record() == recorded
     else:
         missing = [str(p) for p in expect if not (Path(p).is_file() or (Path(p) / "final.mdl").is_file())]
         if missing:
@@ -175,13 +163,6 @@ def dense_targets(top_p: Tensor, top_i: Tensor, num_classes: int, tail: str) -> 
     return dense.scatter_(1, top_i, top_p)
 
 
-def _member_logits(teacher: Any, windows: Tensor, frame_idx: Tensor) -> Tensor:
-    """The teacher's (M, B, C) member logits; GMM members score the bank frames `frame_idx` instead of windows."""
-    if getattr(teacher, "uses_frame_index", False):
-        return teacher.member_logits(windows, frame_idx=frame_idx)
-    return teacher.member_logits(windows)
-
-
 def _fidelity_sample(frame_bank: Any, frames: int, seed: int) -> Tensor:
     """Sorted indices of a seeded random sample of the bank's frames."""
     gen = torch.Generator().manual_seed(seed)
@@ -190,7 +171,7 @@ def _fidelity_sample(frame_bank: Any, frames: int, seed: int) -> Tensor:
 
 
 @torch.no_grad()
-def measure_fidelity(teacher: EnsembleTeacher, frame_bank: Any, temperature: float, ks: Sequence[int],
+def measure_fidelity(teacher: FrameTeacher, frame_bank: Any, temperature: float, ks: Sequence[int],
                      frames: int = FIDELITY_FRAMES, seed: int = 0, batch_size: int = 4096,
                      device: str | torch.device = "cpu", context: tuple[int, int] | None = None,
                      store: "SoftTargetStore | None" = None) -> dict[int, dict]:
@@ -215,7 +196,7 @@ def measure_fidelity(teacher: EnsembleTeacher, frame_bank: Any, temperature: flo
         idx = idx_all[start:start + batch_size].to(bank_device)
         x = frame_bank.splice(idx, left, right).to(device)
         with torch.autocast(device.type, enabled=False):  # the reference is the exact teacher
-            member_logits = _member_logits(teacher, x, idx).float()
+            member_logits = teacher.member_logits(x, frame_idx=idx).float()
         p = average_posteriors(member_logits, temperature, teacher.mean, weights=teacher.weights)
         log_q = torch.log_softmax(member_logits / temperature, dim=-1)  # (M, B, C)
         dense_loss += -(p * log_q).sum(dtype=torch.float64)
@@ -245,7 +226,7 @@ def measure_fidelity(teacher: EnsembleTeacher, frame_bank: Any, temperature: flo
             for k, v in sums.items()}
 
 
-def choose_top_k(teacher: EnsembleTeacher, frame_bank: Any, temperature: float, max_loss_error: float = 0.005,
+def choose_top_k(teacher: FrameTeacher, frame_bank: Any, temperature: float, max_loss_error: float = 0.005,
                  device: str | torch.device = "cpu", batch_size: int = 4096, context: tuple[int, int] | None = None,
                  candidates: Sequence[int] = K_LADDER, min_kept_mass: float = AUTO_MIN_KEPT_MASS) -> tuple[int, dict]:
     """The smallest k of `candidates` (capped at the classes) whose uniform-tail targets keep the soft loss within
@@ -308,7 +289,7 @@ class SoftTargetStore:
     @torch.no_grad()
     def write(
         cls,
-        teacher: EnsembleTeacher,
+        teacher: FrameTeacher,
         frame_bank: Any,
         out_dir: str | os.PathLike,
         temperature: float = 2.0,
@@ -341,7 +322,7 @@ class SoftTargetStore:
         amp = bf16_is_fast(device) if amp is None else amp
         settings = {
             "format_version": FORMAT_VERSION,
-            "teacher": _teacher_record(teacher),
+            "teacher": teacher.manifest_record(),
             "temperature": float(temperature),
             "k": int(k),
             "num_frames": num_frames,
@@ -396,7 +377,7 @@ class SoftTargetStore:
                 idx = torch.arange(start, end, device=bank_device)
                 x = frame_bank.splice(idx, left, right).to(device, non_blocking=True)
                 with autocast(device, amp):
-                    member_logits = _member_logits(teacher, x, idx)
+                    member_logits = teacher.member_logits(x, frame_idx=idx)
                 p = average_posteriors(member_logits, temperature, teacher.mean, weights=teacher.weights,
                                        overwrite_input=True)
                 if p.shape[1] != num_classes:
@@ -457,7 +438,7 @@ class SoftTargetStore:
         cls,
         directory: str | os.PathLike,
         expect_temperature: float | None = None,
-        expect_teacher: EnsembleTeacher | Sequence[str | os.PathLike] | None = None,
+        expect_teacher: FrameTeacher | Sequence[str | os.PathLike] | None = None,
         expect_frame_bank_checksum: str | None = None,
         *,
         tail: TailMode | None = None,

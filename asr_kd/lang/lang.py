@@ -72,15 +72,18 @@ class Lang:
             if not path.is_file():
                 raise InputError(f"{path}: missing from the lang directory")
         info_path = lang_dir / _DONE_FILE
+        word2id, oov_word = read_symbol_table(lang_dir / "words.txt"), oov_path.read_text().strip()
+        if oov_word not in word2id:
+            raise InputError(f"{oov_path}: OOV word {oov_word!r} is not in {lang_dir / 'words.txt'}")
         return cls(
             dir=lang_dir,
-            word2id=read_symbol_table(lang_dir / "words.txt"),
+            word2id=word2id,
             phone2id=phone2id,
             silence_phones=int_list("silence"),
             nonsilence_phones=int_list("nonsilence"),
             optional_silence=int_list("optional_silence")[0],
             disambig_phones=int_list("disambig"),
-            oov_word=oov_path.read_text().strip(),
+            oov_word=oov_word,
             topo_text=topo_path.read_text(),
             info=read_json(info_path) if info_path.is_file() else {},
         )

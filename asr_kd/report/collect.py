@@ -6,6 +6,7 @@ Every reader returns None for a stage that was not run, so a partial experiment 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 
 NNET_SYSTEMS = ("baseline", "student", "baseline_subset", "student_subset", "student_subset_ensemble")
 DEV, TEST = "dev-clean", "test-clean"
+# A test part that is only decoded, named by its corpus part; in the synthesized corpus, the never-heard voices.
+NEVER_HEARD = "test-other"
 
 
 def read_json_or_none(path: Path) -> Any:
@@ -52,19 +55,23 @@ def read_metrics(path: Path) -> list[tuple[int, float]]:
     return rows
 
 
-def gmm_wer(decode_dir_dev: Path, decode_dir_test: Path) -> dict | None:
-    """GMM WER (%) the Kaldi way: LM weight with the lowest dev WER, applied to test."""
-    dev, test = read_json_or_none(decode_dir_dev / "wer.json"), read_json_or_none(decode_dir_test / "wer.json")
+def gmm_wer(decode_dir_dev: Path, decode_dir_test: Path, more_tests: dict[str, Path] | None = None) -> dict | None:
+    """GMM WER (%) the Kaldi way: LM weight with the lowest dev WER, applied to test and to each of
+    `more_tests` (name -> decode dir): keys `<name>_wer`, `<name>_rtf`."""
+    dev = read_json_or_none(decode_dir_dev / "wer.json")
     if dev is None:
         return None
     by_lmwt = dev["by_lmwt"]
     best = min(by_lmwt, key=lambda w: (by_lmwt[w]["wer"], float(w)))
     out = {"lmwt": best, "dev_wer": 100 * by_lmwt[best]["wer"],
            "dev_wer_by_lmwt": {w: 100 * r["wer"] for w, r in by_lmwt.items()},
-           "dev_rtf": by_lmwt[best].get("rtf"), "test_wer": None, "test_rtf": None}
-    if test is not None and best in test["by_lmwt"]:
-        out["test_wer"] = 100 * test["by_lmwt"][best]["wer"]
-        out["test_rtf"] = test["by_lmwt"][best].get("rtf")
+           "dev_rtf": by_lmwt[best].get("rtf")}
+    for name, decode_dir in {"test": decode_dir_test, **(more_tests or {})}.items():
+        test = read_json_or_none(decode_dir / "wer.json")
+        out[f"{name}_wer"] = out[f"{name}_rtf"] = None
+        if test is not None and best in test["by_lmwt"]:
+            out[f"{name}_wer"] = 100 * test["by_lmwt"][best]["wer"]
+            out[f"{name}_rtf"] = test["by_lmwt"][best].get("rtf")
     return out
 
 
@@ -119,6 +126,7 @@ class Results:
     corpus: dict | None = None
     input_norm: str | None = None
     teaching: dict | None = None
+    more_tests: list[str] = field(default_factory=list)  # test parts decoded beside dev and test (NEVER_HEARD)
 
     def acc(self, system: str, part: str) -> float | None:
         """Frame accuracy (%) of a system on train/dev/test, None when not measured."""
@@ -126,9 +134,9 @@ class Results:
         return None if record is None else 100 * record["accuracy"]
 
     def wer(self, system: str, part: str) -> float | None:
-        """WER (%) of a decoded system on dev/test (GMM included), None when not decoded."""
+        """WER (%) of a decoded system on dev, test or one of `more_tests` (GMM included), None when not decoded."""
         if system == "gmm":
-            return None if self.gmm is None else self.gmm[f"{part}_wer"]
+            return None if self.gmm is None else self.gmm.get(f"{part}_wer")
         record = self.decode.get(system)
         return None if record is None or part not in record else record[part]["wer"]
 
@@ -137,9 +145,15 @@ def collect_scores(exp_dir: str | Path, num_members: int) -> Results:
     """The WERs and frame accuracies under `exp_dir` alone: what the stages' small JSON files say, quickly."""
     exp = Path(exp_dir)
     res = Results(exp, num_members)
-    res.gmm = gmm_wer(exp / "gmm" / "tri2" / f"decode_{DEV}", exp / "gmm" / "tri2" / f"decode_{TEST}")
     systems = (*NNET_SYSTEMS, "ensemble")
     res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
+    tri2 = exp / "gmm" / "tri2"
+    # The networks' results list their test parts; the GMM's are its decode_<part> dirs.
+    names = [n for r in res.decode.values() if r for n in r.get("test_parts", ()) if n != "test"]
+    names += sorted(d.name.removeprefix("decode_") for d in tri2.glob("decode_*") if d.is_dir())
+    res.more_tests = [n for n in dict.fromkeys(names) if n not in (DEV, TEST)]
+    res.gmm = gmm_wer(tri2 / f"decode_{DEV}", tri2 / f"decode_{TEST}",
+                      {name: tri2 / f"decode_{name}" for name in res.more_tests})
     res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json") for p in ("train", "dev", "test")}
                     for s in systems}
     return res
@@ -163,6 +177,21 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     member_params = [count_params(nnet / m / "final.pt") for m in members]
     res.params["ensemble"] = sum(member_params) if member_params and None not in member_params else None
     res.commands = read_commands(exp / "results" / "commands.tsv")
-    corpus_summary = sorted(exp.glob("corpus/summary.json"))
-    res.corpus = read_json_or_none(corpus_summary[0]) if corpus_summary else None
+    res.corpus = read_json_or_none(corpus_dir(exp) / "summary.json")
     return res
+
+
+def corpus_dir(exp: Path) -> Path:
+    """The corpus an experiment was prepared from: <exp>/corpus when the recipe synthesized it, else the
+    directory above LibriSpeech/ of the audio its dev manifest names (a --corpus-dir)."""
+    if (exp / "corpus").is_dir():
+        return exp / "corpus"
+    manifest = exp / "data" / "manifests" / f"librispeech_recordings_{DEV}.jsonl.gz"
+    if manifest.is_file():
+        with gzip.open(manifest, "rt", encoding="utf-8") as f:
+            first = json.loads(f.readline() or "{}")
+        sources = first.get("sources") or [{}]
+        audio = Path(sources[0].get("source") or "")
+        if len(audio.parents) > 4:
+            return audio.parents[4]  # <corpus>/LibriSpeech/<part>/<spk>/<chapter>/<utt>.flac
+    return exp / "corpus"

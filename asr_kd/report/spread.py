@@ -64,7 +64,7 @@ def spread_tables(runs: Sequence[Results], seeds: Sequence[int], gain_fn) -> str
         rows.append(["mean ± sd", *(mean_sd([r.acc(s, part) for r in runs]) for s in TABLE1_SYSTEMS),
                      mean_sd(gains(runs, part, gain_fn))])
         sections.append(f"{part.capitalize()} frame accuracy %:\n\n" + markdown_table(header, rows))
-    for part in ("dev", "test"):
+    for part in ("dev", "test", *runs[0].more_tests):
         rows = [[str(seed), *(run.wer(s, part) for s in TABLE1_SYSTEMS)] for seed, run in zip(seeds, runs)]
         rows.append(["mean ± sd", *(mean_sd([r.wer(s, part) for r in runs]) for s in TABLE1_SYSTEMS)])
         gmm = runs[0].wer("gmm", part)

@@ -226,11 +226,13 @@ def score_dev_test(
     dev_hyps_by_lmwt: Mapping[str, Transcripts],
     test_refs: Transcripts | None = None,
     test_hyps_by_lmwt: Mapping[str, Transcripts] | None = None,
+    more_tests: Mapping[str, tuple[Transcripts, Mapping[str, Transcripts]]] | None = None,
 ) -> dict:
-    """Choose the LM weight on dev, apply it to test; write wer_<lmwt>, per-utt details and summaries.
+    """Choose the LM weight on dev, apply it to test (and to each of `more_tests`: name -> (refs, hyps
+    by LM weight)); write wer_<lmwt>, per-utt details and summaries.
 
-    Files in `out_dir`: `wer_<lmwt>` (dev, every weight), `per_utt_dev.txt` / `per_utt_test.txt`
-    (chosen weight), `wer_summary.txt`, `wer_summary.md`, `wer_summary.json`.
+    Files in `out_dir`: `wer_<lmwt>` (dev, every weight), `per_utt_dev.txt` / `per_utt_test.txt` /
+    `per_utt_<name>.txt` (chosen weight), `wer_summary.txt`, `wer_summary.md`, `wer_summary.json`.
     """
     out_dir = Path(out_dir)
     best, dev_results = select_lm_weight(dev_refs, dev_hyps_by_lmwt)
@@ -242,14 +244,17 @@ def score_dev_test(
     summary = {"lmwt": best, "dev": dev.to_dict(), "dev_wer_by_lmwt": by_lmwt}
     lines = [f"dev  lmwt={best} (best of {len(dev_results)}) {dev.summary().splitlines()[0]}"]
     rows = [("dev", dev)]
+    tests = dict(more_tests or {})
     if test_refs is not None and test_hyps_by_lmwt is not None:
-        if best not in test_hyps_by_lmwt:
-            raise InputError(f"test hypotheses have no LM weight {best} (the one chosen on dev)")
-        test = compute_wer(test_refs, test_hyps_by_lmwt[best])
-        atomic_write_text(out_dir / "per_utt_test.txt", test.per_utt_text())
-        summary["test"] = test.to_dict()
-        lines.append(f"test lmwt={best} (chosen on dev) {test.summary().splitlines()[0]}")
-        rows.append(("test", test))
+        tests = {"test": (test_refs, test_hyps_by_lmwt), **tests}
+    for name, (refs, hyps_by_lmwt) in tests.items():
+        if best not in hyps_by_lmwt:
+            raise InputError(f"{name} hypotheses have no LM weight {best} (the one chosen on dev)")
+        test = compute_wer(refs, hyps_by_lmwt[best])
+        atomic_write_text(out_dir / f"per_utt_{name}.txt", test.per_utt_text())
+        summary[name] = test.to_dict()
+        lines.append(f"{name} lmwt={best} (chosen on dev) {test.summary().splitlines()[0]}")
+        rows.append((name, test))
     atomic_write_text(out_dir / "wer_summary.txt", "\n".join(lines) + "\n")
     md = ["| set | LM weight | WER % | errors / words | ins | del | sub | SER % |",
           "|---|---|---|---|---|---|---|---|"]

@@ -266,6 +266,11 @@ class Teacher:
 
             self.ensemble = EnsembleTeacher.load([str(p) for p in params.teacher_checkpoints], params.device,
                                                  mean=params.teacher_mean)
+            # A soft_target_transform (specialists) maps the teacher's classes onto the bank's itself.
+            for path, member in zip(params.teacher_checkpoints, self.ensemble.members):
+                if member.config.num_outputs != bank.num_classes and params.get("soft_target_transform") is None:
+                    raise InputError(f"{path}: a teacher of {member.config.num_outputs} classes, the frame bank "
+                                     f"{bank.directory} has {bank.num_classes}")
             self.left, self.right = self.ensemble.context
 
     @property

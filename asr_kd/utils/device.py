@@ -14,13 +14,18 @@ AmpMode = Literal["auto", "bf16", "none"]
 AMP_CHOICES = ("auto", "bf16", "none")
 
 
+def auto_device() -> str:
+    """What --device auto means here: "cuda" when a CUDA device is available, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_device(name: str, rank: int = 0) -> torch.device:
-    """A --device value as a device: "auto" is cuda when available, else cpu.
+    """A --device value as a device: "auto" is `auto_device()`.
 
     A bare "cuda" becomes this rank's GPU (LOCAL_RANK under torchrun, else `rank`) and is made current.
     """
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = auto_device()
     try:
         device = torch.device(name)
     except RuntimeError as err:
