@@ -35,7 +35,8 @@ from asr_kd.data.frame_bank import FrameBank
 from asr_kd.models import FrameClassifier, FrameClassifierConfig, get_preset
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.schedule import LrSchedule
-from asr_kd.train.train import MetricsCsv, _make_optimizer, get_params, get_parser, train_one_epoch, train_step
+from asr_kd.train.train import MetricsCsv, TrainConfig, _make_optimizer, train_one_epoch, train_step
+from asr_kd.train.train import make_params as trainer_params
 from asr_kd.utils.device import autocast, resolve_device
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -134,12 +135,10 @@ def raw_fps(config: FrameClassifierConfig, device: torch.device, bf16: bool, bat
 def make_params(exp_dir: Path, device: torch.device, config: FrameClassifierConfig, batch_size: int,
                 bf16: bool) -> AttributeDict:
     """The trainer's params with its defaults, set up as its `run` would for one process."""
-    params = get_params()
-    params.update(vars(get_parser().parse_args(["--exp-dir", str(exp_dir), "--batch-size", str(batch_size),
-                                                "--amp", "bf16" if bf16 else "none"])))
+    params = trainer_params(TrainConfig(exp_dir=exp_dir, batch_size=batch_size, amp="bf16" if bf16 else "none",
+                                        log_interval=10 ** 9, checkpoint_every=10 ** 9, progress_bar=False))
     params.update(rank=0, world_size=1, device=device, comm_device=device, use_bf16=bf16,
-                  model_left=config.left_context, model_right=config.right_context,
-                  log_interval=10 ** 9, checkpoint_every=10 ** 9, progress_bar=False)
+                  model_left=config.left_context, model_right=config.right_context)
     return params
 
 

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import (gemm_flops, make_params, random_bank, real_fps, sync,  # noqa: E402
                          synthetic_fps, timed_fps, train_flops_per_frame)
 
+from asr_kd.bin.train import main as train_main  # noqa: E402
 from asr_kd.data.frame_bank import FrameBank  # noqa: E402
 from asr_kd.distill.ensemble import EnsembleTeacher  # noqa: E402
 from asr_kd.models import FrameClassifier, FrameClassifierConfig, get_preset  # noqa: E402
-from asr_kd.train.train import main as train_main  # noqa: E402
 from asr_kd.utils.device import autocast, resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -44,13 +44,14 @@ args = sys.argv[1:]
 if args[:2] == ["-m", "asr_kd.bin.train"] and any(a.endswith("/nnet/member1") for a in args):
     from pathlib import Path
     import asr_kd.train.train as t
+    from asr_kd.bin.train import main
     real = t.save_checkpoint
     def save_or_kill(path, *a, **k):
         if Path(path).name == "epoch-2.pt":
             os.killpg(os.getpgrp(), signal.SIGKILL)
         real(path, *a, **k)
     t.save_checkpoint = save_or_kill
-    sys.exit(t.main(args[2:]))
+    sys.exit(main(args[2:]))
 os.execv({python!r}, [{python!r}, *args])
 """
 

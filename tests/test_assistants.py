@@ -11,14 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from asr_kd.bin.train import main as train_main
+from asr_kd.bin.train import parse_train_options
 from asr_kd.data.frame_bank import FrameBank
-from asr_kd.distill.assistants import (NetShape, link_train_args, parse_shape, parse_shape_path, plan_chain,
+from asr_kd.distill.assistants import (NetShape, link_train_config, parse_shape, parse_shape_path, plan_chain,
                                        run_chain)
 from asr_kd.distill.ensemble import file_sha256
 from asr_kd.models import FrameClassifier
 from asr_kd.models.presets import get_preset
 from asr_kd.train.train import epoch_permutation
-from asr_kd.train.train import main as train_main
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import read_json
 
@@ -90,18 +91,18 @@ def test_each_link_is_taught_by_the_link_before_it(tmp_path):
         plan_chain([], (), parse_shape("2x32"), tmp_path)
 
 
-def test_link_train_args_point_at_the_previous_links_soft_targets(tmp_path):
+def test_link_train_configs_point_at_the_previous_links_soft_targets(tmp_path):
     links = plan_chain([tmp_path / "m1.pt"], (NetShape(2, 64),), NetShape(1, 16), tmp_path / "links")
-    first = link_train_args(links[0], "bank", temperature=2, hard_weight=0.5, first_store="exp/soft_T2")
-    second = link_train_args(links[1], "bank", temperature=2, hard_weight=0.5, first_store="exp/soft_T2")
-    value = lambda args, opt: args[args.index(opt) + 1]  # noqa: E731
-    assert value(first, "--soft-targets-dir") == "exp/soft_T2"
-    assert value(second, "--soft-targets-dir") == str(tmp_path / "links" / "2x64" / "soft_T2")
-    assert (value(second, "--num-layers"), value(second, "--hidden-dim")) == ("1", "16")
-    online = link_train_args(links[1], "bank", temperature=2, hard_weight=0.5, soft_targets="online")
-    assert online[online.index("--teacher-checkpoints") + 1] == str(links[0].final)
+    first = link_train_config(links[0], "bank", temperature=2, hard_weight=0.5, first_store="exp/soft_T2")
+    second = link_train_config(links[1], "bank", temperature=2, hard_weight=0.5, first_store="exp/soft_T2")
+    assert first.soft_targets_dir == Path("exp/soft_T2")
+    assert second.soft_targets_dir == tmp_path / "links" / "2x64" / "soft_T2"
+    assert (second.num_layers, second.hidden_dim) == (1, 16)
+    online = link_train_config(links[1], "bank", temperature=2, hard_weight=0.5, soft_targets="online")
+    assert online.teacher_checkpoints[0] == links[0].final
     with pytest.raises(InputError, match="--hidden-dim"):
-        link_train_args(links[1], "bank", temperature=2, hard_weight=0.5, train_options=["--hidden-dim", "8"])
+        link_train_config(links[1], "bank", temperature=2, hard_weight=0.5,
+                          train_options=parse_train_options(["--hidden-dim", "8"]))
 
 
 def _first_logged_loss(exp_dir: Path) -> float:
@@ -129,8 +130,8 @@ def test_two_link_chain_trains_the_student_on_the_assistants_soft_targets(banks,
                        "--num-layers", "2", "--hidden-dim", "64", "--num-epochs", "4", "--lr", "0.2"]) == 0
     links = plan_chain([teacher_dir / "final.pt"], (NetShape(1, 32),), NetShape(1, 8), tmp_path / "links")
     # hard weight 0: the loss is the soft term alone; top-k = all classes: the stored targets are exact.
-    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES, train_options=TRAIN_OPTIONS,
-              soft_target_options=["--device", "cpu"])
+    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES,
+              train_options=parse_train_options(TRAIN_OPTIONS), device="cpu")
     assert all(link.final.is_file() for link in links)
 
     # The student's store was made from the assistant's checkpoint, the assistant's from the teacher's.
@@ -151,8 +152,8 @@ def test_two_link_chain_trains_the_student_on_the_assistants_soft_targets(banks,
     assert abs(logged - _soft_loss_of_first_batch(bank, links[1].shape, original, 2.0)) > 10 * tolerance
     # A rerun finds every link finished and leaves the student untouched.
     before = file_sha256(links[1].final)
-    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES, train_options=TRAIN_OPTIONS,
-              soft_target_options=["--device", "cpu"])
+    run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES,
+              train_options=parse_train_options(TRAIN_OPTIONS), device="cpu")
     assert file_sha256(links[1].final) == before
 
 

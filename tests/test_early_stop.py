@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from asr_kd.bin.make_soft_targets import main as make_soft_targets_main
+from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.distill.ensemble import EnsembleTeacher
 from asr_kd.distill.soft_targets import SoftTargetStore
 from asr_kd.models import FrameClassifier
 from asr_kd.train.checkpoint import load_train_state
 from asr_kd.train.train import epoch_permutation
-from asr_kd.train.train import main as train_main
 from tests.test_assistants import NUM_CLASSES, TRAIN_OPTIONS, make_banks
 
 SEED, BATCH, T = 3, 128, 2.0  # TRAIN_OPTIONS' --seed and --batch-size; the distillation temperature

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.distill.specialists import (SpecialistSets, collapse, collapse_map, kmeans, make_specialist_sets,
                                         prediction_covariance)
@@ -18,7 +19,6 @@ from asr_kd.distill.specialists_model import (dustbin_log_correction, hidden_act
 from asr_kd.distill.specialists_train import SpecialistTraining, train_specialist
 from asr_kd.models import FrameClassifier, FrameClassifierConfig
 from asr_kd.models.frame_classifier import read_checkpoint
-from asr_kd.train.train import main as train_main
 from asr_kd.utils.errors import InputError
 
 GROUPS = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from asr_kd.bin.status import main as status_main
+from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.report.status import experiment_status
-from asr_kd.train.train import main as train_main
 from asr_kd.utils.io import atomic_write_json
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
+from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.models import FrameClassifier
 from asr_kd.models.frame_classifier import read_checkpoint
 from asr_kd.score.frame_accuracy import frame_accuracy_bank, frame_accuracy_cuts
 from asr_kd.train.schedule import NewbobSchedule
-from asr_kd.train.train import main as train_main
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 
 # Pinned to the fp32 CPU path, so that a GPU host or a CPU without bf16 units tests the same thing.
@@ -139,6 +139,7 @@ def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path, amp):
     killer = textwrap.dedent(f"""
         import os, signal, sys
         import asr_kd.train.train as t
+        from asr_kd.bin.train import main
         real, calls = t.save_checkpoint, []
         def save_or_die(*a, **k):
             calls.append(1)
@@ -146,7 +147,7 @@ def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path, amp):
                 os.kill(os.getpid(), signal.SIGKILL)
             real(*a, **k)
         t.save_checkpoint = save_or_die
-        sys.exit(t.main({["--exp-dir", str(tmp_path / "b"), *args]!r}))
+        sys.exit(main({["--exp-dir", str(tmp_path / "b"), *args]!r}))
     """)
     killed = _run([sys.executable, "-c", killer], tmp_path, timeout=limit)
     assert killed.returncode == -signal.SIGKILL, killed.stderr

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import add_trust_pickle_option, run_cli
+from asr_kd.bin.common import add_trust_pickle_option
+from asr_kd.bin.train import parse_train_options, run_training
 from asr_kd.distill.assistants import parse_shape, parse_shape_path, plan_chain, run_chain
 from asr_kd.utils.logging import setup_logging
 
@@ -68,10 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging()
         run_chain(links, args.frame_bank, temperature=args.temperature, hard_weight=args.hard_weight,
                   soft_targets=args.soft_targets, first_store=args.teacher_soft_targets, top_k=args.top_k,
-                  mean=args.teacher_mean, train_options=train_options,
-                  soft_target_options=["--device", args.device] if args.device else [])
+                  mean=args.teacher_mean, train_options=parse_train_options(train_options),
+                  device=args.device or "auto")
 
-    return run_cli(body, "asr-kd distill-chain", trust_pickle_files=args.trust_pickle)
+    return run_training(body, "asr-kd distill-chain", trust_pickle_files=args.trust_pickle)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,17 @@ from typing import Sequence
 
 from torch import Tensor
 
-from asr_kd.bin.common import run_cli
+from asr_kd.bin.common import config_from_args
+from asr_kd.bin.train import get_parser as get_train_parser
+from asr_kd.bin.train import run_training
 from asr_kd.data.mnist import jitter_images
-from asr_kd.train import train as trainer
+from asr_kd.train.train import TrainConfig, TrainHooks, train
 from asr_kd.utils.errors import InputError
 
 
 def get_parser() -> argparse.ArgumentParser:
     """The trainer's options plus --jitter-pixels."""
-    parser = trainer.get_parser()
+    parser = get_train_parser()
     parser.prog = "asr-kd mnist-train"
     parser.description = __doc__
     parser.add_argument_group("mnist").add_argument(
@@ -36,27 +38,24 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    config = config_from_args(TrainConfig, args)
 
     def body() -> None:
         if args.jitter_pixels < 0:
             raise InputError(f"--jitter-pixels must be >= 0, got {args.jitter_pixels}")
-        if args.world_size > 1:
+        if config.world_size > 1:
             raise InputError("mnist-train runs one process (MNIST is small); drop --world-size")
-        hooks = {}
+        hooks = TrainHooks()
         if args.jitter_pixels > 0:
             shift = args.jitter_pixels
 
             def jitter(inputs: Tensor, labels: Tensor) -> Tensor:
                 return jitter_images(inputs, shift)
 
-            hooks["input_transform"] = jitter
-        trainer.run(0, 1, args, hooks)
+            hooks.input_transform = jitter
+        train(config, hooks)
 
-    try:
-        return run_cli(body, "asr-kd mnist-train", trust_pickle_files=args.trust_pickle)
-    except trainer.TrainingDiverged as err:
-        print(f"asr-kd mnist-train: error: {err}", file=sys.stderr, flush=True)
-        return 1
+    return run_training(body, "asr-kd mnist-train")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ Link directories nest by lineage, so chains that share a prefix share its assist
     <out-dir>/2x96/2x64/2x32/        the chain's student
     <dir>/soft_T<T>/                 stored top-k soft targets of the model in <dir> (--soft-targets stored)
 
-Each link runs `asr-kd make-soft-targets` for its teacher (stored mode; the first link may reuse a
-store of the teacher, e.g. the main recipe's soft_T2/) and then `asr-kd train`. Both skip
-finished outputs, so a rerun resumes at the first unfinished link.
+Each link makes its teacher's soft-target store (`make_soft_targets`; stored mode, and the first link
+may reuse a store of the teacher, e.g. the main recipe's soft_T2/) and then trains (`train`). Both skip
+finished outputs, so a rerun resumes at the first unfinished link. <dir>/link.json records each
+link's role, shape, teacher and training config.
 
 The command line is `asr-kd distill-chain` (asr_kd/bin/distill_chain.py).
 """
@@ -25,21 +26,24 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
+from asr_kd.distill.ensemble import MeanType
+from asr_kd.distill.soft_targets import SoftTargetConfig, make_soft_targets
+from asr_kd.train.train import TrainConfig, train
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
 
 __all__ = ["NetShape", "ChainLink", "parse_shape", "parse_shape_path", "plan_chain", "soft_targets_dir",
-           "link_train_args", "link_soft_target_args", "run_chain"]
+           "link_train_config", "link_soft_target_config", "run_chain"]
 
 log = logging.getLogger(__name__)
 
 SoftTargetMode = Literal["stored", "online"]
 _SHAPE = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
-# Options each link sets itself; the same ones among the shared train options would be ambiguous.
-_LINK_OPTIONS = ("--exp-dir", "--num-layers", "--hidden-dim", "--teacher-checkpoints", "--soft-targets-dir",
-                 "--temperature", "--hard-weight", "--frame-bank")
+# TrainConfig fields each link sets itself; the same ones among the shared train options would be ambiguous.
+_LINK_FIELDS = ("exp_dir", "num_layers", "hidden_dim", "teacher_checkpoints", "soft_targets_dir", "temperature",
+                "hard_weight", "frame_bank")
 
 
 @dataclass(frozen=True, order=True)
@@ -120,53 +124,53 @@ def soft_targets_dir(link: ChainLink, temperature: float, first_store: str | Pat
     return link.teacher_dir / f"soft_T{temperature:g}"
 
 
-def link_soft_target_args(link: ChainLink, train_bank: str | Path, temperature: float, top_k: int | str,
-                          mean: str = "arithmetic") -> list[str]:
-    """`asr-kd make-soft-targets` options storing the top-k targets of `link`'s teacher."""
-    return ["--teacher", *map(str, link.teacher), "--frame-bank", str(train_bank),
-            "--out-dir", str(soft_targets_dir(link, temperature)), "--temperature", f"{temperature:g}",
-            "--top-k", str(top_k), "--mean", mean]
+def link_soft_target_config(link: ChainLink, train_bank: str | Path, temperature: float, top_k: int | str,
+                            mean: MeanType = "arithmetic", device: str = "auto") -> SoftTargetConfig:
+    """The store of the top-k targets of `link`'s teacher over `train_bank`."""
+    return SoftTargetConfig(teacher=list(link.teacher), frame_bank=Path(train_bank),
+                            out_dir=soft_targets_dir(link, temperature), temperature=temperature, top_k=top_k,
+                            mean=mean, device=device)
 
 
-def link_train_args(link: ChainLink, frame_bank: str | Path, *, temperature: float, hard_weight: float,
-                    soft_targets: SoftTargetMode = "stored", first_store: str | Path | None = None,
-                    mean: str = "arithmetic", train_options: Sequence[str] = ()) -> list[str]:
-    """`asr-kd train` options of `link`: the shared `train_options`, then its shape and its teacher."""
-    clashes = sorted({o.split("=")[0] for o in train_options} & set(_LINK_OPTIONS))
+def link_train_config(link: ChainLink, frame_bank: str | Path, *, temperature: float, hard_weight: float,
+                      soft_targets: SoftTargetMode = "stored", first_store: str | Path | None = None,
+                      mean: MeanType = "arithmetic", train_options: Mapping[str, Any] | None = None) -> TrainConfig:
+    """How `link` trains: the shared `train_options` (TrainConfig fields), then its shape and its teacher."""
+    train_options = dict(train_options or {})
+    clashes = sorted(set(train_options) & set(_LINK_FIELDS))
     if clashes:
-        raise InputError(f"train options {clashes} are set by each chain link; leave them out")
+        options = ["--" + name.replace("_", "-") for name in clashes]
+        raise InputError(f"train options {options} are set by each chain link; leave them out")
     if soft_targets == "stored":
-        teacher = ["--soft-targets-dir", str(soft_targets_dir(link, temperature, first_store))]
+        teacher: dict[str, Any] = {"soft_targets_dir": soft_targets_dir(link, temperature, first_store)}
     elif soft_targets == "online":
-        teacher = ["--teacher-checkpoints", *map(str, link.teacher), "--teacher-mean", mean]
+        teacher = {"teacher_checkpoints": list(link.teacher), "teacher_mean": mean}
     else:
         raise InputError(f"soft targets must be 'stored' or 'online', got {soft_targets!r}")
-    return [*train_options, "--exp-dir", str(link.exp_dir), "--frame-bank", str(frame_bank),
-            "--num-layers", str(link.shape.num_layers), "--hidden-dim", str(link.shape.hidden_dim),
-            *teacher, "--temperature", f"{temperature:g}", "--hard-weight", f"{hard_weight:g}"]
+    return TrainConfig(**{**train_options, "exp_dir": link.exp_dir, "frame_bank": Path(frame_bank),
+                          "num_layers": link.shape.num_layers, "hidden_dim": link.shape.hidden_dim, **teacher,
+                          "temperature": temperature, "hard_weight": hard_weight})
 
 
 def run_chain(links: Sequence[ChainLink], frame_bank: str | Path, *, temperature: float, hard_weight: float,
               soft_targets: SoftTargetMode = "stored", first_store: str | Path | None = None,
-              top_k: int | str = "auto", mean: str = "arithmetic", train_options: Sequence[str] = (),
-              soft_target_options: Sequence[str] = ()) -> None:
-    """Train every link in order (teacher soft targets first when stored); finished steps are skipped."""
-    from asr_kd.bin.make_soft_targets import main as make_soft_targets_main
-    from asr_kd.train.train import main as train_main
+              top_k: int | str = "auto", mean: MeanType = "arithmetic", train_options: Mapping[str, Any] | None = None,
+              device: str = "auto") -> None:
+    """Train every link in order (teacher soft targets first when stored); finished steps are skipped.
 
+    `train_options` are TrainConfig fields shared by every link (e.g. {"preset": "small", "num_epochs": 3});
+    `device` runs the teachers that make the stores.
+    """
     for link in links:
         log.info("link %d: %s %s from %s", link.index, link.role, link.shape, " ".join(map(str, link.teacher)))
         if soft_targets == "stored" and not (link.index == 1 and first_store):
-            args = [*link_soft_target_args(link, Path(frame_bank) / "train", temperature, top_k, mean),
-                    *soft_target_options]
-            if make_soft_targets_main(args) != 0:
-                raise InputError(f"link {link.index} ({link.exp_dir}): make-soft-targets failed ({' '.join(args)})")
-        args = link_train_args(link, frame_bank, temperature=temperature, hard_weight=hard_weight,
-                               soft_targets=soft_targets, first_store=first_store, mean=mean,
-                               train_options=train_options)
+            make_soft_targets(link_soft_target_config(link, Path(frame_bank) / "train", temperature, top_k, mean,
+                                                      device))
+        config = link_train_config(link, frame_bank, temperature=temperature, hard_weight=hard_weight,
+                                   soft_targets=soft_targets, first_store=first_store, mean=mean,
+                                   train_options=train_options)
         link.exp_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(link.exp_dir / "link.json", {
             "index": link.index, "role": link.role, "shape": str(link.shape), "lineage": link.lineage,
-            "teacher": [str(p) for p in link.teacher], "train_args": args})
-        if train_main(args) != 0:
-            raise InputError(f"link {link.index} ({link.exp_dir}): training failed (asr-kd train {' '.join(args)})")
+            "teacher": [str(p) for p in link.teacher], "train_config": config.to_json()})
+        train(config)

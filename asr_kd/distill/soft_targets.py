@@ -44,6 +44,9 @@ Size per hour of audio (360,000 frames at 10 ms), k * (2 + id bytes) bytes per f
 against 10.1 GB/hour for dense fp16 posteriors over 14,000 classes (100 h, k = 20: 2.9 GB). The
 kept-mass array adds 1.4 MB per hour.
 `bench/bench_soft_targets.py` prints the same table.
+
+`make_soft_targets(SoftTargetConfig(...))` loads a teacher (checkpoints and/or GMM systems), picks k
+and writes a store: what `asr-kd make-soft-targets` runs.
 """
 
 from __future__ import annotations
@@ -60,15 +63,19 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from asr_kd.distill.ensemble import EnsembleTeacher, average_posteriors, file_sha256
+from asr_kd.data.frame_bank import FrameBank
+from asr_kd.distill.ensemble import EnsembleTeacher, MeanType, average_posteriors, file_sha256
+from asr_kd.distill.gmm_teacher import MixedTeacher, is_gmm_system
 from asr_kd.distill.teacher import FrameTeacher
-from asr_kd.utils.device import autocast, bf16_is_fast
+from asr_kd.utils.device import AmpMode, autocast, bf16_is_fast, resolve_device, use_bf16
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
+from asr_kd.utils.logging import setup_logging
+from asr_kd.utils.safe_files import trust_pickle
 from asr_kd.utils.verified import record_verified, was_verified
 
-__all__ = ["SoftTargetStore", "TailMode", "TAIL_MODES", "choose_top_k", "dense_targets", "frame_bank_checksum",
-           "measure_fidelity", "store_bytes_per_frame", "FRAMES_PER_HOUR"]
+__all__ = ["SoftTargetStore", "SoftTargetConfig", "make_soft_targets", "TailMode", "TAIL_MODES", "choose_top_k",
+           "dense_targets", "frame_bank_checksum", "measure_fidelity", "store_bytes_per_frame", "FRAMES_PER_HOUR"]
 
 log = logging.getLogger(__name__)
 
@@ -523,3 +530,85 @@ class SoftTargetStore:
         top_p = top_p.to(device, non_blocking=True)
         top_i = top_i.to(device, non_blocking=True)
         return dense_targets(top_p, top_i, self.num_classes, self.tail)
+
+
+@dataclass
+class SoftTargetConfig:
+    """One store to make: a field per option of `asr-kd make-soft-targets`, same name and default (see its --help)."""
+
+    teacher: list[Path]  # FrameClassifier checkpoints and/or GMM system directories (holding final.mdl)
+    frame_bank: Path
+    out_dir: Path
+    temperature: float = 2.0
+    top_k: int | str = "auto"  # or "auto": the smallest of K_LADDER within max_loss_error
+    max_loss_error: float = 0.005
+    mean: MeanType = "arithmetic"
+    teacher_weights: list[float] | None = None
+    gmm_acoustic_scale: float = 0.1
+    gmm_cuts: Path | None = None  # default: the frame bank's source_cuts
+    batch_size: int = 8192
+    chunk_frames: int = 1 << 20
+    device: str = "auto"
+    amp: AmpMode = "auto"
+    trust_pickle: bool = False
+
+
+def make_soft_targets(config: SoftTargetConfig) -> SoftTargetStore:
+    """Load the teacher, pick k and write the store of config.frame_bank (resumed, or loaded when finished)."""
+    if config.temperature <= 0:
+        raise InputError(f"--temperature must be > 0, got {config.temperature}")
+    if config.batch_size < 1 or config.chunk_frames < 1:
+        raise InputError("--batch-size and --chunk-frames must be positive")
+    if config.teacher_weights is not None and len(config.teacher_weights) != len(config.teacher):
+        raise InputError(f"--teacher-weights: {len(config.teacher_weights)} weights for "
+                         f"{len(config.teacher)} --teacher checkpoints")
+    setup_logging(Path(config.out_dir) / "log" / "make_soft_targets.log")
+    with trust_pickle(config.trust_pickle):
+        device = resolve_device(config.device)
+        bank = FrameBank.load(config.frame_bank, device)
+        if any(is_gmm_system(p) for p in config.teacher):
+            mixed = MixedTeacher.load(config.teacher, device, mean=config.mean, weights=config.teacher_weights,
+                                      acoustic_scale=config.gmm_acoustic_scale)
+            mixed.attach(bank, *_gmm_cuts(config.gmm_cuts, bank))
+            teacher: FrameTeacher = mixed
+        else:
+            teacher = EnsembleTeacher.load(config.teacher, device, mean=config.mean, weights=config.teacher_weights)
+        amp = use_bf16(config.amp, device)
+        if config.top_k == "auto":
+            with autocast(device, amp):
+                k, fidelity = choose_top_k(teacher, bank, config.temperature, config.max_loss_error, device,
+                                           config.batch_size)
+            log.info("--top-k auto: k=%d keeps %.2f%% of the mass, soft-loss error %.2f%% (bound %.2f%%)", k,
+                     100 * fidelity["mean_kept_mass"], 100 * fidelity["tails"]["uniform"]["loss_rel_error"],
+                     100 * config.max_loss_error)
+        else:
+            try:
+                k = int(config.top_k)
+            except ValueError as err:
+                raise InputError(f"--top-k must be a positive integer or 'auto', got {config.top_k!r}") from err
+            if k < 1:
+                raise InputError(f"--top-k must be positive, got {k}")
+        store = SoftTargetStore.write(teacher, bank, config.out_dir, config.temperature, min(k, bank.num_classes),
+                                      config.batch_size, device, chunk_frames=config.chunk_frames, amp=amp)
+    fidelity = store.manifest.get("fidelity", {}).get("tails", {}).get(store.tail, {})
+    log.info("%s: %d frames, %d members, T=%g, top-%d keeps %.1f%% of the mass on average; soft-loss error "
+             "against the dense teacher with the %s tail: %.2f%%", config.out_dir, store.num_frames,
+             teacher.num_members, store.temperature, store.k, 100 * store.mean_kept_mass, store.tail,
+             100 * fidelity.get("loss_rel_error", float("nan")))
+    return store
+
+
+def _gmm_cuts(path: Path | None, bank: FrameBank) -> tuple[Any, str]:
+    """The cuts GMM teachers make their features from: `path`, else the bank's source_cuts; and their name."""
+    from lhotse import CutSet  # only GMM teachers need lhotse here: kept off the trainer's import time
+
+    if path is None:
+        source = bank.manifest.get("source_cuts")
+        if not source:
+            raise InputError(f"{bank.directory}: records no source_cuts; give --gmm-cuts")
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{path}: the frame bank's source cuts are not found from here; give --gmm-cuts")
+    if not path.is_file():
+        raise InputError(f"{path}: no such cuts manifest (--gmm-cuts)")
+    return CutSet.from_file(path), str(path)

@@ -1,4 +1,4 @@
-"""Training one specialist with the project's trainer (asr_kd.train.train.run).
+"""Training one specialist with the project's trainer (`train` of asr_kd.train.train, with TrainHooks).
 
 The specialist sees the generalist's frame banks through a "view": a bank directory whose features,
 utterance offsets and ids are links to the original files and whose labels are remapped onto S + dustbin
@@ -35,6 +35,7 @@ from asr_kd.distill.specialists import collapse, collapse_map
 from asr_kd.distill.specialists_model import (dustbin_log_correction, init_specialist, load_specialist,
                                               matched_dustbin_correction, save_specialist)
 from asr_kd.models.frame_classifier import FrameClassifier
+from asr_kd.train.train import TrainConfig, TrainHooks, train
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
 
@@ -114,8 +115,6 @@ class SpecialistTraining:
 def train_specialist(generalist_path: Path, classes: np.ndarray, train_bank_dir: Path, dev_bank_dir: Path,
                      out_dir: Path, opts: SpecialistTraining, teacher_paths: Sequence[Path] = ()) -> Path:
     """Train the specialist of `classes` into out_dir/specialist.pt (resumes; skips a finished one)."""
-    from asr_kd.train.train import get_parser, run
-
     final = out_dir / SPECIALIST_CHECKPOINT
     generalist = FrameClassifier.load(generalist_path).eval()
     num_classes = generalist.config.num_outputs
@@ -149,24 +148,19 @@ def train_specialist(generalist_path: Path, classes: np.ndarray, train_bank_dir:
         spec.save(init_path, dustbin_fit=fit)
 
     cfg = generalist.config
-    argv = ["--exp-dir", str(out_dir / "train"), "--train-bank", str(out_dir / "bank" / "train"),
-            "--dev-bank", str(out_dir / "bank" / "dev"), "--init-from", str(init_path),
-            "--preset", "tiny", "--num-layers", str(cfg.num_layers), "--hidden-dim", str(cfg.hidden_dim),
-            "--left-context", str(cfg.left_context), "--right-context", str(cfg.right_context),
-            "--activation", cfg.activation, "--dropout", str(cfg.dropout), "--norm", cfg.norm,
-            "--input-norm", cfg.input_norm, "--num-epochs", str(opts.num_epochs),
-            "--batch-size", str(opts.batch_size), "--lr", str(opts.lr), "--optimizer", opts.optimizer,
-            "--lr-schedule", opts.lr_schedule, "--seed", str(opts.seed), "--device", opts.device,
-            "--temperature", str(opts.temperature), "--hard-weight", str(opts.hard_weight),
-            "--teacher-checkpoints", *[str(p) for p in (teacher_paths or [generalist_path])]]
-    args = get_parser().parse_args(argv)
+    config = TrainConfig(
+        exp_dir=out_dir / "train", train_bank=out_dir / "bank" / "train", dev_bank=out_dir / "bank" / "dev",
+        init_from=init_path, preset="tiny", num_layers=cfg.num_layers, hidden_dim=cfg.hidden_dim,
+        left_context=cfg.left_context, right_context=cfg.right_context, activation=cfg.activation,
+        dropout=cfg.dropout, norm=cfg.norm, input_norm=cfg.input_norm, num_epochs=opts.num_epochs,
+        batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer, lr_schedule=opts.lr_schedule,
+        seed=opts.seed, device=opts.device, temperature=opts.temperature, hard_weight=opts.hard_weight,
+        teacher_checkpoints=list(teacher_paths or [generalist_path]), progress_bar=opts.progress_bar)
     cmap = collapse_map(classes, num_classes)
-    hooks = {"train_frames_fn": lambda _bank, _frames: resampled,
-             "soft_target_transform": lambda probs: collapse(probs, cmap),
-             "progress_bar": opts.progress_bar}
-    run(0, 1, args, hooks)
+    final_path = train(config, TrainHooks(train_frames_fn=lambda _bank, _frames: resampled,
+                                          soft_target_transform=lambda probs: collapse(probs, cmap)))
 
-    model = FrameClassifier.load(out_dir / "train" / "final.pt")
+    model = FrameClassifier.load(final_path)
     paper = dustbin_log_correction(opts.special_fraction, natural)
     if opts.dustbin_correction == "paper":
         correction = paper

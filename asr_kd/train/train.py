@@ -1,21 +1,18 @@
-"""Train a frame classifier on a frame bank (icefall's train.py skeleton).
-
-Usage:
-  python -m asr_kd.bin.train --exp-dir exp/member1 --frame-bank exp/bank --preset paper --seed 1
-  torchrun --nproc-per-node 8 -m asr_kd.bin.train --exp-dir ... (one rank per GPU)
-  python -m asr_kd.bin.train --world-size 2 ... (spawn ranks here; gloo on CPU)
+"""Train a frame classifier on a frame bank: `train(TrainConfig(...))` (icefall's train.py skeleton).
 
 Minibatches are random frame indices into a bank held on the device; the context window of each
-frame is gathered there with one index op. Outputs in --exp-dir: final.pt (FrameClassifier with
-priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state; checkpoint.prev.pt, the one before it, is
-resumed from when checkpoint.pt is damaged), metrics.csv, train.log, and
-tensorboard/ (the metrics.csv rows and each epoch's loss terms as TensorBoard events).
-A rerun of the same command resumes from checkpoint.pt exactly where the last run stopped.
+frame is gathered there with one index op. Outputs in the config's exp_dir: final.pt (FrameClassifier
+with priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state; checkpoint.prev.pt, the one
+before it, is resumed from when checkpoint.pt is damaged), params.json, metrics.csv, train.log, and
+tensorboard/ (the metrics.csv rows and each epoch's loss terms as TensorBoard events). Training the
+same config again resumes from checkpoint.pt exactly where the last run stopped.
+
+Inside, icefall's shape: get_params, compute_loss, train_one_epoch, and run(rank, world_size, ...) on
+each data-parallel rank. The command line over it is `asr-kd train` (asr_kd/bin/train.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import dataclasses
@@ -23,37 +20,38 @@ import logging
 import math
 import os
 import random
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.data.frame_bank import UNLABELLED, FrameBank
-from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig, check_same_config
-from asr_kd.models.presets import PRESETS, get_preset
+from asr_kd.distill.ensemble import EnsembleTeacher, MeanType
 from asr_kd.distill.losses import distillation_loss, hard_cross_entropy
+from asr_kd.distill.schedules import ConstantSchedule, DistillationSchedule, parse_schedule
+from asr_kd.distill.soft_targets import SoftTargetStore
+from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig, check_same_config
+from asr_kd.models.presets import get_preset
 from asr_kd.score.frame_accuracy import score_bank_sums
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.augment import parse_augment
 from asr_kd.train.checkpoint import load_resumable, previous_path, rng_states, save_checkpoint, set_rng_states
 from asr_kd.train.schedule import LrSchedule, make_schedule
 from asr_kd.train.tensorboard_log import TensorBoardLog, row_scalars
-from asr_kd.utils.device import AMP_CHOICES, resolve_device, use_bf16
+from asr_kd.utils.device import AmpMode, resolve_device, use_bf16
 from asr_kd.utils.device import autocast as device_autocast
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
 from asr_kd.utils.logging import setup_logging
+from asr_kd.utils.safe_files import trust_pickle
 
-if TYPE_CHECKING:
-    from asr_kd.distill.schedules import DistillationSchedule
+__all__ = ["TrainConfig", "TrainHooks", "TrainingDiverged", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -64,115 +62,106 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is left in place."""
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the module doc's layout and shows the options' defaults (those that are not None)."""
+@dataclass
+class TrainConfig:
+    """One training run: a field per option of `asr-kd train`, same name and default (`asr-kd train --help`).
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        hidden = action.default is None or action.default is False or action.default == [] \
-            or action.default == argparse.SUPPRESS
-        if not hidden and "default" not in text:
-            text += " (default: %(default)s)"
-        return text
+    None for a model field means the preset's value; exp_dir and either frame_bank (holding train/
+    and dev/) or both train_bank and dev_bank are needed.
+    """
+
+    # data
+    exp_dir: Path
+    frame_bank: Path | None = None
+    train_bank: Path | None = None
+    dev_bank: Path | None = None
+    subset_fraction: float = 1.0
+    subset_seed: int = 0
+    frames_per_epoch: int = 0
+    # model
+    preset: str = "tiny"
+    num_layers: int | None = None
+    hidden_dim: int | None = None
+    left_context: int | None = None
+    right_context: int | None = None
+    activation: Literal["relu", "sigmoid", "tanh", "gelu", "silu"] | None = None
+    dropout: float | None = None
+    norm: Literal["none", "layernorm", "batchnorm"] | None = None
+    input_norm: Literal["none", "layernorm", "batchnorm"] | None = None
+    # optimisation
+    num_epochs: int = 10
+    batch_size: int = 1024
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.08
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: Literal["newbob", "cosine", "constant"] = "newbob"
+    newbob_start_gain: float = 0.005
+    newbob_end_gain: float = 0.0005
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+    grad_clip: float = 5.0
+    max_norm: float = 0.0
+    early_stopping_patience: int = 0
+    seed: int = 1
+    shuffle_seed: int | None = None
+    init_from: Path | None = None
+    # distillation
+    teacher_checkpoints: list[Path] = field(default_factory=list)
+    teacher_mean: MeanType = "arithmetic"
+    soft_targets_dir: Path | None = None
+    min_kept_mass: float = 0.9
+    temperature: float = 1.0
+    hard_weight: float = 0.5
+    temperature_schedule: str | None = None
+    hard_weight_schedule: str | None = None
+    augment: str = "none"
+    soft_until_epoch: int | None = None
+    # running
+    device: str = "auto"
+    amp: AmpMode = "auto"
+    world_size: int = 1
+    master_port: int = 12354
+    checkpoint_every: int = 2000
+    log_interval: int = 50
+    max_steps: int = 0
+    no_resume: bool = False
+    trust_pickle: bool = False
+    progress_bar: bool = True  # no option: the command line always shows it
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON values (paths as strings)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
-def get_parser() -> argparse.ArgumentParser:
-    """Command-line options of the trainer."""
-    p = argparse.ArgumentParser(prog="asr-kd train", description=__doc__, formatter_class=_HelpFormatter)
-    g = p.add_argument_group("data")
-    g.add_argument("--exp-dir", required=True, type=Path, help="where checkpoints, metrics.csv and train.log go")
-    g.add_argument("--frame-bank", type=Path, help="directory holding train/ and dev/ frame banks")
-    g.add_argument("--train-bank", type=Path, help="training frame bank (default: FRAME_BANK/train)")
-    g.add_argument("--dev-bank", type=Path, help="dev frame bank (default: FRAME_BANK/dev)")
-    g.add_argument("--subset-fraction", type=float, default=1.0,
-                   help="train on this seeded fraction of the training utterances (e.g. 0.03, paper Table 5)")
-    g.add_argument("--subset-seed", type=int, default=0, help="seed choosing the subset's utterances")
-    g.add_argument("--frames-per-epoch", type=int, default=0,
-                   help="frames drawn per epoch (0: the training frames once). A transfer set larger than the "
-                        "labelled data then gets the same number of updates as a model trained on the labelled data")
-    g = p.add_argument_group("model")
-    g.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model shape (paper = 8x2560, 20/5 context)")
-    g.add_argument("--num-layers", type=int, help="override the preset's number of hidden layers")
-    g.add_argument("--hidden-dim", type=int, help="override the preset's hidden layer width")
-    g.add_argument("--left-context", type=int, help="override the preset's left context (frames)")
-    g.add_argument("--right-context", type=int, help="override the preset's right context (frames)")
-    g.add_argument("--activation", choices=["relu", "sigmoid", "tanh", "gelu", "silu"], help="hidden activation")
-    g.add_argument("--dropout", type=float, help="dropout after each hidden layer")
-    g.add_argument("--norm", choices=["none", "layernorm", "batchnorm"], help="normalisation in hidden layers")
-    g.add_argument("--input-norm", choices=["none", "layernorm", "batchnorm"], help="normalisation of input frames")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--num-epochs", type=int, default=10)
-    g.add_argument("--batch-size", type=int, default=1024, help="frames per step per rank")
-    g.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    g.add_argument("--lr", type=float, default=0.08, help="base learning rate")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--lr-schedule", choices=["newbob", "cosine", "constant"], default="newbob",
-                   help="newbob: halve the LR once the dev accuracy gain per epoch drops below --newbob-start-gain")
-    g.add_argument("--newbob-start-gain", type=float, default=0.005, help="dev accuracy gain (fraction) that starts halving")
-    g.add_argument("--newbob-end-gain", type=float, default=0.0005, help="stop when halving and the gain is below this (0: never)")
-    g.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (cosine schedule)")
-    g.add_argument("--min-lr", type=float, default=0.0)
-    g.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0: no clipping)")
-    g.add_argument("--max-norm", type=float, default=0.0,
-                   help="after each update, cap the L2 norm of every unit's incoming weights at this (0: off)")
-    g.add_argument("--early-stopping-patience", type=int, default=0,
-                   help="stop after this many epochs without a better dev accuracy; final.pt is then the best model")
-    g.add_argument("--seed", type=int, default=1, help="model initialisation and dropout (and shuffling, unless "
-                   "--shuffle-seed)")
-    g.add_argument("--shuffle-seed", type=int,
-                   help="seed of the frame order alone: ensemble members that differ only in their initialisation "
-                        "share it (default: --seed)")
-    g.add_argument("--init-from", type=Path,
-                   help="start from this FrameClassifier checkpoint's weights (same model config) instead of a "
-                        "random init; a resumed run ignores it")
-    g = p.add_argument_group("distillation")
-    g.add_argument("--teacher-checkpoints", nargs="*", default=[], type=Path,
-                   help="teacher models; their ensemble's soft targets are computed online")
-    g.add_argument("--teacher-mean", choices=["arithmetic", "geometric"], default="arithmetic")
-    g.add_argument("--soft-targets-dir", type=Path, help="stored top-k soft targets of the training frame bank")
-    g.add_argument("--min-kept-mass", type=float, default=0.9,
-                   help="refuse a --soft-targets-dir whose top-k keep less of the teacher's mass on average")
-    g.add_argument("--temperature", type=float, default=1.0, help="distillation temperature T")
-    g.add_argument("--hard-weight", type=float, default=0.5, help="weight of the hard-label CE relative to the soft term")
-    g.add_argument("--temperature-schedule",
-                   help="T per epoch, e.g. 'linear:5:1:1:10' or 'step:1=5,4=2' (online teacher only; "
-                        "overrides --temperature)")
-    g.add_argument("--hard-weight-schedule", help="hard weight per epoch, same forms; overrides --hard-weight")
-    g.add_argument("--augment", default="none",
-                   help="perturb training windows, e.g. 'freq_mask=8,time_mask=5,noise=0.1' or 'mixup=0.4' "
-                        "(asr_kd.train.augment; an online teacher scores the perturbed windows too)")
-    g.add_argument("--soft-until-epoch", type=int,
-                   help="early-stopped distillation: after this epoch train on hard labels only")
-    g = p.add_argument_group("running")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--amp", choices=AMP_CHOICES, default="auto",
-                   help="bf16 autocast with fp32 master weights (auto: where the GPU or CPU has bf16 units)")
-    g.add_argument("--world-size", type=int, default=1, help="spawn this many data-parallel ranks (torchrun sets it itself)")
-    g.add_argument("--master-port", type=int, default=12354, help="rendezvous port for --world-size > 1")
-    g.add_argument("--checkpoint-every", type=int, default=2000, help="write checkpoint.pt every N steps (and each epoch)")
-    g.add_argument("--log-interval", type=int, default=50, help="steps between log lines and CSV rows")
-    g.add_argument("--max-steps", type=int, default=0, help="stop (resumably) after this many steps in all (0: no limit)")
-    g.add_argument("--no-resume", action="store_true", help="ignore checkpoint.pt and start again")
-    add_trust_pickle_option(p)
-    return p
+@dataclass
+class TrainHooks:
+    """Where a caller changes what the trainer feeds the model (each None: off); e.g. specialists, MNIST jitter."""
+
+    input_transform: Callable[[Tensor, Tensor], Tensor] | None = None
+    """(windows, labels) -> windows, applied to training windows only (before --augment), e.g. image jitter."""
+    train_frames_fn: Callable[[FrameBank, np.ndarray], np.ndarray] | None = None
+    """(training bank, the subset's frame indices) -> the int64 frame indices (repeats allowed) of one epoch,
+    e.g. a class-balanced resampling."""
+    soft_target_transform: Callable[[Tensor], Tensor] | None = None
+    """Teacher distributions (B, C) -> (B, C'), e.g. collapsed onto the student's classes; a teacher may
+    then have other classes than the bank."""
 
 
 def get_params() -> AttributeDict:
-    """Settings that are not command-line options, and the run's bookkeeping."""
+    """Settings that are not options, and the run's bookkeeping."""
     return AttributeDict({
         "eval_batch_size": 8192,
         "checkpoint_name": "checkpoint.pt",
-        "progress_bar": True,
-        # Callable (inputs, labels) -> inputs applied to training windows only (e.g. image jitter); None: off.
-        "input_transform": None,
-        # Callable (train_bank, subset_frames) -> int64 frame indices (repeats allowed) that make up one epoch,
-        # e.g. a class-balanced resampling; None: the subset's frames as they are.
-        "train_frames_fn": None,
-        # Callable (teacher_probs (B, C)) -> (B, C') applied to the teacher's distributions, e.g. collapsing
-        # them onto the student's classes; None: off.
-        "soft_target_transform": None,
     })
+
+
+def make_params(config: TrainConfig, hooks: TrainHooks | None = None) -> AttributeDict:
+    """get_params() with the hooks and the config's fields: what one rank trains with."""
+    params = get_params()
+    params.update(vars(hooks or TrainHooks()))
+    params.update({f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+    return params
 
 
 def model_config(params: AttributeDict, bank: FrameBank) -> FrameClassifierConfig:
@@ -245,8 +234,6 @@ class Teacher:
         if params.soft_targets_dir and params.teacher_checkpoints:
             raise InputError("give either --soft-targets-dir or --teacher-checkpoints, not both")
         if params.soft_targets_dir:
-            from asr_kd.distill.soft_targets import SoftTargetStore  # lazily: optional part
-
             # The store must be of this bank's frames, at this temperature; resident on a GPU.
             self.store = SoftTargetStore.load(
                 params.soft_targets_dir, expect_temperature=params.temperature,
@@ -262,8 +249,6 @@ class Teacher:
                     "student would learn a sharper, different teacher. Rebuild the store with a larger --top-k "
                     "(asr-kd make-soft-targets --top-k auto picks one), or teach online with --teacher-checkpoints")
         elif params.teacher_checkpoints:
-            from asr_kd.distill.ensemble import EnsembleTeacher  # lazily: optional part
-
             self.ensemble = EnsembleTeacher.load([str(p) for p in params.teacher_checkpoints], params.device,
                                                  mean=params.teacher_mean)
             # A soft_target_transform (specialists) maps the teacher's classes onto the bank's itself.
@@ -305,8 +290,6 @@ def make_batch(params: AttributeDict, bank: FrameBank, frame_idx: Tensor, teache
 
 def distillation_schedule(params: AttributeDict) -> DistillationSchedule:
     """The per-epoch T / hard weight / soft-term switch from the options (constants when no schedule)."""
-    from asr_kd.distill.schedules import ConstantSchedule, DistillationSchedule, parse_schedule
-
     if params.temperature <= 0 and not params.temperature_schedule:
         raise InputError(f"--temperature must be > 0, got {params.temperature:g}")
     if params.temperature_schedule and params.soft_targets_dir:
@@ -561,18 +544,34 @@ def _then(first: Callable[[Tensor, Tensor], Tensor] | None,
 
 
 def _resolve_banks(params: AttributeDict) -> tuple[Path, Path]:
-    train = params.train_bank or (params.frame_bank / "train" if params.frame_bank else None)
-    dev = params.dev_bank or (params.frame_bank / "dev" if params.frame_bank else None)
-    if train is None or dev is None:
+    train_dir = params.train_bank or (Path(params.frame_bank) / "train" if params.frame_bank else None)
+    dev_dir = params.dev_bank or (Path(params.frame_bank) / "dev" if params.frame_bank else None)
+    if train_dir is None or dev_dir is None:
         raise InputError("give --frame-bank DIR (with train/ and dev/) or both --train-bank and --dev-bank")
-    return Path(train), Path(dev)
+    return Path(train_dir), Path(dev_dir)
 
 
-def run(rank: int, world_size: int, args: argparse.Namespace, hooks: dict[str, Any] | None = None) -> None:
-    """Train on one rank of `world_size` (1: a single process); `hooks` override get_params() entries."""
-    params = get_params()
-    params.update(hooks or {})
-    params.update(vars(args))
+def train(config: TrainConfig, hooks: TrainHooks | None = None) -> Path:
+    """Train into config.exp_dir, resuming from its checkpoint.pt; returns final.pt (absent if max_steps stopped it).
+
+    Joins torchrun's ranks when launched by torchrun, spawns config.world_size ranks when that is
+    > 1 (`hooks` must then pickle), else trains in this process. Bad input raises InputError, a
+    non-finite loss TrainingDiverged.
+    """
+    with trust_pickle(config.trust_pickle):
+        if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # launched by torchrun
+            run(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), config, hooks)
+        elif config.world_size > 1:
+            torch.multiprocessing.spawn(run, args=(config.world_size, config, hooks), nprocs=config.world_size,
+                                        join=True)
+        else:
+            run(0, 1, config, hooks)
+    return Path(config.exp_dir) / "final.pt"
+
+
+def run(rank: int, world_size: int, config: TrainConfig, hooks: TrainHooks | None = None) -> None:
+    """Train on one rank of `world_size` (1: a single process)."""
+    params = make_params(config, hooks)
     params.rank, params.world_size = rank, world_size
     exp_dir = Path(params.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -588,6 +587,10 @@ def run(rank: int, world_size: int, args: argparse.Namespace, hooks: dict[str, A
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     try:
         _train(params)
+    except TrainingDiverged as err:
+        if rank == 0:
+            log.error("%s", err)  # train.log says why the run stopped
+        raise
     finally:
         if world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -744,27 +747,3 @@ def _write_final(params: AttributeDict, model: FrameClassifier, state: Attribute
     else:
         model.save(exp_dir / "final.pt", epoch=state.epoch - 1)
     log.info("wrote %s (best dev accuracy %.4f at epoch %d)", exp_dir / "final.pt", state.best_dev_acc, state.best_epoch)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse options and train: spawn --world-size ranks, join torchrun's, or run one process."""
-    args = get_parser().parse_args(argv)
-
-    def body() -> None:
-        if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # launched by torchrun
-            run(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), args)
-        elif args.world_size > 1:
-            torch.multiprocessing.spawn(run, args=(args.world_size, args), nprocs=args.world_size, join=True)
-        else:
-            run(0, 1, args)
-
-    try:
-        return run_cli(body, "asr-kd train", trust_pickle_files=args.trust_pickle)
-    except TrainingDiverged as err:
-        log.error("%s", err)
-        print(f"asr-kd train: error: {err}", file=sys.stderr, flush=True)
-        return 1
-    except torch.multiprocessing.ProcessRaisedException as err:
-        # A spawned rank failed; its own traceback is in the message, the last line says why.
-        print(f"asr-kd train: error: a rank failed: {str(err).strip().splitlines()[-1]}", file=sys.stderr, flush=True)
-        return 1

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from asr_kd.bin import make_soft_targets
+from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.distill.soft_targets import SoftTargetStore
 from asr_kd.models import FrameClassifier, get_preset
 from asr_kd.models.frame_classifier import read_checkpoint
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.train import _make_optimizer
-from asr_kd.train.train import main as train_main
 
 pytestmark = pytest.mark.cuda
 
