@@ -88,11 +88,13 @@ def soft_target_fps(config: FrameClassifierConfig, device: torch.device, members
 def timed_training(exp: Path, banks: Path, preset: str, device: torch.device, batch_size: int, fps: float,
                    seconds: float) -> dict[str, float]:
     """The trainer itself for about `seconds` (4 epochs sized from `fps`): first and last logged loss, dev accuracy."""
-    frames_per_epoch = max(batch_size, int(fps * seconds / 4))
+    # At least 4 steps per epoch, logged about 4 times each, however slow the host is at the moment.
+    frames_per_epoch = max(4 * batch_size, int(fps * seconds / 4))
+    log_interval = max(1, frames_per_epoch // batch_size // 4)
     tic = time.perf_counter()
     rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(banks), "--preset", preset,
                      "--batch-size", str(batch_size), "--frames-per-epoch", str(frames_per_epoch), "--num-epochs", "4",
-                     "--lr", "0.05", "--lr-schedule", "constant", "--log-interval", "5", "--device", str(device),
+                     "--lr", "0.05", "--lr-schedule", "constant", "--log-interval", str(log_interval), "--device", str(device),
                      "--amp", "bf16"])
     wall = time.perf_counter() - tic
     if rc != 0:
