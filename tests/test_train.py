@@ -370,6 +370,26 @@ def test_students_learn_from_online_and_stored_teachers_alone(data, single_run, 
     assert all(0.0 <= kl < ce for kl, ce in zip(terms["soft_kl"], terms["soft_ce"]))  # KL = CE - T^2 H(teacher)
 
 
+def test_a_resident_store_trains_exactly_as_the_memory_mapped_one(data, single_run, tmp_path):
+    """The device-resident lookup path (what CUDA uses) run with the CPU as the device."""
+    from asr_kd.distill.ensemble import EnsembleTeacher
+    from asr_kd.distill.soft_targets import SoftTargetStore
+
+    train_bank = FrameBank.load(data["bank"] / "train")
+    SoftTargetStore.write(EnsembleTeacher.load([str(single_run / "final.pt")]), train_bank, tmp_path / "soft",
+                          temperature=2.0, k=4, amp=False)
+    weights = {}
+    for resident in ("yes", "no"):
+        exp = tmp_path / resident
+        assert train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "1",
+                           "--soft-targets-dir", str(tmp_path / "soft"), "--temperature", "2",
+                           "--resident-soft-targets", resident]) == 0
+        weights[resident] = read_checkpoint(exp / "epoch-1.pt")["state_dict"]
+        assert ("resident on cpu" if resident == "yes" else "memory-mapped") in (exp / "train.log").read_text()
+    for k, w in weights["no"].items():
+        assert torch.equal(weights["yes"][k], w), k
+
+
 def test_a_store_that_keeps_too_little_teacher_mass_is_refused(data, single_run, tmp_path, capsys):
     from asr_kd.distill.ensemble import EnsembleTeacher
     from asr_kd.distill.soft_targets import SoftTargetStore

@@ -99,6 +99,9 @@ def get_parser(given_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--soft-targets-dir", type=Path, help="stored top-k soft targets of the training frame bank")
     g.add_argument("--min-kept-mass", type=float,
                    help="refuse a --soft-targets-dir whose top-k keep less of the teacher's mass on average")
+    g.add_argument("--resident-soft-targets", choices=("auto", "yes", "no"),
+                   help="hold the --soft-targets-dir arrays on the training device instead of reading the memory-mapped "
+                        "files (auto: on CUDA)")
     g.add_argument("--temperature", type=float, help="distillation temperature T")
     g.add_argument("--hard-weight", type=float, help="weight of the hard-label CE relative to the soft term")
     g.add_argument("--temperature-schedule",

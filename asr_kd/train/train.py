@@ -111,6 +111,7 @@ class TrainConfig:
     teacher_mean: MeanType = "arithmetic"
     soft_targets_dir: Path | None = None
     min_kept_mass: float = 0.9
+    resident_soft_targets: str = "auto"  # yes / no / auto (yes on CUDA): the store's arrays on the device
     temperature: float = 1.0
     hard_weight: float = 0.5
     temperature_schedule: str | None = None
@@ -234,11 +235,14 @@ class Teacher:
         if params.soft_targets_dir and params.teacher_checkpoints:
             raise InputError("give either --soft-targets-dir or --teacher-checkpoints, not both")
         if params.soft_targets_dir:
-            # The store must be of this bank's frames, at this temperature; resident on a GPU.
+            # The store must be of this bank's frames, at this temperature; resident on a GPU (or when asked).
+            resident = params.resident_soft_targets == "yes" or (params.resident_soft_targets == "auto"
+                                                                 and params.device.type == "cuda")
             self.store = SoftTargetStore.load(
                 params.soft_targets_dir, expect_temperature=params.temperature,
-                expect_frame_bank_checksum=bank.manifest["checksum"],
-                device=params.device if params.device.type == "cuda" else None)
+                expect_frame_bank_checksum=bank.manifest["checksum"], device=params.device if resident else None)
+            log.info("soft targets from %s, %s", params.soft_targets_dir,
+                     f"resident on {params.device}" if resident else "memory-mapped")
             if self.store.num_classes != bank.num_classes:
                 raise InputError(f"{params.soft_targets_dir}: {self.store.num_classes} classes, the frame bank "
                                  f"has {bank.num_classes}")

@@ -18,14 +18,27 @@
 #                        updates and the CPU time)
 #   --seed N             seed of the perturbations (default 0)
 #   --num-jobs N         feature, alignment and decoding processes (default 1)
+#   --distil-sets "NAME ..."  the augmented sets that also get an ensemble and a distilled student (stages 5-7;
+#                        default "all"; "" for none): each costs num_members baselines, a student taught online
+#                        (~2-3 baselines) and two decodes
+#   --num-members N      ensemble members per distil set (default: the source's, its nnet/member*/final.pt)
+#   --temperature T  --hard-weight W  --teacher-mean M   the students' distillation (default 2, 0.5, arithmetic:
+#                        the recipe's)
 #   (the baseline's model, optimiser, epochs and seed are the source baseline's (its params.json); the search
-#   is the source baseline decode's (its results.json command): the rows differ in their training data only)
+#   is the source baseline decode's (its results.json command): the rows differ in their training data only.
+#   Members and students are trained as the baseline is, same options and updates, with recipes/run.sh's seeds:
+#   member m 100*seed+m, the student the baseline's seed)
 # Stages:
 #   1  the perturbed copies of train (features; speed copies force-aligned with tri2) and one manifest per set
 #   2  a frame bank per set, normalised with the source's bank/cmvn.json
 #   3  the baseline of each set
 #   4  hybrid decoding of each: dev chooses the LM weight, test-clean and test-other are decoded at it
-#   5  AUGMENT.md: test and test-other WER and their ratio, beside the source's non-augmented baseline
+#   5  for each distil set: the ensemble, num_members models trained as its baseline, differing in their seed
+#   6  for each distil set: the distilled student, taught by that set's ensemble run online (--teacher-checkpoints:
+#      a stored top-k store of an 8x bank would be ~9 GB) at T, hard weight W, as many updates as the baseline
+#   7  hybrid decoding of each distil set's ensemble (all its members' --model files) and student, as in stage 4
+#   8  AUGMENT.md: frame accuracies, test and test-other WER and their ratio, beside the source's non-augmented
+#      baseline, ensemble and student; for each distil set the share of the ensemble's gain the student recovers
 set -euo pipefail
 
 recipe_dir=recipes
@@ -37,6 +50,11 @@ augment_sets="sp:sp0.9,sp1.1 all:sp0.9,sp1.1,volume,noise,babble,reverb,narrowba
 epochs_as=updates
 seed=0
 num_jobs=1
+distil_sets=all
+num_members=""
+temperature=2
+hard_weight=0.5
+teacher_mean=arithmetic
 device=auto
 amp=auto
 . "$recipe_dir/parse_options.sh"
@@ -80,6 +98,19 @@ read -ra search_opts <<< "$search_line"
 epochs_note="$epoch_frames frames per epoch, the source baseline's"
 if [ "$epochs_as" = passes ]; then epoch_frames=0; epochs_note="one pass over the set per epoch"; fi
 names=$(for s in $augment_sets; do echo "${s%%:*}"; done)
+for name in $distil_sets; do
+  grep -qx "$name" <<< "$names" || { echo "$0: distil set '$name' is not one of --augment-sets ($names)" >&2; exit 2; }
+done
+# The members' count: the source's ensemble's; their seeds as recipes/run.sh derives them from the baseline's.
+if [ -z "$num_members" ]; then
+  num_members=$(find "$src_exp/nnet" -path '*/member*/final.pt' | wc -l)
+  [ "$num_members" -gt 0 ] || { echo "$0: no $src_exp/nnet/member*/final.pt: give --num-members N" >&2; exit 2; }
+fi
+net_seed=""; base_opts=()
+for ((i = 0; i < ${#train_opts[@]}; i += 2)); do
+  if [ "${train_opts[i]}" = --seed ]; then net_seed=${train_opts[i + 1]}; else base_opts+=("${train_opts[@]:i:2}"); fi
+done
+members_of() { for m in $(seq 1 "$num_members"); do echo "$exp_dir/nnet/member${m}_$1/final.pt"; done; }
 gmm=$src_exp/gmm/tri2
 aug_dir=$exp_dir/data
 
@@ -125,14 +156,68 @@ if run_stage 4; then
 fi
 
 if run_stage 5; then
-  log "Stage 5: $exp_dir/AUGMENT.md"
-  rows=(--row "baseline, no augmentation (source run)" "$src_exp/nnet/baseline" "$src_exp/decode/baseline" "")
-  for s in $augment_sets; do
-    rows+=(--row "baseline, augmented: ${s#*:}" "$exp_dir/nnet/baseline_${s%%:*}" "$exp_dir/decode/baseline_${s%%:*}" \
-      "$aug_dir/${s%%:*}.json")
+  log "Stage 5: the ${num_members}-member ensemble on each of ($distil_sets), members trained as its baseline, seeds 100*$net_seed+m"
+  for name in $distil_sets; do
+    for m in $(seq 1 "$num_members"); do
+      # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
+      step "train_member${m}_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/member${m}_$name" \
+        --frame-bank "$src_exp/bank" --train-bank "$exp_dir/bank/$name" --frames-per-epoch "$epoch_frames" \
+        "${base_opts[@]}" --seed $((100 * net_seed + m)) --device "$device" --amp "$amp"
+    done
   done
-  step table python egs/synth/local/augment_table.py --out "$exp_dir/AUGMENT.md" --src-exp "$src_exp" "${rows[@]}"
   touch "$exp_dir/.stage5.done"
+fi
+
+if run_stage 6; then
+  log "Stage 6: distil each ensemble of ($distil_sets) into one model on its set, teacher online, T=$temperature, hard weight $hard_weight, as many updates as the baseline"
+  for name in $distil_sets; do
+    # shellcheck disable=SC2046
+    step "train_student_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/student_$name" \
+      --frame-bank "$src_exp/bank" --train-bank "$exp_dir/bank/$name" --frames-per-epoch "$epoch_frames" \
+      "${train_opts[@]}" --teacher-checkpoints $(members_of "$name") --teacher-mean "$teacher_mean" \
+      --temperature "$temperature" --hard-weight "$hard_weight" --device "$device" --amp "$amp"
+  done
+  touch "$exp_dir/.stage6.done"
+fi
+
+if run_stage 7; then
+  log "Stage 7: hybrid decoding of each ensemble and student of ($distil_sets), as the baselines (${search_opts[*]})"
+  for name in $distil_sets; do
+    for system in ensemble student; do
+      if [ $system = ensemble ]; then models=$(members_of "$name"); else models=$exp_dir/nnet/student_$name/final.pt; fi
+      # shellcheck disable=SC2086
+      step "decode_${system}_$name" python -m asr_kd.bin.decode_nnet --model $models \
+        --graph-dir "$gmm/graph" --transition-model "$gmm/final.mdl" --cmvn "$src_exp/bank/cmvn.json" \
+        --dev-cuts "$gmm/ali/cuts_dev-clean.jsonl.gz" \
+        --test-cuts "$gmm/ali/cuts_test-clean.jsonl.gz" "$src_exp/data/fbank/cuts_test-other.jsonl.gz" \
+        "${search_opts[@]}" --num-workers "$num_jobs" --device "$device" --out-dir "$exp_dir/decode/${system}_$name"
+    done
+  done
+  touch "$exp_dir/.stage7.done"
+fi
+
+if run_stage 8; then
+  log "Stage 8: $exp_dir/AUGMENT.md"
+  rows=(--row "baseline, no augmentation (source run)" "$src_exp/nnet/baseline" "$src_exp/decode/baseline" "")
+  gains=()
+  if [ -f "$src_exp/decode/ensemble/results.json" ] && [ -f "$src_exp/decode/student/results.json" ]; then
+    rows+=(--row "ensemble, no augmentation (source run)" "" "$src_exp/decode/ensemble" ""
+      --row "distilled, no augmentation (source run)" "$src_exp/nnet/student" "$src_exp/decode/student" "")
+    gains+=(--gain "no augmentation (source run)" "$src_exp/decode/baseline" "$src_exp/decode/ensemble" "$src_exp/decode/student")
+  fi
+  for s in $augment_sets; do
+    name=${s%%:*}
+    rows+=(--row "baseline, augmented: ${s#*:}" "$exp_dir/nnet/baseline_$name" "$exp_dir/decode/baseline_$name" \
+      "$aug_dir/$name.json")
+    if grep -qx "$name" <<< "$(printf '%s\n' $distil_sets)"; then
+      rows+=(--row "ensemble ($num_members), augmented: ${s#*:}" "" "$exp_dir/decode/ensemble_$name" "$aug_dir/$name.json"
+        --row "distilled, augmented: ${s#*:}" "$exp_dir/nnet/student_$name" "$exp_dir/decode/student_$name" "$aug_dir/$name.json")
+      gains+=(--gain "augmented: ${s#*:}" "$exp_dir/decode/baseline_$name" "$exp_dir/decode/ensemble_$name" \
+        "$exp_dir/decode/student_$name")
+    fi
+  done
+  step table python egs/synth/local/augment_table.py --out "$exp_dir/AUGMENT.md" --src-exp "$src_exp" "${rows[@]}" "${gains[@]}"
+  touch "$exp_dir/.stage8.done"
 fi
 
 log "Finished stages $stage..$stop_stage in $exp_dir"
