@@ -158,15 +158,15 @@ def test_two_link_chain_trains_the_student_on_the_assistants_soft_targets(banks,
 
 
 def test_results_table_reads_accuracy_and_decoding_files_and_marks_missing_ones(tmp_path):
-    from asr_kd.distill.results_table import markdown_table, read_row
+    from asr_kd.report.systems_table import read_row, systems_table
     from asr_kd.utils.io import atomic_write_json
 
     atomic_write_json(tmp_path / "acc_a_dev.json", {"accuracy": 0.5, "num_frames": 10, "models": []})
     atomic_write_json(tmp_path / "acc_a_test.json", {"accuracy": 0.25, "num_frames": 12, "models": []})
     atomic_write_json(tmp_path / "dec" / "results.json", {"dev": {"wer": 16.4}, "test": {"wer": 18.25},
                                                           "lmwt": "11", "num_params": 1234, "models": []})
-    table = markdown_table([read_row("kd", tmp_path / "acc_a", tmp_path / "dec"),
-                            read_row("not run", tmp_path / "acc_b", None)])
+    table = systems_table([read_row("kd", tmp_path / "acc_a", tmp_path / "dec"),
+                           read_row("not run", tmp_path / "acc_b", None)])
     lines = table.splitlines()
     assert lines[2] == "| kd | 1234 | 50.00 | 25.00 | 16.40 | 18.25 | 11 |"
     assert lines[3] == "| not run | – | – | – | – | – | – |"

@@ -1,6 +1,6 @@
 """`asr-kd results-table`: a markdown table of systems (parameters, dev/test frame accuracy and WER).
 
-Rows read the JSON files the recipes write (library: asr_kd.distill.results_table).
+Rows read the JSON files the recipes write (library: asr_kd.report.systems_table).
 
 Usage:
   asr-kd results-table --out exp/chains/CHAINS.md --title "Teacher-assistant chains" \\
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from asr_kd.bin.common import add_trust_pickle_option, run_cli
-from asr_kd.distill.results_table import MISSING, markdown_table, read_row
+from asr_kd.report.systems_table import MISSING, read_row, systems_table
 from asr_kd.utils.io import atomic_write_text
 
 
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [read_row(label, prefix, None if dec == "-" else dec) for label, prefix, dec in args.row]
         frames = next((r.num_frames for r in rows if r.num_frames), {})
         data = ", ".join(f"{part} {n} frames" for part, n in frames.items())
-        text = [f"# {args.title}\n", markdown_table(rows),
+        text = [f"# {args.title}\n", systems_table(rows),
                 f"Frame accuracies against the tri2 alignments ({data}); WER: LM weight chosen on dev, "
                 f"applied to test. '{MISSING}': not run or not decoded.\n", *[n + "\n" for n in args.note]]
         atomic_write_text(args.out, "\n".join(text))

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from asr_kd.bin.common import add_trust_pickle_option, run_cli
+from asr_kd.report.markdown import markdown_table
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, atomic_write_text, read_json
 from asr_kd.utils.logging import setup_logging
@@ -63,15 +64,13 @@ def score_bank(combiner, bank, max_covering: int, batch_size: int):
     return result
 
 
-def markdown_table(records: dict[str, dict]) -> str:
+def breakdown_table(records: dict[str, dict]) -> str:
     """Table 4 layout: one block of rows per bank."""
-    lines = ["| data | active specialists covering the correct state | frames | frame acc. without | "
-             "frame acc. with | relative change |", "|---|---|---:|---:|---:|---:|"]
-    for name, rec in records.items():
-        for row in rec["breakdown"]:
-            lines.append(f"| {name} | {row['covering']} | {row['frames']} | {100 * row['acc_without']:.2f}% | "
-                         f"{100 * row['acc_with']:.2f}% | {100 * row['relative_change']:+.2f}% |")
-    return "\n".join(lines) + "\n"
+    header = ["data", "active specialists covering the correct state", "frames", "frame acc. without",
+              "frame acc. with", "relative change"]
+    return markdown_table(header, [(name, row["covering"], row["frames"], f"{100 * row['acc_without']:.2f}%",
+                                    f"{100 * row['acc_with']:.2f}%", f"{100 * row['relative_change']:+.2f}%")
+                                   for name, rec in records.items() for row in rec["breakdown"]])
 
 
 def body(args: argparse.Namespace) -> None:
@@ -111,7 +110,7 @@ def body(args: argparse.Namespace) -> None:
         print(f"{bank_dir}: frame accuracy {100 * rec['accuracy_without']:.2f}% without, "
               f"{100 * rec['accuracy_with']:.2f}% with {len(args.specialists)} specialists")
     if args.table is not None:
-        atomic_write_text(args.table, markdown_table(records))
+        atomic_write_text(args.table, breakdown_table(records))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from asr_kd.report.markdown import markdown_table
 from asr_kd.utils.io import read_json
 
-__all__ = ["MISSING", "TableRow", "read_row", "markdown_table"]
+__all__ = ["MISSING", "TableRow", "read_row", "systems_table"]
 
 MISSING = "–"
 
@@ -66,16 +67,12 @@ def read_row(label: str, acc_prefix: str | Path, decode_dir: str | Path | None) 
         num_frames={part: int(a["num_frames"]) for part, a in acc.items() if a})
 
 
-def _pct(x: float | None, scale: float = 100.0) -> str:
-    return MISSING if x is None else f"{x * scale:.2f}"
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
 
 
-def markdown_table(rows: Sequence[TableRow]) -> str:
+def systems_table(rows: Sequence[TableRow]) -> str:
     """The rows as a markdown table (accuracies and WERs in %)."""
-    lines = ["| system | parameters | dev frame acc % | test frame acc % | dev WER % | test WER % | LM weight |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| {r.label} | {r.num_params if r.num_params is not None else MISSING} | "
-                     f"{_pct(r.dev_acc)} | {_pct(r.test_acc)} | {_pct(r.dev_wer, 1.0)} | {_pct(r.test_wer, 1.0)} | "
-                     f"{r.lm_weight or MISSING} |")
-    return "\n".join(lines) + "\n"
+    header = ["system", "parameters", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %", "LM weight"]
+    return markdown_table(header, [(r.label, r.num_params, _pct(r.dev_acc), _pct(r.test_acc), r.dev_wer, r.test_wer,
+                                    r.lm_weight) for r in rows])
