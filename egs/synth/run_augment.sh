@@ -183,7 +183,7 @@ fi
 if run_stage 7; then
   log "Stage 7: hybrid decoding of each ensemble and student of ($distil_sets), as the baselines (${search_opts[*]})"
   for name in $distil_sets; do
-    for system in ensemble student; do
+    for system in student ensemble; do
       if [ $system = ensemble ]; then models=$(members_of "$name"); else models=$exp_dir/nnet/student_$name/final.pt; fi
       # shellcheck disable=SC2086
       step "decode_${system}_$name" python -m asr_kd.bin.decode_nnet --model $models \
