@@ -88,8 +88,9 @@ def soft_target_fps(config: FrameClassifierConfig, device: torch.device, members
 def timed_training(exp: Path, banks: Path, preset: str, device: torch.device, batch_size: int, fps: float,
                    seconds: float) -> dict[str, float]:
     """The trainer itself for about `seconds` (4 epochs sized from `fps`): first and last logged loss, dev accuracy."""
-    # At least 4 steps per epoch, logged about 4 times each, however slow the host is at the moment.
-    frames_per_epoch = max(4 * batch_size, int(fps * seconds / 4))
+    # At least 16 steps per epoch (64 in all: enough for the loss to fall), logged about 4 times each,
+    # however slow the host is at the moment.
+    frames_per_epoch = max(16 * batch_size, int(fps * seconds / 4))
     log_interval = max(1, frames_per_epoch // batch_size // 4)
     tic = time.perf_counter()
     rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(banks), "--preset", preset,
