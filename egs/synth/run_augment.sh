@@ -111,6 +111,22 @@ for ((i = 0; i < ${#train_opts[@]}; i += 2)); do
   if [ "${train_opts[i]}" = --seed ]; then net_seed=${train_opts[i + 1]}; else base_opts+=("${train_opts[@]:i:2}"); fi
 done
 members_of() { for m in $(seq 1 "$num_members"); do echo "$exp_dir/nnet/member${m}_$1/final.pt"; done; }
+# train_on SET DIR OPTION...: a model in nnet/DIR on the frame bank of SET (dev from the source), as many frames
+# per epoch as the source baseline.
+train_on() {
+  local set=$1 dir=$2; shift 2
+  step "train_$dir" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/$dir" --frame-bank "$src_exp/bank" \
+    --train-bank "$exp_dir/bank/$set" --frames-per-epoch "$epoch_frames" "$@" --device "$device" --amp "$amp"
+}
+# decode DIR MODEL...: dev chooses the LM weight, test-clean and test-other decoded at it, into decode/DIR.
+decode() {
+  local dir=$1; shift
+  step "decode_$dir" python -m asr_kd.bin.decode_nnet --model "$@" \
+    --graph-dir "$gmm/graph" --transition-model "$gmm/final.mdl" --cmvn "$src_exp/bank/cmvn.json" \
+    --dev-cuts "$gmm/ali/cuts_dev-clean.jsonl.gz" \
+    --test-cuts "$gmm/ali/cuts_test-clean.jsonl.gz" "$src_exp/data/fbank/cuts_test-other.jsonl.gz" \
+    "${search_opts[@]}" --num-workers "$num_jobs" --device "$device" --out-dir "$exp_dir/decode/$dir"
+}
 gmm=$src_exp/gmm/tri2
 aug_dir=$exp_dir/data
 
@@ -136,9 +152,7 @@ fi
 if run_stage 3; then
   log "Stage 3: the baseline on each set (${train_opts[*]}; $epochs_note)"
   for name in $names; do
-    step "train_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/baseline_$name" \
-      --frame-bank "$src_exp/bank" --train-bank "$exp_dir/bank/$name" --frames-per-epoch "$epoch_frames" \
-      "${train_opts[@]}" --device "$device" --amp "$amp"
+    train_on "$name" "baseline_$name" "${train_opts[@]}"
   done
   touch "$exp_dir/.stage3.done"
 fi
@@ -146,11 +160,7 @@ fi
 if run_stage 4; then
   log "Stage 4: hybrid decoding of each baseline (${search_opts[*]}): dev's LM weight for test-clean and test-other"
   for name in $names; do
-    step "decode_$name" python -m asr_kd.bin.decode_nnet --model "$exp_dir/nnet/baseline_$name/final.pt" \
-      --graph-dir "$gmm/graph" --transition-model "$gmm/final.mdl" --cmvn "$src_exp/bank/cmvn.json" \
-      --dev-cuts "$gmm/ali/cuts_dev-clean.jsonl.gz" \
-      --test-cuts "$gmm/ali/cuts_test-clean.jsonl.gz" "$src_exp/data/fbank/cuts_test-other.jsonl.gz" \
-      "${search_opts[@]}" --num-workers "$num_jobs" --device "$device" --out-dir "$exp_dir/decode/baseline_$name"
+    decode "baseline_$name" "$exp_dir/nnet/baseline_$name/final.pt"
   done
   touch "$exp_dir/.stage4.done"
 fi
@@ -160,9 +170,7 @@ if run_stage 5; then
   for name in $distil_sets; do
     for m in $(seq 1 "$num_members"); do
       # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
-      step "train_member${m}_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/member${m}_$name" \
-        --frame-bank "$src_exp/bank" --train-bank "$exp_dir/bank/$name" --frames-per-epoch "$epoch_frames" \
-        "${base_opts[@]}" --seed $((100 * net_seed + m)) --device "$device" --amp "$amp"
+      train_on "$name" "member${m}_$name" "${base_opts[@]}" --seed $((100 * net_seed + m))
     done
   done
   touch "$exp_dir/.stage5.done"
@@ -172,10 +180,8 @@ if run_stage 6; then
   log "Stage 6: distil each ensemble of ($distil_sets) into one model on its set, teacher online, T=$temperature, hard weight $hard_weight, as many updates as the baseline"
   for name in $distil_sets; do
     # shellcheck disable=SC2046
-    step "train_student_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/student_$name" \
-      --frame-bank "$src_exp/bank" --train-bank "$exp_dir/bank/$name" --frames-per-epoch "$epoch_frames" \
-      "${train_opts[@]}" --teacher-checkpoints $(members_of "$name") --teacher-mean "$teacher_mean" \
-      --temperature "$temperature" --hard-weight "$hard_weight" --device "$device" --amp "$amp"
+    train_on "$name" "student_$name" "${train_opts[@]}" --teacher-checkpoints $(members_of "$name") \
+      --teacher-mean "$teacher_mean" --temperature "$temperature" --hard-weight "$hard_weight"
   done
   touch "$exp_dir/.stage6.done"
 fi
@@ -186,11 +192,7 @@ if run_stage 7; then
     for system in student ensemble; do
       if [ $system = ensemble ]; then models=$(members_of "$name"); else models=$exp_dir/nnet/student_$name/final.pt; fi
       # shellcheck disable=SC2086
-      step "decode_${system}_$name" python -m asr_kd.bin.decode_nnet --model $models \
-        --graph-dir "$gmm/graph" --transition-model "$gmm/final.mdl" --cmvn "$src_exp/bank/cmvn.json" \
-        --dev-cuts "$gmm/ali/cuts_dev-clean.jsonl.gz" \
-        --test-cuts "$gmm/ali/cuts_test-clean.jsonl.gz" "$src_exp/data/fbank/cuts_test-other.jsonl.gz" \
-        "${search_opts[@]}" --num-workers "$num_jobs" --device "$device" --out-dir "$exp_dir/decode/${system}_$name"
+      decode "${system}_$name" $models
     done
   done
   touch "$exp_dir/.stage7.done"
