@@ -59,7 +59,7 @@ class CmvnStats:
         In "utterance" mode the offset defaults to the features' own mean; in "speaker" mode it must be given.
         """
         if feats.shape[-1] != self.dim:
-            raise InputError(f"features have dim {feats.shape[-1]} but {self.name} have dim {self.dim}")
+            raise InputError(f"features of dim {feats.shape[-1]}, {self.name} have dim {self.dim}")
         if self.mode == "utterance" and offset is None:
             offset = utterance_mean(feats)
         if self.mode == "speaker" and offset is None:
@@ -141,9 +141,10 @@ def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarr
     means = speaker_means(cuts) if stats.mode == "speaker" else {}
 
     def normalise(cut: Any, feats: np.ndarray) -> np.ndarray:
-        if feats.shape[-1] != stats.dim:
-            raise InputError(f"cut {cut.id}: features of dim {feats.shape[-1]}, {stats.name} have dim {stats.dim}")
-        return stats.apply(feats, means[speaker_of(cut)] if stats.mode == "speaker" else None)
+        try:
+            return stats.apply(feats, means[speaker_of(cut)] if stats.mode == "speaker" else None)
+        except InputError as err:
+            raise InputError(f"cut {cut.id}: {err}") from err
 
     return normalise
 
