@@ -18,6 +18,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from asr_kd.gmm import estimate
 from asr_kd.gmm.align import AlignOptions, align_utterances
 from asr_kd.gmm.features import compute_gmm_features
@@ -62,7 +64,7 @@ def main() -> None:
     if args.gauss_per_pdf > system.am.num_gauss / system.am.num_pdfs:
         stats = estimate.accumulate(system.am, x, pdf)
         estimate.mix_up(system.am, stats.pdf_occupancy(), int(round(args.gauss_per_pdf * system.am.num_pdfs)),
-                        min_count=1.0)
+                        np.random.default_rng(0), min_count=1.0)
     num_pdfs, num_gauss = system.am.num_pdfs, system.am.num_gauss  # as timed: EM may drop Gaussians
     t0 = time.perf_counter()
     result = align_utterances(system.transition_model, system.tree, system.am, lang, feats.feats, transcripts,

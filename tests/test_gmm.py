@@ -283,3 +283,49 @@ def test_mllt_rotates_correlated_gaussians_towards_diagonal_covariance():
     off = transformed - np.diag(np.diag(transformed))
     # the semi-tied transform (nearly) diagonalises the shared covariance
     assert np.abs(off).max() < 0.05 * np.abs(np.diag(transformed)).min()
+
+
+def test_mixing_up_allocates_gaussians_as_kaldi_and_splits_along_a_seeded_direction():
+    from asr_kd.gmm.estimate import init_flat_am, mix_up, split_targets
+    from asr_kd.lang.topo import load_topo, make_topo
+
+    topo = load_topo(make_topo(list(range(2, 40)), [1]))
+    tree = khg.monophone_context_dependency(topo.phones, topo.get_phone_to_num_pdf_classes())
+    tm = khg.TransitionModel(tree, topo)
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(600, 4)).astype(np.float32)
+    occupancy = rng.gamma(0.7, 3000, tm.num_pdfs).astype(np.float32)
+    occupancy[:3] = [0.0, 15.0, 45.0]  # no frames; too few for a second Gaussian; room for one more
+    # The bindings' own split allocates Gaussians to pdfs the same way (its directions are unseeded).
+    kaldi = init_flat_am(tm.num_pdfs, frames)
+    kaldi.split_by_count(occupancy, 700, 0.01, 0.2, 20.0)
+    targets = split_targets(occupancy, 700, power=0.2, min_count=20.0)
+    assert targets.tolist() == [kaldi.num_gauss_in_pdf(p) for p in range(tm.num_pdfs)]
+    assert targets[:3].tolist() == [1, 1, 2] and targets.sum() == 700
+
+    def mixed(seed: int) -> khg.AmDiagGmm:
+        am = init_flat_am(tm.num_pdfs, frames)
+        mix_up(am, occupancy, 700, np.random.default_rng(seed), perturb_factor=0.5)
+        return am
+
+    a, b, c = mixed(1), mixed(1), mixed(2)
+    means = [np.concatenate([am.get_pdf(p).means_invvars / am.get_pdf(p).inv_vars for p in range(3, 6)])
+             for am in (a, b, c)]
+    assert np.array_equal(means[0], means[1]) and not np.allclose(means[0], means[2])
+    gmm = a.get_pdf(2)  # one split: two halves of the weight, means either side of the global mean
+    assert np.allclose(gmm.weights, [0.5, 0.5])
+    assert np.allclose((gmm.means_invvars / gmm.inv_vars).mean(axis=0), frames.mean(axis=0), atol=1e-5)
+
+
+def test_gmm_training_is_reproducible(small_gmm_exp, tmp_path):
+    from asr_kd.bin import train_gmm
+
+    models = []
+    for run in ("a", "b"):
+        exp = tmp_path / run
+        (exp / "data").mkdir(parents=True)
+        (exp / "data" / "fbank").symlink_to(small_gmm_exp / "data" / "fbank")
+        assert train_gmm.main(["--exp-dir", str(exp), "--lang-dir", str(small_gmm_exp / "lang"), "--systems", "mono",
+                               "--mono-iters", "6", "--mono-gauss", "250"]) == 0
+        models.append((exp / "gmm" / "mono" / "final.mdl").read_bytes())
+    assert models[0] == models[1]

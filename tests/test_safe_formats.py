@@ -158,7 +158,7 @@ def gmm_dir(tmp_path_factory) -> dict:
     tm = khg.TransitionModel(tree, lang.topo)
     rng = np.random.default_rng(0)
     am = init_flat_am(tm.num_pdfs, rng.normal(size=(2000, 13)).astype(np.float32))
-    mix_up(am, np.full(am.num_pdfs, 100.0), 3 * am.num_pdfs, perturb_factor=0.5)
+    mix_up(am, np.full(am.num_pdfs, 100.0), 3 * am.num_pdfs, rng, perturb_factor=0.5)
     tm.mle_update(rng.integers(1, 50, tm.num_transition_ids + 1).astype(np.float64), khg.MleTransitionUpdateConfig())
     system = GmmSystem(tree, tm, am)
     system.save(d / "mono")

@@ -8,6 +8,7 @@ per-frame loop over the bindings' accumulators would. The update itself is Kaldi
 
 from __future__ import annotations
 
+import heapq
 import logging
 from dataclasses import dataclass
 
@@ -118,12 +119,69 @@ def update(am: khg.AmDiagGmm, stats: GmmStats, min_gaussian_occupancy: float = 1
     return tot_impr / max(stats.num_frames, 1)
 
 
-def mix_up(am: khg.AmDiagGmm, pdf_occupancy: np.ndarray, target_gauss: int, power: float = 0.2,
-           min_count: float = 20.0, perturb_factor: float = 0.01) -> None:
+def split_targets(pdf_occupancy: np.ndarray, target_gauss: int, power: float, min_count: float) -> np.ndarray:
+    """Gaussians per pdf after mixing up to `target_gauss` (Kaldi's GetSplitTargets).
+
+    Each pdf starts at one Gaussian; the next Gaussian goes to the pdf with the largest
+    occupancy^power per Gaussian, unless that would leave it fewer than `min_count` frames per
+    Gaussian, in which case the pdf is closed. Ties go to the lower pdf index.
+    """
+    occ = np.asarray(pdf_occupancy, dtype=np.float64)
+    targets = np.ones(len(occ), dtype=np.int64)
+    heap = [(-(o ** power), p) for p, o in enumerate(occ)]
+    heapq.heapify(heap)
+    total = len(occ)
+    while total < target_gauss and heap:
+        neg_priority, p = heapq.heappop(heap)
+        if neg_priority == 0:
+            break  # nothing left that may split
+        if (targets[p] + 1) * min_count >= occ[p]:
+            continue  # closed: too few frames for another Gaussian
+        targets[p] += 1
+        total += 1
+        heapq.heappush(heap, (-(occ[p] ** power) / targets[p], p))
+    return targets
+
+
+def split_gaussians(gmm: khg.DiagGmm, target: int, perturb_factor: float, rng: np.random.Generator) -> None:
+    """Split `gmm`'s heaviest Gaussian in two until it has `target` (Kaldi's DiagGmm::Split).
+
+    The halves' means move apart by +-perturb_factor standard deviations along a random direction
+    drawn from `rng`, so a seeded generator makes mixing up reproducible (the bindings' own split
+    draws from a randomly seeded generator: two runs of the same training differed).
+    """
+    weights = gmm.weights.astype(np.float64)
+    inv_vars = gmm.inv_vars.astype(np.float64)
+    means = gmm.means_invvars.astype(np.float64) / inv_vars
+    n, dim = inv_vars.shape
+    weights = np.concatenate([weights, np.zeros(target - n)])
+    inv_vars = np.concatenate([inv_vars, np.zeros((target - n, dim))])
+    means = np.concatenate([means, np.zeros((target - n, dim))])
+    for new in range(n, target):
+        heaviest = int(np.argmax(weights[:new]))
+        weights[heaviest] /= 2
+        weights[new] = weights[heaviest]
+        inv_vars[new] = inv_vars[heaviest]
+        step = perturb_factor * rng.standard_normal(dim) / np.sqrt(inv_vars[heaviest])
+        means[new] = means[heaviest] + step
+        means[heaviest] -= step
+    gmm.resize(target, dim)
+    gmm.set_weights(weights.astype(np.float32))
+    gmm.set_invvars_and_means(inv_vars.astype(np.float32), means.astype(np.float32))
+    gmm.compute_gconsts()
+
+
+def mix_up(am: khg.AmDiagGmm, pdf_occupancy: np.ndarray, target_gauss: int, rng: np.random.Generator,
+           power: float = 0.2, min_count: float = 20.0, perturb_factor: float = 0.01) -> None:
     """Split Gaussians towards `target_gauss` in total, allocating by occupancy^power (Kaldi's --mix-up)."""
-    if target_gauss > am.num_gauss:
-        am.split_by_count(pdf_occupancy.astype(np.float32), target_gauss, perturb_factor, power, min_count)
-        am.compute_gconsts()
+    if target_gauss <= am.num_gauss:
+        return
+    targets = split_targets(pdf_occupancy, target_gauss, power, min_count)
+    for p in range(am.num_pdfs):
+        gmm = am.get_pdf(p)
+        if targets[p] > gmm.num_gauss:
+            split_gaussians(gmm, int(targets[p]), perturb_factor, rng)
+    am.compute_gconsts()
 
 
 def update_transitions(transition_model: khg.TransitionModel, alignments: list[np.ndarray]) -> float:

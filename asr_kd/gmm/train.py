@@ -25,6 +25,7 @@ class TrainSchedule:
     realign_iters: tuple[int, ...] = (5, 10, 15, 20)
     target_gauss: int = 1000
     max_iter_inc: int = 15
+    mixup_seed: int = 0  # the random directions Gaussians split along; training is reproducible per seed
     history: list[dict] = field(default_factory=list)
 
 
@@ -50,6 +51,7 @@ def run_em(system: GmmSystem, lang: GmmLang, feats: GmmFeatures, transcripts: di
     x, pdf = gather(feats, alignments, arrays)
     start_gauss = system.am.num_gauss
     inc = max(schedule.target_gauss - start_gauss, 0) / max(schedule.max_iter_inc, 1)
+    mixup_rng = np.random.default_rng(schedule.mixup_seed)
     for it in range(1, schedule.num_iters + 1):
         if it in schedule.realign_iters:
             result = align_with_system(system, lang, feats.feats, transcripts, align_opts,
@@ -65,7 +67,7 @@ def run_em(system: GmmSystem, lang: GmmLang, feats: GmmFeatures, transcripts: di
             estimate.update_transitions(system.transition_model, list(alignments.values()))
         if it <= schedule.max_iter_inc:
             target = int(round(start_gauss + inc * it))
-            estimate.mix_up(system.am, stats.pdf_occupancy(), target)
+            estimate.mix_up(system.am, stats.pdf_occupancy(), target, mixup_rng)
         like = stats.tot_loglike / max(stats.num_frames, 1)
         schedule.history.append({"iter": it, "loglike_per_frame": like, "num_gauss": system.am.num_gauss,
                                  "num_utts": len(alignments)})
