@@ -89,3 +89,31 @@ def test_an_online_teacher_scores_the_perturbed_windows(tmp_path):
     assert not torch.allclose(batch["inputs"], bank.splice(idx, 1, 1).float())
     # The teacher's targets are those of the perturbed windows the student sees, not of the clean ones.
     torch.testing.assert_close(batch["teacher_probs"], teacher.ensemble.soft_targets(batch["inputs"], 2.0))
+
+
+def test_warping_moves_a_formant_by_its_factor_and_keeps_the_axis_ends():
+    from asr_kd.train.augment import warp_mel_axis
+
+    dim = 40
+    bins = torch.arange(dim, dtype=torch.float32)
+    peak = torch.exp(-0.5 * ((bins - 10.0) / 1.5) ** 2)  # a formant at bin 10, a spectral tilt across the axis
+    windows = (peak - 0.01 * bins).expand(3, 5, dim).contiguous()
+    warped = warp_mel_axis(windows, torch.tensor([1.0, 1.25, 0.8]))
+    assert torch.allclose(warped[0], windows[0], atol=1e-6)  # factor 1: unchanged
+    # bin k takes the value at k * factor: the formant at 10 appears at 10 / factor
+    assert [int(w[0, :30].argmax()) for w in warped] == [10, 8, 12]
+    assert torch.allclose(warped[:, :, 0], windows[:, :, 0]) and torch.allclose(warped[:, :, -1], windows[:, :, -1])
+    # every frame of a window is warped alike, and values stay within the window's range
+    assert torch.allclose(warped[:, 1:], warped[:, :1].expand(-1, 4, -1))
+    assert warped.min() >= windows.min() - 1e-6 and warped.max() <= windows.max() + 1e-6
+
+
+def test_warp_draws_one_factor_per_window_within_its_range():
+    torch.manual_seed(0)
+    ramp = torch.arange(40, dtype=torch.float32).expand(2000, 3, 40).contiguous()
+    out = WindowAugment(warp=0.1)(ramp)
+    factors = out[:, 0, 10] / 10.0  # below the knee a ramp's bin 10 holds 10 * factor
+    assert factors.min() >= 0.9 - 1e-5 and factors.max() <= 1.1 + 1e-5
+    assert factors.std() > 0.05  # uniform on [0.9, 1.1]: sd 0.058
+    with pytest.raises(InputError):
+        WindowAugment(warp=0.6)

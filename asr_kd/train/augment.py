@@ -1,4 +1,4 @@
-"""Perturbations of training windows (B, frames, mel bins): SpecAugment-style masks, noise, mixup.
+"""Perturbations of training windows (B, frames, mel bins): mel-axis warping, SpecAugment-style masks, noise, mixup.
 
 Applied by the trainer to training minibatches only (never to dev). With an online teacher the
 teacher scores the perturbed windows too, so its soft targets describe exactly what the student
@@ -26,15 +26,20 @@ class WindowAugment:
     time_mask: up to this many consecutive frames of the window set to 0, one span per window
     noise: standard deviation of Gaussian noise added to the normalised features
     mixup: weight, drawn uniformly in [0, mixup], of another window of the batch mixed into each one
+    warp: each window's mel axis stretched by a factor drawn uniformly in [1 - warp, 1 + warp], up to
+        80% of the axis, the rest squeezed to keep the top bin in place: vocal-tract length
+        perturbation (Jaitly & Hinton 2013) on the filterbank, a voice that is longer or shorter
     """
 
     freq_mask: int = 0
     time_mask: int = 0
     noise: float = 0.0
     mixup: float = 0.0
+    warp: float = 0.0
 
     def __post_init__(self) -> None:
-        if min(self.freq_mask, self.time_mask) < 0 or self.noise < 0 or not 0 <= self.mixup < 1:
+        if (min(self.freq_mask, self.time_mask) < 0 or self.noise < 0 or not 0 <= self.mixup < 1
+                or not 0 <= self.warp < 0.5):
             raise InputError(f"augmentation settings out of range: {self}")
 
     @property
@@ -51,6 +56,8 @@ class WindowAugment:
         """Perturbed copies of `windows` (B, W, D) as float32; `labels` are not changed (trainer hook signature)."""
         x = windows.float()
         batch, width, dim = x.shape
+        if self.warp > 0:
+            x = warp_mel_axis(x, 1 + self.warp * (2 * torch.rand(batch, device=x.device) - 1))
         if self.mixup > 0:
             weight = torch.rand(batch, 1, 1, device=x.device) * self.mixup
             x = (1 - weight) * x + weight * x[torch.randperm(batch, device=x.device)]
@@ -63,6 +70,25 @@ class WindowAugment:
         return x
 
 
+def warp_mel_axis(windows: Tensor, factors: Tensor, boundary: float = 0.8) -> Tensor:
+    """Windows (B, W, D) whose bin k takes the value at position k * factor, interpolated linearly.
+
+    Up to `boundary` of the axis the stretch is `factors` (B,); above it the positions run
+    linearly to the top bin, so the axis keeps its ends and its order.
+    """
+    dim = windows.shape[-1]
+    top = dim - 1.0
+    k = torch.arange(dim, device=windows.device, dtype=windows.dtype)[None, :]
+    knee = boundary * top
+    f = factors.to(windows.dtype)[:, None]
+    src = torch.where(k <= knee, k * f, knee * f + (k - knee) * (top - knee * f) / (top - knee))
+    src = src.clamp(0, top)
+    lo = src.floor().long().clamp(max=dim - 2)
+    frac = (src - lo)[:, None, :]
+    lo = lo[:, None, :].expand(-1, windows.shape[1], -1)
+    return windows.gather(-1, lo) * (1 - frac) + windows.gather(-1, lo + 1) * frac
+
+
 def _band_mask(batch: int, size: int, max_width: int, device: torch.device) -> Tensor:
     """(batch, size) booleans: per row one band of 0..max_width consecutive True positions."""
     width = torch.randint(0, min(max_width, size) + 1, (batch, 1), device=device)
@@ -72,7 +98,7 @@ def _band_mask(batch: int, size: int, max_width: int, device: torch.device) -> T
 
 
 def parse_augment(spec: str | None) -> WindowAugment:
-    """'freq_mask=8,time_mask=5,noise=0.1,mixup=0.4' (any subset; '' or 'none': off) as a WindowAugment."""
+    """'freq_mask=8,time_mask=5,noise=0.1,mixup=0.4,warp=0.1' (any subset; '' or 'none': off) as a WindowAugment."""
     if not spec or spec == "none":
         return WindowAugment()
     names = {f.name: f.type for f in fields(WindowAugment)}
