@@ -1,21 +1,20 @@
 """CPU inference speed of a FrameClassifier: PyTorch eager vs onnxruntime vs TorchScript.
 
-Each preset (random weights) is exported to ONNX and TorchScript in a temporary directory; every
+Each model shape (random weights) is exported to ONNX and TorchScript in a temporary directory; every
 runtime scores the same batch of random windows (logits, as the decoder's forward pass does),
 calls interleaved and the fastest of --repeats kept, so load on a shared machine hits all alike.
 Prints frames/s, the network's real-time factor (100 frames per audio second / frames/s) and the
-ratio against PyTorch eager measured in the same run. --archs gives layers x hidden shapes
-instead of presets (the small preset's context and features, --num-outputs classes), e.g. the
-deployment table's systems: a network's cost depends on its shape, not on its trained weights.
+ratio against PyTorch eager measured in the same run. A shape is named (small, paper, ...) or
+LAYERSxWIDTH (the named shapes' context and features, --num-outputs classes), e.g. the deployment
+table's systems: a network's cost depends on its shape, not on its trained weights.
 
-  python bench/bench_export.py --presets small paper --batch-size 1024 --repeats 3 --threads 2
-  python bench/bench_export.py --archs 2x128 2x64 --num-outputs 1500 --threads 1
+  python bench/bench_export.py --model-shapes small paper --batch-size 1024 --repeats 3 --threads 2
+  python bench/bench_export.py --model-shapes 2x128 2x64 --num-outputs 1500 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.models import FrameClassifier, shape_config
 from asr_kd.models.export import OnnxFrameClassifier, export_onnx, export_torchscript, load_torchscript
 
 
@@ -42,22 +41,16 @@ def _fastest(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, fl
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=["small", "paper"])
-    p.add_argument("--archs", nargs="+", metavar="LxH", help="layers x hidden shapes (replace --presets)")
-    p.add_argument("--num-outputs", type=int, default=None, help="output classes (default: the preset's)")
+    p.add_argument("--model-shapes", nargs="+", default=["small", "paper"], help="named shapes or LAYERSxWIDTH")
+    p.add_argument("--num-outputs", type=int, default=None, help="output classes (default: the shape's)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads, every runtime")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU, {args.threads} threads, batch {args.batch_size}, best of {args.repeats}; torch {torch.__version__}")
-    names = args.archs or args.presets
-    for preset in names:
-        overrides = {"num_outputs": args.num_outputs} if args.num_outputs else {}
-        if args.archs:
-            layers, hidden = (int(v) for v in preset.lower().split("x"))
-            overrides |= {"num_layers": layers, "hidden_dim": hidden}
-        config = dataclasses.replace(get_preset("small" if args.archs else preset), **overrides)
+    for shape in args.model_shapes:
+        config = shape_config(shape, num_outputs=args.num_outputs)
         torch.manual_seed(0)
         model = FrameClassifier(config).eval()
         windows = torch.randn(args.batch_size, config.context, config.feat_dim)
@@ -76,7 +69,7 @@ def main() -> None:
             best = _fastest({"pytorch": eager, "onnxruntime": lambda: onnx_model(windows),
                              "torchscript": torchscript}, args.repeats)
         params = sum(t.numel() for t in model.parameters()) / 1e6
-        print(f"{preset} ({config.num_layers}x{config.hidden_dim}, {config.num_outputs} outputs, {params:.1f}M params)")
+        print(f"{shape} ({config.num_layers}x{config.hidden_dim}, {config.num_outputs} outputs, {params:.1f}M params)")
         for name, seconds in best.items():
             fps = args.batch_size / seconds
             print(f"  {name:12s} {fps:10.0f} frames/s  network RTF {100 / fps:.5f}  x{best['pytorch'] / seconds:.2f} vs pytorch")

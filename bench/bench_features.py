@@ -1,12 +1,12 @@
 """Stage 1's fbank extraction: CPU seconds per audio second, before and after the worker fix.
 
-Both paths compute the same features of one corpus part into lilcom storage with --num-jobs
+Both paths compute the same features of one corpus part into lilcom storage with --num-workers
 spawned worker processes, in the same run:
   old  lhotse's default pool, as compute_fbank used before: the workers keep torch's default
        thread count (one per core), since a spawned process does not inherit the parent's
        torch.set_num_threads(1);
   new  asr_kd.data.features.compute_fbank: one pool per call whose workers run one torch thread
-       (and once more with --num-jobs 1, in this process, to show the workers' start-up cost).
+       (and once more with --num-workers 1, in this process, to show the workers' start-up cost).
 CPU time is the process's own plus its reaped children's (getrusage), so load from other
 processes on the machine does not count, though it does stretch the wall time and makes busy-waiting
 threads spin longer. Then, in this process with one thread, the CPU cost of each piece of the
@@ -14,7 +14,7 @@ per-cut work: FLAC decoding, the fbank itself (also at the default thread count,
 kaldi-native-fbank when that package is installed, with its max abs difference to lhotse's Fbank),
 and lilcom compression + writing.
 
-    python bench/bench_features.py [--corpus-dir exp/synth-mini/corpus --part dev-clean --num-jobs 2]
+    python bench/bench_features.py [--corpus-dir exp/synth-mini/corpus --part dev-clean --num-workers 2]
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ def cpu_now() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def old_path(cuts: CutSet, out: Path, num_jobs: int) -> None:
+def old_path(cuts: CutSet, out: Path, num_workers: int) -> None:
     """compute_fbank before the fix: lhotse's own spawn pool, the parent at one thread."""
     torch.set_num_threads(1)
     # The pool lhotse builds when no executor is given, made here so that it is joined before reading CPU.
-    with ProcessPoolExecutor(num_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         cuts.compute_and_store_features(
-            extractor=fbank_extractor(), storage_path=out, num_jobs=num_jobs, executor=pool,
+            extractor=fbank_extractor(), storage_path=out, num_jobs=num_workers, executor=pool,
             storage_type=LilcomChunkyWriter,
         ).to_eager()
 
@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus-dir", type=Path, default=Path("exp/synth-mini/corpus"))
     parser.add_argument("--part", default="dev-clean")
-    parser.add_argument("--num-jobs", type=int, default=2)
+    parser.add_argument("--num-workers", type=int, default=2)
     args = parser.parse_args()
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
@@ -130,16 +130,16 @@ def main() -> None:
         rec_path, sup_path = manifest_paths(work / "manifests", args.part)
         cuts = CutSet.from_manifests(recordings=load_manifest(rec_path), supervisions=load_manifest(sup_path))
         seconds = sum(cut.duration for cut in cuts)
-        print(f"{args.part}: {len(cuts)} cuts, {seconds / 3600:.3f} h of audio; --num-jobs {args.num_jobs}")
+        print(f"{args.part}: {len(cuts)} cuts, {seconds / 3600:.3f} h of audio; --num-workers {args.num_workers}")
         print(f"  manifests (corpus check + prepare_librispeech): {cpu / seconds:.5f} CPU s per audio s, {wall:.1f} s wall")
-        new_cpu, new_wall = timed(lambda: compute_fbank(work / "manifests", work / "new", [args.part], args.num_jobs))
-        old_cpu, old_wall = timed(lambda: old_path(cuts, work / "old", args.num_jobs))
+        new_cpu, new_wall = timed(lambda: compute_fbank(work / "manifests", work / "new", [args.part], args.num_workers))
+        old_cpu, old_wall = timed(lambda: old_path(cuts, work / "old", args.num_workers))
         print(f"  old path: {old_cpu / seconds:.5f} CPU s per audio s, {old_wall:.1f} s wall")
         print(f"  new path: {new_cpu / seconds:.5f} CPU s per audio s, {new_wall:.1f} s wall")
         print(f"  old / new: {old_cpu / new_cpu:.1f}x CPU, {old_wall / new_wall:.1f}x wall")
         one_cpu, one_wall = timed(lambda: compute_fbank(work / "manifests", work / "serial", [args.part], 1))
-        print(f"  new path, --num-jobs 1 (no worker start-up): {one_cpu / seconds:.5f} CPU s per audio s, "
-              f"{one_wall:.1f} s wall; so the {args.num_jobs} workers' start-up costs ~{new_cpu - one_cpu:.1f} CPU s")
+        print(f"  new path, --num-workers 1 (no worker start-up): {one_cpu / seconds:.5f} CPU s per audio s, "
+              f"{one_wall:.1f} s wall; so the {args.num_workers} workers' start-up costs ~{new_cpu - one_cpu:.1f} CPU s")
         pieces(cuts, work, seconds)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -5,8 +5,8 @@ the device). The ceiling is the same run's speed (best of --repeats, interleaved
 layer over stacked weights (no activation, softmax or top-k): what a batched path could reach.
 Also prints the store size per hour of audio for a few k.
 
-  python bench/bench_soft_targets.py --preset tiny --members 10 --device cpu --write-frames 20000
-  python bench/bench_soft_targets.py --preset paper --members 10 --device cuda --batch-size 16384
+  python bench/bench_soft_targets.py --model-shape tiny --members 10 --device cpu --write-frames 20000
+  python bench/bench_soft_targets.py --model-shape paper --members 10 --device cuda --batch-size 16384
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from asr_kd.distill.ensemble import EnsembleTeacher, average_posteriors
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.distill.soft_targets import FRAMES_PER_HOUR, SoftTargetStore, store_bytes_per_frame
-from asr_kd.models import FrameClassifier, FrameClassifierConfig, get_preset
+from asr_kd.models import FrameClassifier, FrameClassifierConfig, shape_config
 
 
 def _timed(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
@@ -63,8 +63,8 @@ def _time_write(teacher: EnsembleTeacher, config: FrameClassifierConfig, args: a
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="tiny", help="model preset of every member")
-    parser.add_argument("--num-outputs", type=int, default=None, help="override the preset's number of classes")
+    parser.add_argument("--model-shape", default="tiny", help="model shape of every member (named, or LAYERSxWIDTH)")
+    parser.add_argument("--num-outputs", type=int, default=None, help="override the shape's number of classes")
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--top-k", type=int, default=20)
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    config = get_preset(args.preset, num_outputs=args.num_outputs)
+    config = shape_config(args.model_shape, num_outputs=args.num_outputs)
     torch.manual_seed(0)
     members = [FrameClassifier(config).to(device).eval() for _ in range(args.members)]
     amp = device.type == "cuda"
@@ -113,7 +113,7 @@ def main() -> None:
         best = _timed(fns, device, args.repeats)
     flops_per_frame = 2 * args.members * sum(a * b for a, b in zip(dims, dims[1:]))
     n = args.batch_size
-    print(f"device={device} preset={args.preset} ({config.num_layers}x{config.hidden_dim}, "
+    print(f"device={device} shape={args.model_shape} ({config.num_layers}x{config.hidden_dim}, "
           f"{config.num_outputs} outputs) members={args.members} batch={n} top-k={args.top_k} "
           f"threads={torch.get_num_threads()}")
     labels = {"loop": "member loop", "vmap": "vmap over stacked weights",

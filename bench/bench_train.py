@@ -12,9 +12,9 @@ machine hits them alike. MFU = frames/s x 6 x (weights per frame) / ceiling of t
 real/raw is what the toolkit costs over a bare step (target for bf16: >= 0.9), real/synth the data
 path's share; bf16/fp32 the speed-up of autocast.
 
-  python bench/bench_train.py                                  # tiny (2x128) and small:3x512, 1500 classes
-  python bench/bench_train.py --preset small --num-layers 3 --hidden-dim 512 --num-classes 1500 --batch-size 1024
-  python bench/bench_train.py --preset paper --num-classes 14000 --batch-size 4096 16384 --bank-frames 36000000  # GPU
+  python bench/bench_train.py                                  # tiny (2x128) and 3x512, 1500 classes
+  python bench/bench_train.py --model-shapes 3x512 --num-classes 1500 --batch-size 1024
+  python bench/bench_train.py --model-shapes paper --num-classes 14000 --batch-size 4096 16384 --bank-frames 36000000  # GPU
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asr_kd.data.frame_bank import FrameBank
-from asr_kd.models import FrameClassifier, FrameClassifierConfig, get_preset
+from asr_kd.models import FrameClassifier, FrameClassifierConfig, shape_config
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.schedule import LrSchedule
 from asr_kd.train.train import MetricsCsv, TrainConfig, _make_optimizer, train_one_epoch, train_step
@@ -78,17 +78,10 @@ def timing_setup(args: argparse.Namespace) -> tuple[torch.device, int]:
     return device, args.gemm_size or (8192 if device.type == "cuda" else 2048)
 
 
-def parse_shape(spec: str, num_layers: int | None, hidden_dim: int | None, num_classes: int) -> FrameClassifierConfig:
-    """A model shape from PRESET or PRESET:LAYERSxHIDDEN; --num-layers/--hidden-dim override both forms."""
-    name, _, arch = spec.partition(":")
-    layers, hidden = (int(v) for v in arch.split("x")) if arch else (None, None)
-    return get_preset(name, num_layers=layers if num_layers is None else num_layers,
-                      hidden_dim=hidden if hidden_dim is None else hidden_dim, num_outputs=num_classes)
-
-
 def shape_label(spec: str, config: FrameClassifierConfig) -> str:
-    """A table label such as 'small 3x512'."""
-    return f"{spec.partition(':')[0]} {config.num_layers}x{config.hidden_dim}"
+    """A table label such as 'tiny 2x128' (a named shape) or '3x512'."""
+    size = f"{config.num_layers}x{config.hidden_dim}"
+    return size if spec == size else f"{spec} {size}"
 
 
 def train_flops_per_frame(config: FrameClassifierConfig) -> int:
@@ -192,10 +185,8 @@ def random_bank(out_dir: Path, num_frames: int, feat_dim: int, num_classes: int,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", nargs="+", default=["tiny", "small:3x512"],
-                   help="model shapes: PRESET or PRESET:LAYERSxHIDDEN (default: the demo's 2x128 and 3x512)")
-    p.add_argument("--num-layers", type=int, help="override every shape's number of hidden layers")
-    p.add_argument("--hidden-dim", type=int, help="override every shape's hidden layer width")
+    p.add_argument("--model-shapes", nargs="+", default=["tiny", "3x512"],
+                   help="model shapes: named (tiny, small, ...) or LAYERSxWIDTH (default: 2x128 and the demo's 3x512)")
     p.add_argument("--num-classes", type=int, default=1500, help="outputs (the mini demo's pdf count)")
     p.add_argument("--batch-size", type=int, nargs="+", default=[1024])
     p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=["bf16", "fp32"])
@@ -204,8 +195,7 @@ def main() -> None:
     args = p.parse_args()
     device, gemm = timing_setup(args)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
-    shapes = {shape_label(s, c): c for s in args.preset
-              for c in [parse_shape(s, args.num_layers, args.hidden_dim, args.num_classes)]}
+    shapes = {shape_label(s, c): c for s in args.model_shapes for c in [shape_config(s, num_outputs=args.num_classes)]}
     load_before = os.getloadavg()
     ceiling = dict.fromkeys(args.dtype, 0.0)
     best: dict[tuple[str, int, str, str], float] = {}

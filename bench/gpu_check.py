@@ -1,8 +1,8 @@
 """One prepared check of a CUDA GPU for the paper's scale: one markdown table, in at most ~8 minutes.
 
-Rows: the bf16 GEMM ceiling; the trainer's frames/s on the paper preset (8x2560, 14,000 classes) at
+Rows: the bf16 GEMM ceiling; the trainer's frames/s on the paper shape (8x2560, 14,000 classes) at
 batch 4096 and 16384 against its synthetic step of the same shape, with MFU; a 10-member ensemble's
-soft-target throughput and MFU; a 2-minute training run of the paper preset on a learnable bank
+soft-target throughput and MFU; a 2-minute training run of the paper shape on a learnable bank
 (its loss must fall); the CUDA test group (pytest tests/cuda). The measurements are bench_train's.
 
 Without CUDA it runs the same code paths at tiny sizes in seconds (--quick, forced on a CPU), so
@@ -34,7 +34,7 @@ from bench_train import (gemm_flops, make_params, random_bank, real_fps, sync,  
 from asr_kd.bin.train import main as train_main  # noqa: E402
 from asr_kd.data.frame_bank import FrameBank  # noqa: E402
 from asr_kd.distill.ensemble import EnsembleTeacher  # noqa: E402
-from asr_kd.models import FrameClassifier, FrameClassifierConfig, get_preset  # noqa: E402
+from asr_kd.models import FrameClassifier, FrameClassifierConfig, shape_config  # noqa: E402
 from asr_kd.utils.device import autocast, resolve_device  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 class Sizes:
     """What one mode measures: the full GPU check or the CPU fallback."""
 
-    preset: str
+    model_shape: str
     num_classes: int
     batch_sizes: tuple[int, ...]
     gemm_size: int
@@ -85,7 +85,7 @@ def soft_target_fps(config: FrameClassifierConfig, device: torch.device, members
     return timed_fps(step, device, batch_size, steps, warmup=2)
 
 
-def timed_training(exp: Path, banks: Path, preset: str, device: torch.device, batch_size: int, fps: float,
+def timed_training(exp: Path, banks: Path, model_shape: str, device: torch.device, batch_size: int, fps: float,
                    seconds: float) -> dict[str, float]:
     """The trainer itself for about `seconds` (4 epochs sized from `fps`): first and last logged loss, dev accuracy."""
     # At least 16 steps per epoch (64 in all: enough for the loss to fall), logged about 4 times each,
@@ -93,7 +93,7 @@ def timed_training(exp: Path, banks: Path, preset: str, device: torch.device, ba
     frames_per_epoch = max(16 * batch_size, int(fps * seconds / 4))
     log_interval = max(1, frames_per_epoch // batch_size // 4)
     tic = time.perf_counter()
-    rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(banks), "--preset", preset,
+    rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(banks), "--model-shape", model_shape,
                      "--batch-size", str(batch_size), "--frames-per-epoch", str(frames_per_epoch), "--num-epochs", "4",
                      "--lr", "0.05", "--lr-schedule", "constant", "--log-interval", str(log_interval), "--device", str(device),
                      "--amp", "bf16"])
@@ -118,7 +118,7 @@ def cuda_tests(collect_only: bool) -> str:
 
 def run_check(device: torch.device, sizes: Sizes, workdir: Path, quick: bool) -> list[tuple[str, str, str]]:
     """Every measurement of the check as (what, setting, result) rows."""
-    config = get_preset(sizes.preset, num_outputs=sizes.num_classes)
+    config = shape_config(sizes.model_shape, num_outputs=sizes.num_classes)
     flops = train_flops_per_frame(config)
     rows = []
     ceiling = gemm_flops(device, sizes.gemm_size, torch.bfloat16, seconds=1.0)
@@ -130,7 +130,7 @@ def run_check(device: torch.device, sizes: Sizes, workdir: Path, quick: bool) ->
         params = make_params(workdir / "exp", device, config, bs, bf16=True)
         synth = synthetic_fps(params, config, sizes.steps, warmup=3)
         trainer_fps[bs] = real_fps(params, config, bank, sizes.steps, warmup=3)
-        rows.append((f"trainer frames/s, {sizes.preset} {config.num_layers}x{config.hidden_dim}",
+        rows.append((f"trainer frames/s, {sizes.model_shape} {config.num_layers}x{config.hidden_dim}",
                      f"batch {bs}, bf16, {config.num_outputs} classes",
                      f"{trainer_fps[bs]:,.0f} (synthetic step {synth:,.0f}, ratio {trainer_fps[bs] / synth:.2f}); "
                      f"MFU {trainer_fps[bs] * flops / ceiling:.1%}"))
@@ -142,9 +142,9 @@ def run_check(device: torch.device, sizes: Sizes, workdir: Path, quick: bool) ->
     banks = workdir / "learnable"
     for part, frames, seed in (("train", sizes.bank_frames // 2, 0), ("dev", sizes.bank_frames // 20, 1)):
         learnable_bank(banks / part, frames, config, seed)
-    run = timed_training(workdir / "train", banks, sizes.preset, device, big, trainer_fps[big], sizes.train_seconds)
+    run = timed_training(workdir / "train", banks, sizes.model_shape, device, big, trainer_fps[big], sizes.train_seconds)
     falls = "falls" if run["last"] < 0.8 * run["first"] else "DOES NOT FALL"
-    rows.append((f"training {sizes.train_seconds:g} s, {sizes.preset}", f"asr_kd.train, batch {big}, bf16, lr 0.05",
+    rows.append((f"training {sizes.train_seconds:g} s, {sizes.model_shape}", f"asr_kd.train, batch {big}, bf16, lr 0.05",
                  f"loss {run['first']:.3f} -> {run['last']:.3f} ({falls}); dev acc {run['dev_acc']:.3f}; "
                  f"{run['wall']:.0f} s wall"))
     rows.append(("CUDA test group", "pytest tests/cuda" + (" --collect-only" if quick else ""), cuda_tests(quick)))

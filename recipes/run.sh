@@ -18,7 +18,7 @@
 #   --lm-prune-threshold X  entropy-prune G's ARPA; empty: 1e-6 for a trained LM, none for a given --arpa
 #   --exp-dir DIR        where every output goes
 #   --stage N            first stage to run;  --stop-stage N  last stage to run
-#   --num-jobs N         parallel processes
+#   --num-workers N      parallel processes
 #   --seed N             corpus synthesis seed
 #   --net-seed N         network seed: baseline, student and 3% models N, member m 100*N+m
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
@@ -48,10 +48,10 @@ corpus_dir=""
 exp_dir=""
 stage=0
 stop_stage=100
-num_jobs=2
+num_workers=2
 seed=0
 net_seed=1
-corpus_preset=""
+corpus_size=""        # stage 0: the synthesized corpus's size (asr-kd synth-corpus --size)
 train_parts=train-clean-100
 test_parts=test-clean,test-other
 # The language side; empty: CMUdict, and an LM trained on the corpus's own lm-text.txt.
@@ -63,7 +63,7 @@ tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
 tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
 input_norm=speaker    # network inputs: global | speaker | utterance mean normalisation, then global CMVN
 transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
-model_preset=small; num_layers=""; hidden_dim=""
+model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512
 num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob
 device=auto; amp=auto
 num_members=10
@@ -114,9 +114,9 @@ results_dir=$exp_dir/results
 if [ -z "$corpus_dir" ]; then
   corpus_dir=$exp_dir/corpus
   if run_stage 0; then
-    log "Stage 0: synthesize the '$corpus_preset' corpus into $corpus_dir"
-    python -m asr_kd.bin.synth_corpus --out-dir "$corpus_dir" --preset "$corpus_preset" \
-      --seed "$seed" --num-workers "$num_jobs"
+    log "Stage 0: synthesize the '$corpus_size' corpus into $corpus_dir"
+    python -m asr_kd.bin.synth_corpus --out-dir "$corpus_dir" --size "$corpus_size" \
+      --seed "$seed" --num-workers "$num_workers"
     touch "$exp_dir/.stage0.done"
   fi
 fi
@@ -125,7 +125,7 @@ if run_stage 1; then
   log "Stage 1: lhotse manifests, 40-dim fbank and CMVN stats of $corpus_dir"
   # shellcheck disable=SC2086
   python -m asr_kd.bin.prepare_data --corpus-dir "$corpus_dir" --exp-dir "$exp_dir" \
-    --parts $data_parts --train-parts ${train_parts//,/ } --decode-parts $decode_parts --num-jobs "$num_jobs"
+    --parts $data_parts --train-parts ${train_parts//,/ } --decode-parts $decode_parts --num-workers "$num_workers"
   touch "$exp_dir/.stage1.done"
 fi
 
@@ -150,10 +150,8 @@ transfer_bank=$bank_dir/train
 
 
 # Options shared by every frame-classifier training run.
-train_opts=(--frame-bank "$bank_dir" --preset "$model_preset" --batch-size "$batch_size" --lr "$lr" --min-lr "$min_lr"
+train_opts=(--frame-bank "$bank_dir" --model-shape "$model_shape" --batch-size "$batch_size" --lr "$lr" --min-lr "$min_lr"
   --optimizer "$optimizer" --lr-schedule "$lr_schedule" --device "$device" --amp "$amp")
-[ -n "$num_layers" ] && train_opts+=(--num-layers "$num_layers")
-[ -n "$hidden_dim" ] && train_opts+=(--hidden-dim "$hidden_dim")
 # The teacher of the full-data student: stored soft targets, or the members themselves run online.
 if [ "$soft_targets" = stored ]; then
   teacher_opts=(--soft-targets-dir "$soft_dir")
@@ -194,19 +192,21 @@ if run_stage 3; then
     --cuts "$exp_dir/data/fbank/cuts_$train_set.jsonl.gz" \
     --mono-iters "$mono_iters" --mono-gauss "$mono_gauss" --mono-utts "$mono_utts" \
     --tri1-iters "$tri1_iters" --tri1-leaves "$tri1_leaves" --tri1-gauss "$tri1_gauss" \
-    --tri2-iters "$tri2_iters" --tri2-leaves "$tri2_leaves" --tri2-gauss "$tri2_gauss" --num-workers "$num_jobs"
+    --tri2-iters "$tri2_iters" --tri2-leaves "$tri2_leaves" --tri2-gauss "$tri2_gauss" --num-workers "$num_workers"
   # A synthesized corpus has the true phone times (*.phones.ctm): the alignments are scored against them.
   align_opts=()
   compgen -G "$ls_dir/*/*/*/*.phones.ctm" > /dev/null && align_opts=(--corpus-dir "$corpus_dir")
+  # shellcheck disable=SC2086
   step align python -m asr_kd.bin.align --exp-dir "$exp_dir" --lang-dir "$lang_dir" --system tri2 \
-    --parts "${parts// /,}" "${align_opts[@]}" --num-workers "$num_jobs"
+    --parts $parts "${align_opts[@]}" --num-workers "$num_workers"
   step make_graph python -m asr_kd.bin.make_graph --lang-dir "$lang_test_dir" --model-dir "$gmm_dir/tri2" \
     --graph-dir "$graph_dir"
+  # shellcheck disable=SC2086
   step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
-    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --parts "${decode_parts// /,}" \
-    --lm-weights "$gmm_lm_weights" --extend-lm-weights "$lm_weight_extend" \
+    --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --parts $decode_parts \
+    --lm-weights ${gmm_lm_weights//,/ } --extend-lm-weights "$lm_weight_extend" \
     --beam "${gmm_decode_beam:-$decode_beam}" --max-active "${gmm_decode_max_active:-$decode_max_active}" \
-    --decoder "$decoder" --num-workers "$num_jobs"
+    --decoder "$decoder" --num-workers "$num_workers"
   touch "$exp_dir/.stage3.done"
 fi
 
@@ -228,7 +228,7 @@ if run_stage 4; then
 fi
 
 if run_stage 5; then
-  log "Stage 5: baseline '$model_preset' frame classifier on 100% of train (paper Table 1 row 'baseline')"
+  log "Stage 5: baseline '$model_shape' frame classifier on 100% of train (paper Table 1 row 'baseline')"
   step train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
     --num-epochs "$num_epochs" --seed "$net_seed"
   touch "$exp_dir/.stage5.done"
@@ -258,7 +258,7 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-  log "Stage 8: distil the ensemble into one '$model_preset' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, as many updates as the baseline"
+  log "Stage 8: distil the ensemble into one '$model_shape' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, as many updates as the baseline"
   step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
     --train-bank "$transfer_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")" \
     --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
@@ -288,10 +288,11 @@ if run_stage 10; then
   test_cuts=("$ali_dir/cuts_$test_part.jsonl.gz")
   other_tests=${test_parts#"$test_part"}
   for p in ${other_tests//,/ }; do test_cuts+=("$exp_dir/data/fbank/cuts_$p.jsonl.gz"); done
+  # shellcheck disable=SC2206
   decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$cmvn"
     --dev-cuts "$ali_dir/cuts_dev-clean.jsonl.gz" --test-cuts "${test_cuts[@]}"
-    --lm-weights "$lm_weights" --extend-lm-weights "$lm_weight_extend" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
-    --num-workers "$num_jobs")
+    --lm-weights ${lm_weights//,/ } --extend-lm-weights "$lm_weight_extend" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
+    --num-workers "$num_workers")
   for system in baseline student ensemble; do
     if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi
     # shellcheck disable=SC2086

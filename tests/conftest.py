@@ -46,11 +46,11 @@ def device_pinned() -> Iterator[Callable[[], str]]:
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
-    """The `tiny` preset of the embedded corpus (~10 minutes of real synthesized speech)."""
+    """The `tiny` size of the embedded corpus (~10 minutes of real synthesized speech)."""
     from asr_kd.data.synth import synthesize_corpus
 
     out = tmp_path_factory.mktemp("corpus")
-    synthesize_corpus(out, preset="tiny", seed=0, num_workers=2)
+    synthesize_corpus(out, size="tiny", seed=0, num_workers=2)
     return out
 
 
@@ -64,7 +64,7 @@ def tiny_exp(tiny_corpus, tmp_path_factory) -> Path:
     exp = tmp_path_factory.mktemp("exp")
     parts = (*PARTS, TRANSFER, NEVER_HEARD)
     prepare_manifests(tiny_corpus, exp / "data" / "manifests", parts)
-    compute_fbank(exp / "data" / "manifests", exp / "data" / "fbank", parts, num_jobs=2)
+    compute_fbank(exp / "data" / "manifests", exp / "data" / "fbank", parts, num_workers=2)
     compute_cmvn_stats(exp / "data" / "fbank", TRAIN, parts)
     return exp
 

@@ -14,19 +14,19 @@ import torch.nn.functional as F
 from asr_kd.bin.train import main as train_main
 from asr_kd.bin.train import parse_train_options
 from asr_kd.data.frame_bank import FrameBank
-from asr_kd.distill.assistants import (NetShape, link_train_config, parse_shape, parse_shape_path, plan_chain,
-                                       run_chain)
 from asr_kd.distill.ensemble import file_sha256
 from asr_kd.models import FrameClassifier
-from asr_kd.models.presets import get_preset
+from asr_kd.models.shapes import NetShape, parse_shape, shape_config
+from asr_kd.train.assistants import link_train_config, parse_shape_path, plan_chain, run_chain
 from asr_kd.train.train import epoch_permutation
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import read_json
 
 NUM_CLASSES, FEAT_DIM = 6, 5
 # Tiny nets, 1 epoch of ~16 steps; every step logged so that metrics.csv's first row is the first batch.
-TRAIN_OPTIONS = ["--preset", "tiny", "--left-context", "2", "--right-context", "1", "--batch-size", "128",
-                 "--lr", "0.05", "--num-epochs", "1", "--log-interval", "1", "--amp", "none", "--device", "cpu",
+# The model shape is the trainer's default, tiny (a chain link sets its own).
+TRAIN_OPTIONS = ["--left-context", "2", "--right-context", "1", "--batch-size", "128", "--lr", "0.05",
+                 "--num-epochs", "1", "--log-interval", "1", "--amp", "none", "--device", "cpu",
                  "--lr-schedule", "constant", "--seed", "3"]
 
 
@@ -97,12 +97,12 @@ def test_link_train_configs_point_at_the_previous_links_soft_targets(tmp_path):
     second = link_train_config(links[1], "bank", temperature=2, hard_weight=0.5, first_store="exp/soft_T2")
     assert first.soft_targets_dir == Path("exp/soft_T2")
     assert second.soft_targets_dir == tmp_path / "links" / "2x64" / "soft_T2"
-    assert (second.num_layers, second.hidden_dim) == (1, 16)
+    assert second.model_shape == "1x16"
     online = link_train_config(links[1], "bank", temperature=2, hard_weight=0.5, soft_targets="online")
     assert online.teacher_checkpoints[0] == links[0].final
-    with pytest.raises(InputError, match="--hidden-dim"):
+    with pytest.raises(InputError, match="--model-shape"):
         link_train_config(links[1], "bank", temperature=2, hard_weight=0.5,
-                          train_options=parse_train_options(["--hidden-dim", "8"]))
+                          train_options=parse_train_options(["--model-shape", "1x8"]))
 
 
 def _first_logged_loss(exp_dir: Path) -> float:
@@ -112,8 +112,7 @@ def _first_logged_loss(exp_dir: Path) -> float:
 
 def _soft_loss_of_first_batch(bank: FrameBank, shape: NetShape, teacher: FrameClassifier, temperature: float) -> float:
     """T^2 * CE(teacher at T, student at T) of the trainer's first batch, from the student's initial weights."""
-    config = get_preset("tiny", num_layers=shape.num_layers, hidden_dim=shape.hidden_dim, left_context=2,
-                        right_context=1, feat_dim=FEAT_DIM, num_outputs=NUM_CLASSES)
+    config = shape_config(str(shape), left_context=2, right_context=1, feat_dim=FEAT_DIM, num_outputs=NUM_CLASSES)
     torch.manual_seed(3)  # the trainer seeds the initial weights with --seed
     student = FrameClassifier(config).eval()
     idx = epoch_permutation(bank.num_frames, 3, 1)[:128]
@@ -127,7 +126,7 @@ def _soft_loss_of_first_batch(bank: FrameBank, shape: NetShape, teacher: FrameCl
 def test_two_link_chain_trains_the_student_on_the_assistants_soft_targets(banks, tmp_path):
     teacher_dir = tmp_path / "teacher"
     assert train_main(["--exp-dir", str(teacher_dir), "--frame-bank", str(banks), *TRAIN_OPTIONS,
-                       "--num-layers", "2", "--hidden-dim", "64", "--num-epochs", "4", "--lr", "0.2"]) == 0
+                       "--model-shape", "2x64", "--num-epochs", "4", "--lr", "0.2"]) == 0
     links = plan_chain([teacher_dir / "final.pt"], (NetShape(1, 32),), NetShape(1, 8), tmp_path / "links")
     # hard weight 0: the loss is the soft term alone; top-k = all classes: the stored targets are exact.
     run_chain(links, banks, temperature=2.0, hard_weight=0.0, top_k=NUM_CLASSES,

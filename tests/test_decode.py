@@ -16,7 +16,7 @@ from tests.test_gmm import BAD_CUT, build_small_gmm_exp
 @pytest.fixture(scope="module")
 def decoding_setup(tmp_path_factory):
     """tri1 of the small corpus, its HCLG with a bigram of the training sentences, the aligned cuts' features."""
-    from asr_kd.lang.graph import make_hclg
+    from asr_kd.gmm.graph import make_hclg
     from asr_kd.lang.lm import make_lang_test, train_arpa
 
     exp = build_small_gmm_exp(tmp_path_factory.getbasetemp() / "gmm_small")
@@ -82,20 +82,20 @@ def test_score_matrix_with_too_few_pdfs_is_an_input_error(decoding_setup):
 
 
 def test_gmm_sweep_extends_past_an_edge_holding_the_best_weight(decoding_setup, tmp_path):
-    from asr_kd.decode.sweep import sweep_lm_weights
-    from asr_kd.score.wer import weight_beyond_edge
+    from asr_kd.decode.hybrid import HybridSearch, PartInputs, sweep_lm_weights
+    from asr_kd.score.wer import compute_wer, weight_beyond_edge
 
     graph, system, feats, refs, words = decoding_setup["tri1"]
     # With two weights the better one is always at an edge of the sweep.
-    opts = DecodeOptions(decoder="faster", num_workers=1)
-    fixed = sweep_lm_weights(graph, system.transition_model, feats, refs, words, [40, 44], opts, tmp_path / "fixed",
-                             am=system.am)
-    assert sorted(fixed["by_lmwt"], key=float) == ["40", "44"]
-    extended = sweep_lm_weights(graph, system.transition_model, feats, refs, words, [40, 44], opts,
-                                tmp_path / "extended", am=system.am, extend=3)
-    tried = sorted(extended["by_lmwt"], key=float)
+    search = HybridSearch(graph, system.transition_model, words, DecodeOptions(decoder="faster", num_workers=1),
+                          am=system.am)
+    dev = PartInputs("dev", {utt: text.split() for utt, text in refs.items()}, lambda: [feats])
+    _, fixed = sweep_lm_weights(search, dev, ["40", "44"], tmp_path / "fixed")
+    assert sorted(fixed.hyps, key=float) == ["40", "44"]
+    best, extended = sweep_lm_weights(search, dev, ["40", "44"], tmp_path / "extended", extend=3)
+    tried = sorted(extended.hyps, key=float)
     assert len(tried) > 2 and all(b - a == 4 for a, b in zip(map(float, tried), map(float, tried[1:])))
-    assert all((tmp_path / "extended" / f"hyp_lmwt{w}.txt").is_file() for w in tried)
-    best = f"{extended['best_lmwt']:g}"
-    assert extended["by_lmwt"][best]["wer"] == min(r["wer"] for r in extended["by_lmwt"].values())
+    assert all((tmp_path / "extended" / "dev" / "scoring" / f"{w}.txt").is_file() for w in tried)
+    wers = {w: compute_wer(refs, extended.hyps[w]).wer for w in tried}
+    assert wers[best] == min(wers.values())
     assert weight_beyond_edge(tried, best) is None or len(tried) == 5

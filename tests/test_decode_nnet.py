@@ -62,7 +62,7 @@ def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_
             "--graph-dir", str(tiny_recipe_exp / "gmm" / "tri2" / "graph"),
             "--transition-model", str(tiny_recipe_exp / "gmm" / "tri2" / "final.mdl"),
             "--cmvn", str(tiny_recipe_exp / "bank" / "cmvn.json"),
-            "--dev-dir", str(tiny_corpus / "LibriSpeech" / "dev-clean"), "--lm-weights", f"4,{lmwt}",
+            "--dev-dir", str(tiny_corpus / "LibriSpeech" / "dev-clean"), "--lm-weights", "4", lmwt,
             *search, "--out-dir", str(out), "--device", "cpu"]
     assert decode_nnet.main(argv) == 0
     # The same audio, fbank recomputed from the flac files: the same hypotheses as the recipe's decode.
@@ -82,7 +82,7 @@ def test_librispeech_dir_input_decodes_like_the_cuts_and_the_best_dev_weight_is_
 def test_the_decoder_sees_log_posteriors_minus_log_priors(tiny_recipe_exp):
     from lhotse import load_manifest_lazy
 
-    from asr_kd.bin.decode_nnet import PartScores
+    from asr_kd.decode.nnet import PartScores
     from asr_kd.data.cmvn import CmvnStats, part_normaliser
 
     scorer = HybridScorer([tiny_recipe_exp / "nnet" / "baseline" / "final.pt"], torch.device("cpu"))

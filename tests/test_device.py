@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.models import FrameClassifier, shape_config
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.train import compute_loss
 from asr_kd.utils import device
@@ -58,7 +58,7 @@ def test_recipes_the_suite_runs_name_the_cpu():
 
 def test_bf16_step_runs_bf16_matmuls_on_fp32_weights_and_an_fp32_loss():
     torch.manual_seed(0)
-    model = FrameClassifier(get_preset("tiny", num_outputs=11))
+    model = FrameClassifier(shape_config("tiny", num_outputs=11))
     batch = {"inputs": torch.randn(32, 26, 40).half(), "labels": torch.randint(11, (32,))}
     with autocast(CPU, True):
         assert model(batch["inputs"]).dtype == torch.bfloat16

@@ -29,7 +29,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("early_stop")
     banks = make_banks(root / "bank", seed=1)
     out = {"bank": banks}
-    for name, extra in (("teacher", ["--num-epochs", "3", "--hidden-dim", "64"]),
+    for name, extra in (("teacher", ["--num-epochs", "3", "--model-shape", "2x64"]),
                         ("two_epochs", ["--num-epochs", "2"]), ("one_epoch", ["--num-epochs", "1"])):
         out[name] = root / name
         assert train_main(["--exp-dir", str(out[name]), "--frame-bank", str(banks), *TRAIN_OPTIONS, *extra]) == 0

@@ -11,7 +11,7 @@ import torch
 
 from asr_kd.bin import export_model
 from asr_kd.decode.scorer import HybridScorer
-from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.models import FrameClassifier, shape_config
 from asr_kd.models.export import (ONNX_OPSET, OnnxFrameClassifier, export_onnx, export_torchscript,
                                   load_torchscript)
 from asr_kd.utils.errors import InputError
@@ -26,9 +26,9 @@ RTOL, ATOL = 1e-5, 1e-6
 
 @pytest.fixture(scope="module")
 def model() -> FrameClassifier:
-    """The tiny preset with norm layers (so their export is covered), random weights and priors."""
+    """The tiny shape with norm layers (so their export is covered), random weights and priors."""
     torch.manual_seed(0)
-    config = dataclasses.replace(get_preset("tiny"), num_outputs=97, norm="layernorm", input_norm="batchnorm")
+    config = dataclasses.replace(shape_config("tiny"), num_outputs=97, norm="layernorm", input_norm="batchnorm")
     net = FrameClassifier(config)
     bn = net.input_norm
     bn.running_mean.uniform_(-1, 1)

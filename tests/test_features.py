@@ -17,8 +17,8 @@ def test_feature_workers_compute_with_one_torch_thread():
 
 
 def test_fbank_of_parallel_workers_equals_one_process(tiny_exp, tmp_path):
-    # tiny_exp computed its features with num_jobs=2.
-    compute_fbank(tiny_exp / "data" / "manifests", tmp_path / "fbank", [DEV], num_jobs=1)
+    # tiny_exp computed its features with num_workers=2.
+    compute_fbank(tiny_exp / "data" / "manifests", tmp_path / "fbank", [DEV], num_workers=1)
     parallel = {c.id: c for c in load_manifest(cuts_path(tiny_exp / "data" / "fbank", DEV))}
     serial = load_manifest(cuts_path(tmp_path / "fbank", DEV))
     assert set(serial.ids) == set(parallel)
@@ -30,8 +30,8 @@ def test_compute_fbank_restores_the_callers_thread_count(tiny_exp, tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        # num_jobs=1 computes in this process, at one thread.
-        compute_fbank(tiny_exp / "data" / "manifests", tmp_path / "fbank", [DEV], num_jobs=1)
+        # num_workers=1 computes in this process, at one thread.
+        compute_fbank(tiny_exp / "data" / "manifests", tmp_path / "fbank", [DEV], num_workers=1)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

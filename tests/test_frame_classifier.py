@@ -1,4 +1,4 @@
-"""FrameClassifier: input shapes, whole-utterance posteriors, checkpoints, presets, priors."""
+"""FrameClassifier: input shapes, whole-utterance posteriors, checkpoints, model shapes, priors."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from asr_kd.models import PRESETS, FrameClassifier, FrameClassifierConfig, get_preset
+from asr_kd.models import MODEL_SHAPES, FrameClassifier, FrameClassifierConfig, shape_config
 from asr_kd.utils.errors import InputError
 
 
 def small_config(**kw) -> FrameClassifierConfig:
     base = dict(left_context=3, right_context=2, feat_dim=5, num_outputs=7, hidden_dim=16)
-    return dataclasses.replace(get_preset("tiny"), **{**base, **kw})
+    return dataclasses.replace(shape_config("tiny"), **{**base, **kw})
 
 
 def test_windowed_and_flattened_inputs_give_the_same_logits():
@@ -71,18 +71,19 @@ def test_loading_into_another_config_names_file_and_fields(tmp_path):
         FrameClassifier.load(tmp_path / "junk.pt")
 
 
-def test_presets_have_the_papers_shape():
-    paper = PRESETS["paper"]
+def test_named_shapes_have_the_papers_shape_and_lxw_the_same_window():
+    paper = MODEL_SHAPES["paper"]
     assert (paper.num_layers, paper.hidden_dim, paper.left_context, paper.right_context, paper.feat_dim) == (
         8, 2560, 20, 5, 40)
-    model = FrameClassifier(get_preset("paper", num_outputs=14000))
+    model = FrameClassifier(shape_config("paper", num_outputs=14000))
     # 26*40*2560 + 7*2560*2560 + 2560*14000 weights plus biases: the paper's ~85M parameters.
     expected = 1040 * 2560 + 2560 + 7 * (2560 * 2560 + 2560) + 2560 * 14000 + 14000
     assert sum(p.numel() for p in model.parameters()) == expected
-    tiny, small = PRESETS["tiny"], PRESETS["small"]
+    tiny, small = MODEL_SHAPES["tiny"], MODEL_SHAPES["small"]
     assert (tiny.num_layers, tiny.hidden_dim, small.num_layers, small.hidden_dim) == (2, 128, 4, 512)
-    with pytest.raises(InputError, match="unknown model preset"):
-        get_preset("huge")
+    assert shape_config("3x512") == dataclasses.replace(small, num_layers=3)
+    with pytest.raises(InputError, match="unknown model shape"):
+        shape_config("huge")
 
 
 def _layer_rms_and_logit_spread(model: FrameClassifier, x: torch.Tensor) -> tuple[list[float], float]:
@@ -98,9 +99,9 @@ def _layer_rms_and_logit_spread(model: FrameClassifier, x: torch.Tensor) -> tupl
     return rms, logits.std(dim=0).mean().item()
 
 
-def test_paper_preset_starts_with_the_signal_alive_through_all_eight_layers():
+def test_paper_shape_starts_with_the_signal_alive_through_all_eight_layers():
     torch.manual_seed(0)
-    model = FrameClassifier(get_preset("paper"))  # 8 x 2560, 14,000 outputs
+    model = FrameClassifier(shape_config("paper"))  # 8 x 2560, 14,000 outputs
     x = torch.randn(256, 26, 40)  # CMVN'd windows: zero mean, unit variance per dimension
     rms, spread = _layer_rms_and_logit_spread(model, x)
     assert len(rms) == 8 and all(0.5 < r < 2.0 for r in rms), rms

@@ -60,7 +60,7 @@ def build_small_gmm_exp(base: Path) -> Path:
         cuts_path.parent.mkdir(parents=True, exist_ok=True)
         cut_set.to_file(cuts_path)
     prepare_lang(exp / "lang", VOCAB)
-    assert train_gmm.main(["--exp-dir", str(exp), "--lang-dir", str(exp / "lang"), "--systems", "mono,tri1,tri2",
+    assert train_gmm.main(["--exp-dir", str(exp), "--lang-dir", str(exp / "lang"), "--systems", "mono", "tri1", "tri2",
                            "--mono-iters", "12", "--mono-gauss", "250", "--tri1-iters", "8",
                            "--tri1-leaves", str(TRI1_LEAVES), "--tri1-gauss", "500", "--tri2-iters", "6",
                            "--tri2-leaves", str(TRI1_LEAVES), "--tri2-gauss", "500"]) == 0

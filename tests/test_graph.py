@@ -12,7 +12,7 @@ import pytest
 
 from asr_kd.gmm.model_io import save_model, save_tree, tree_from_bytes
 from asr_kd.lang import Lang, prepare_lang
-from asr_kd.lang.graph import fst_size, make_hclg
+from asr_kd.gmm.graph import fst_size, make_hclg
 from asr_kd.lang.lm import make_lang_test, train_arpa
 from asr_kd.lang.phones import with_positions
 from asr_kd.utils.io import read_json

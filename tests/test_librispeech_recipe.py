@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["bash", str(LS_RUN_SH), "--preset", "tiny", "--num-jobs", "1", *args], cwd=REPO,
+    proc = subprocess.run(["bash", str(LS_RUN_SH), "--preset", "tiny", "--num-workers", "1", *args], cwd=REPO,
                           env=env_with_this_python(), capture_output=True, text=True,
                           timeout=3600)  # only a hang reaches it: a loaded 2-core host runs this in minutes
     assert proc.returncode == 0, f"recipe failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"

@@ -35,7 +35,7 @@ def test_decode_nnet_extends_the_sweep_until_the_best_weight_is_inside_it(tiny_r
               "--transition-model", str(tiny_recipe_exp / "gmm" / "tri2" / "final.mdl"),
               "--cmvn", str(tiny_recipe_exp / "bank" / "cmvn.json"),
               "--dev-cuts", str(tiny_recipe_exp / "gmm" / "tri2" / "ali" / "cuts_dev-clean.jsonl.gz"),
-              "--lm-weights", f"{low:g},{low + 4:g}", *search, "--device", "cpu"]
+              "--lm-weights", f"{low:g}", f"{low + 4:g}", *search, "--device", "cpu"]
 
     assert decode_nnet.main([*common, "--out-dir", str(tmp_path / "fixed")]) == 0
     fixed = json.loads((tmp_path / "fixed" / "results.json").read_text())
@@ -57,9 +57,10 @@ def test_decode_nnet_extends_the_sweep_until_the_best_weight_is_inside_it(tiny_r
 
 
 @pytest.mark.parametrize("extra, says", [
-    (["--lm-weights", "9,x"], "--lm-weights must be numbers"),
-    (["--lm-weights", "0,9"], "--lm-weights must be positive"),
-    (["--lm-weights", "9,11", "--extend-lm-weights", "-1"], "--extend-lm-weights must be >= 0"),
+    (["--lm-weights", "9", "x"], "--lm-weights must be numbers"),
+    (["--lm-weights", "9,11"], "--lm-weights must be numbers separated by spaces"),  # one list form
+    (["--lm-weights", "0", "9"], "--lm-weights must be positive"),
+    (["--lm-weights", "9", "11", "--extend-lm-weights", "-1"], "--extend-lm-weights must be >= 0"),
 ])
 def test_bad_lm_weight_options_are_refused_with_status_2(tmp_path, capsys, extra, says):
     argv = ["--model", str(tmp_path / "m.pt"), "--graph-dir", str(tmp_path), "--transition-model",
@@ -72,7 +73,8 @@ def test_bad_lm_weight_options_are_refused_with_status_2(tmp_path, capsys, extra
 def test_decode_gmm_refuses_bad_lm_weight_options_as_decode_nnet_does(tmp_path, capsys):
     from asr_kd.bin import decode_gmm
 
-    for extra, says in ((["--lm-weights", "0,9"], "--lm-weights must be positive"),
-                        (["--lm-weights", "9,11", "--extend-lm-weights", "-1"], "--extend-lm-weights must be >= 0")):
+    for extra, says in ((["--lm-weights", "0", "9"], "--lm-weights must be positive"),
+                        (["--lm-weights", "9,11"], "--lm-weights must be numbers separated by spaces"),
+                        (["--lm-weights", "9", "11", "--extend-lm-weights", "-1"], "--extend-lm-weights must be >= 0")):
         assert decode_gmm.main(["--exp-dir", str(tmp_path), "--graph-dir", str(tmp_path), *extra]) == 2
         assert says in capsys.readouterr().err

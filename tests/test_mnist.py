@@ -125,19 +125,20 @@ def one_thread():
 
 
 def test_short_distillation_through_the_trainer_follows_its_teacher(mnist, tmp_path, one_thread):
-    from asr_kd.bin import make_soft_targets, mnist_eval, mnist_report, mnist_train
+    from asr_kd.bin import make_soft_targets, mnist_eval, mnist_train
+    from asr_kd.report.mnist_table import trained_on
 
     x, y = mnist["train"][0][:3000], mnist["train"][1][:3000]
     build_bank(x, y, tmp_path / "train", prefix="train")
     build_bank(mnist["test"][0][:1000], mnist["test"][1][:1000], tmp_path / "test", prefix="test")
-    common = ["--train-bank", str(tmp_path / "train"), "--dev-bank", str(tmp_path / "test"), "--preset", "tiny",
-              "--num-layers", "1", "--left-context", "0", "--right-context", "0", "--batch-size", "100",
+    common = ["--train-bank", str(tmp_path / "train"), "--dev-bank", str(tmp_path / "test"),
+              "--left-context", "0", "--right-context", "0", "--batch-size", "100",
               "--lr", "0.1", "--lr-schedule", "constant", "--device", "cpu", "--amp", "bf16", "--num-epochs", "2"]
     max_norm = 0.8
-    assert mnist_train.main(["--exp-dir", str(tmp_path / "teacher"), "--hidden-dim", "64", "--dropout", "0.2",
+    assert mnist_train.main(["--exp-dir", str(tmp_path / "teacher"), "--model-shape", "1x64", "--dropout", "0.2",
                              "--max-norm", str(max_norm), "--jitter-pixels", "2", *common]) == 0
     # The recipe's path: bf16 autocast on the CPU, as the trainer's log and mnist-report say.
-    assert mnist_report.trained_on(tmp_path / "teacher" / "train.log") == "cpu bf16"
+    assert trained_on(tmp_path / "teacher" / "train.log") == "cpu bf16"
     teacher = FrameClassifier.load(tmp_path / "teacher" / "final.pt")
     for layer in (teacher.hidden[0], teacher.output):
         assert layer.weight.norm(dim=1).max() <= max_norm + 1e-4
@@ -145,7 +146,7 @@ def test_short_distillation_through_the_trainer_follows_its_teacher(mnist, tmp_p
                                    str(tmp_path / "train"), "--out-dir", str(tmp_path / "soft"), "--temperature", "4",
                                    "--top-k", "10", "--device", "cpu", "--amp", "none"]) == 0
     # Hard weight 0: what the student knows came through the soft term alone.
-    assert mnist_train.main(["--exp-dir", str(tmp_path / "student"), "--hidden-dim", "16", "--soft-targets-dir",
+    assert mnist_train.main(["--exp-dir", str(tmp_path / "student"), "--model-shape", "1x16", "--soft-targets-dir",
                              str(tmp_path / "soft"), "--temperature", "4", "--hard-weight", "0", *common]) == 0
     out = tmp_path / "student.json"
     assert mnist_eval.main(["--model", str(tmp_path / "student" / "final.pt"), "--test-bank", str(tmp_path / "test"),
@@ -168,7 +169,7 @@ def test_short_distillation_through_the_trainer_follows_its_teacher(mnist, tmp_p
 
 
 def test_report_reads_precision_from_train_logs_and_stage_times(tmp_path):
-    from asr_kd.bin.mnist_report import stage_times, trained_on
+    from asr_kd.report.mnist_table import stage_times, trained_on
 
     log = tmp_path / "train.log"
     assert trained_on(log) is None  # no log

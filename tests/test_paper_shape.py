@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.models import FrameClassifier, shape_config
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.train import _make_optimizer, train_step
 
@@ -34,7 +34,7 @@ def hidden_rms(model: FrameClassifier, inputs: Tensor) -> list[float]:
 
 
 def test_paper_shape_trains_in_bf16_and_keeps_every_layer_o1():
-    config = get_preset("paper", num_outputs=NUM_CLASSES)
+    config = shape_config("paper", num_outputs=NUM_CLASSES)
     assert (config.num_layers, config.hidden_dim, config.context) == (8, 2560, 26)
     gen = torch.Generator().manual_seed(0)
     means = 0.5 * torch.randn(NUM_CLASSES, config.context, config.feat_dim, generator=gen)

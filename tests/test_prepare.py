@@ -98,7 +98,7 @@ def test_truncated_flac_fails_feature_extraction_naming_the_file(one_chapter_cor
     flacs[0].write_bytes(data[: len(data) // 2])  # header intact, audio frames cut off
     prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
     with pytest.raises(InputError, match=f"{flacs[0].name}.*1 of {len(flacs)} cuts lost"):
-        compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_jobs=1)
+        compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_workers=1)
     assert not cuts_path(tmp_path / "fbank", TRAIN).exists()
 
 
@@ -129,11 +129,11 @@ def test_cli_exits_2_with_one_line_on_bad_corpus(tmp_path, capsys):
 def test_rerun_skips_finished_parts(one_chapter_corpus, tmp_path):
     corpus, _ = one_chapter_corpus
     prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
-    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_jobs=1)
+    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_workers=1)
     outputs = [*manifest_paths(tmp_path / "manifests", TRAIN), cuts_path(tmp_path / "fbank", TRAIN)]
     mtimes = [p.stat().st_mtime_ns for p in outputs]
     prepare_manifests(corpus, tmp_path / "manifests", [TRAIN])
-    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_jobs=1)
+    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TRAIN], num_workers=1)
     assert [p.stat().st_mtime_ns for p in outputs] == mtimes
 
 
@@ -141,7 +141,7 @@ def test_manifests_made_from_relative_paths_load_from_any_directory(one_chapter_
     # The recipe passes paths relative to where it runs; later stages (and egs/ scripts) run elsewhere.
     monkeypatch.chdir(tmp_path)
     prepare_manifests(Path("corpus"), Path("manifests"), [TRAIN])
-    compute_fbank(Path("manifests"), Path("fbank"), [TRAIN], num_jobs=1)
+    compute_fbank(Path("manifests"), Path("fbank"), [TRAIN], num_workers=1)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

@@ -46,12 +46,18 @@ def test_report_of_an_experiment_with_no_stages_run_shows_dashes(tmp_path):
     assert _row(md, "baseline, subset of train (early stopping)")[1:] == ["–", "–", "67.3", "44.5"]
 
 
-def test_gmm_wer_uses_the_lm_weight_best_on_dev_for_test(tmp_path):
+@pytest.mark.parametrize("layout", ["decode/results.json", "earlier decode_<part>/wer.json"])
+def test_gmm_wer_uses_the_lm_weight_best_on_dev_for_test(tmp_path, layout):
     # Dev prefers weight 10 (25% < 30%); test is reported at 10 (40%) even though 8 is better on test.
-    dev = {"by_lmwt": {"8": {"wer": 0.30, "rtf": 0.1}, "10": {"wer": 0.25, "rtf": 0.2}}}
-    test = {"by_lmwt": {"8": {"wer": 0.10, "rtf": 0.1}, "10": {"wer": 0.40, "rtf": 0.3}}}
-    _write(tmp_path / "gmm/tri2/decode_dev-clean/wer.json", dev)
-    _write(tmp_path / "gmm/tri2/decode_test-clean/wer.json", test)
+    if layout == "decode/results.json":  # `asr-kd decode-gmm --every-weight`: test decoded at every weight too
+        _write(tmp_path / "gmm/tri2/decode/results.json",
+               {"lmwt": "10", "dev_wer_by_lmwt": {"8": 30.0, "10": 25.0}, "test_parts": ["test"],
+                "dev": {"wer": 25.0, "rtf": 0.2}, "test": {"wer": 40.0, "rtf": 0.3, "wer_by_lmwt": {"8": 10.0, "10": 40.0}}})
+    else:  # an experiment decoded before the one decode path: the report still reads it
+        dev = {"by_lmwt": {"8": {"wer": 0.30, "rtf": 0.1}, "10": {"wer": 0.25, "rtf": 0.2}}}
+        test = {"by_lmwt": {"8": {"wer": 0.10, "rtf": 0.1}, "10": {"wer": 0.40, "rtf": 0.3}}}
+        _write(tmp_path / "gmm/tri2/decode_dev-clean/wer.json", dev)
+        _write(tmp_path / "gmm/tri2/decode_test-clean/wer.json", test)
     res = collect_results(tmp_path, 2)
     assert res.gmm["lmwt"] == "10"
     assert res.wer("gmm", "dev") == pytest.approx(25.0) and res.wer("gmm", "test") == pytest.approx(40.0)
@@ -146,12 +152,11 @@ def test_network_seeds_are_averaged_and_their_spread_listed(tmp_path):
 
 def test_never_heard_wers_get_a_table_beside_test_with_the_seed_spread(tmp_path):
     # GMM: dev chooses 10; test-other at 10 is 60% (at 8 it would be 50%).
-    gmm = {"by_lmwt": {"8": {"wer": 0.30}, "10": {"wer": 0.25}}}
+    gmm = {"lmwt": "10", "dev_wer_by_lmwt": {"8": 30.0, "10": 25.0}, "test_parts": ["test", "test-other"],
+           "dev": {"wer": 25.0}, "test": {"wer": 40.0}, "test-other": {"wer": 60.0, "wer_by_lmwt": {"8": 50.0, "10": 60.0}}}
     for run, student in (("s1", 40.0), ("s2", 44.0)):
         exp = tmp_path / run
-        _write(exp / "gmm/tri2/decode_dev-clean/wer.json", gmm)
-        _write(exp / "gmm/tri2/decode_test-clean/wer.json", {"by_lmwt": {"10": {"wer": 0.40}}})
-        _write(exp / "gmm/tri2/decode_test-other/wer.json", {"by_lmwt": {"8": {"wer": 0.50}, "10": {"wer": 0.60}}})
+        _write(exp / "gmm/tri2/decode/results.json", gmm)
         _write(exp / "corpus/summary.json", {"splits": {"test-clean": {}, "test-other": {}}})
         for system, never_heard in {"baseline": 50.0, "ensemble": 35.0, "student": student}.items():
             _write(exp / f"decode/{system}/results.json",

@@ -39,7 +39,7 @@ def test_decoded_part_at_another_rate_gets_16k_features_of_the_same_length(tiny_
     corpus = sox_copy(tiny_corpus, TEST, rate, tmp_path / "corpus").parent.parent
     caplog.set_level(logging.INFO)
     prepare_manifests(corpus, tmp_path / "manifests", [TEST], resample_parts=[TEST])
-    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TEST], num_jobs=1, resample_parts=[TEST])
+    compute_fbank(tmp_path / "manifests", tmp_path / "fbank", [TEST], num_workers=1, resample_parts=[TEST])
     assert "resampling" in caplog.text and f"at {rate} Hz to 16000 Hz" in caplog.text
 
     cuts = load_manifest(cuts_path(tmp_path / "fbank", TEST)).to_eager()
@@ -64,11 +64,11 @@ def test_training_audio_at_another_rate_is_still_refused(tiny_corpus, tmp_path, 
     sox_copy(tiny_corpus, TRAIN, 8000, corpus)
     sox_copy(tiny_corpus, TEST, 8000, corpus)
     argv = ["--corpus-dir", str(corpus), "--exp-dir", str(tmp_path / "exp"), "--parts", TRAIN, TEST,
-            "--decode-parts", TEST, "--num-jobs", "1"]
+            "--decode-parts", TEST, "--num-workers", "1"]
     assert prepare_data_main(argv) == 2
     err = capsys.readouterr().err
     assert f"/{TRAIN}/" in err and ".flac" in err and "sampled at 8000 Hz, expected 16000" in err
-    assert prepare_data_main([*argv[:-4], "--decode-parts", TRAIN, TEST, "--num-jobs", "1"]) == 2
+    assert prepare_data_main([*argv[:-4], "--decode-parts", TRAIN, TEST, "--num-workers", "1"]) == 2
     assert f"--decode-parts {TRAIN}: also a training part" in capsys.readouterr().err
 
 

@@ -103,7 +103,7 @@ def bank(tmp_path_factory) -> Path:
     return root / "bank"
 
 
-TRAIN_ARGS = ["--preset", "tiny", "--num-epochs", "1", "--batch-size", "128", "--device", "cpu", "--amp", "none"]
+TRAIN_ARGS = ["--model-shape", "tiny", "--num-epochs", "1", "--batch-size", "128", "--device", "cpu", "--amp", "none"]
 
 
 def test_checkpoint_and_soft_target_manifest_with_payloads_are_refused(bank, tmp_path, capsys):

@@ -11,14 +11,14 @@ import torch
 
 from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
-from asr_kd.distill.specialists import (SpecialistSets, collapse, collapse_map, kmeans, make_specialist_sets,
-                                        prediction_covariance)
-from asr_kd.distill.specialists_combine import SpecialistCombiner, active_specialists, combine_kl
-from asr_kd.distill.specialists_model import (dustbin_log_correction, hidden_activations, init_specialist,
+from asr_kd.distill.specialists.combine import SpecialistCombiner, active_specialists, combine_kl
+from asr_kd.distill.specialists.model import (dustbin_log_correction, hidden_activations, init_specialist,
                                               load_specialist, matched_dustbin_correction, save_specialist)
-from asr_kd.distill.specialists_train import SpecialistTraining, train_specialist
+from asr_kd.distill.specialists.sets import (SpecialistSets, collapse, collapse_map, kmeans, make_specialist_sets,
+                                             prediction_covariance)
 from asr_kd.models import FrameClassifier, FrameClassifierConfig
 from asr_kd.models.frame_classifier import read_checkpoint
+from asr_kd.train.specialists import SpecialistTraining, train_specialist
 from asr_kd.utils.errors import InputError
 
 GROUPS = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
@@ -215,8 +215,8 @@ def trained(tmp_path_factory):
     _bank(root / "bank", "train", 60, 0)
     _bank(root / "bank", "dev", 20, 1)
     # A deliberately under-trained generalist, so that a specialist has something to learn.
-    assert train_main(["--exp-dir", str(root / "gen"), "--frame-bank", str(root / "bank"), "--preset", "tiny",
-                       "--num-layers", "1", "--hidden-dim", "32", "--left-context", "1", "--right-context", "1",
+    assert train_main(["--exp-dir", str(root / "gen"), "--frame-bank", str(root / "bank"), "--model-shape", "1x32",
+                       "--left-context", "1", "--right-context", "1",
                        "--num-epochs", "1", "--batch-size", "128", "--lr", "0.01", "--device", "cpu"]) == 0
     generalist = root / "gen" / "final.pt"
     opts = SpecialistTraining(num_epochs=3, batch_size=64, lr=0.1, temperature=1.0, hard_weight=1.0, fit_frames=2000,

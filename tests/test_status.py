@@ -46,17 +46,16 @@ def half_run(tmp_path_factory) -> Path:
     cmvn = cmvn_of(train_cuts)
     for name, cuts in (("train", train_cuts), ("dev", dev_cuts)):
         FrameBank.build(cuts, exp / "bank" / name, cmvn=cmvn, num_classes=NUM_CLASSES)
-    args = ["--frame-bank", str(exp / "bank"), "--preset", "tiny", "--batch-size", "64", "--log-interval", "5",
+    args = ["--frame-bank", str(exp / "bank"), "--model-shape", "tiny", "--batch-size", "64", "--log-interval", "5",
             "--num-epochs", "2", "--device", "cpu", "--amp", "none"]
     assert train_main(["--exp-dir", str(exp / "nnet" / "baseline"), *args]) == 0
     steps = json.loads((exp / "nnet" / "baseline" / "params.json").read_text())["steps_per_epoch"]
     assert train_main(["--exp-dir", str(exp / "nnet" / "member1"), *args, "--seed", "101",
                        "--max-steps", str(steps + 1)]) == 0
     gmm = exp / "gmm" / "tri2"
-    atomic_write_json(gmm / "decode_dev-clean" / "wer.json",
-                      {"best_lmwt": 10.0, "best_wer": 0.25, "by_lmwt": {"10": {"wer": 0.25}, "12": {"wer": 0.3}}})
-    atomic_write_json(gmm / "decode_test-clean" / "wer.json",
-                      {"best_lmwt": 12.0, "best_wer": 0.27, "by_lmwt": {"10": {"wer": 0.28}, "12": {"wer": 0.27}}})
+    atomic_write_json(gmm / "decode" / "results.json",
+                      {"lmwt": "10", "dev_wer_by_lmwt": {"10": 25.0, "12": 30.0}, "test_parts": ["test"],
+                       "dev": {"wer": 25.0}, "test": {"wer": 28.0, "wer_by_lmwt": {"10": 28.0, "12": 27.0}}})
     (exp / "log").mkdir()
     (exp / "log" / "run.log").write_text(RUN_LOG)
     (exp / "results").mkdir()

@@ -13,7 +13,7 @@ import pytest
 import soundfile
 
 from asr_kd.bin.synth_corpus import main as synth_corpus_main
-from asr_kd.data.synth import (NEVER_HEARD_SPLIT, PRESETS, SPLITS, TRANSFER_SPLIT, CorpusSize, plan_corpus,
+from asr_kd.data.synth import (CORPUS_SIZES, NEVER_HEARD_SPLIT, SPLITS, TRANSFER_SPLIT, CorpusSize, plan_corpus,
                                synthesize_corpus)
 from asr_kd.data.text import cmudict_words, load_sentence_pool
 from asr_kd.data.voices import ARPABET, ENGINES, NEVER_HEARD_VARIANTS, never_heard_catalog, speaker_catalog
@@ -22,7 +22,7 @@ from asr_kd.data.voices import ARPABET, ENGINES, NEVER_HEARD_VARIANTS, never_hea
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("synth") / "corpus"
-    summary = synthesize_corpus(out, preset="tiny", seed=0, num_workers=2)
+    summary = synthesize_corpus(out, size="tiny", seed=0, num_workers=2)
     return out, summary
 
 
@@ -77,7 +77,7 @@ def test_tiny_corpus_has_about_ten_minutes_and_every_engine_in_every_split(corpu
         # the never-heard voices are espeak-ng's Klatt variants
         assert set(summary["engines"][split]) == ({"espeak-ng"} if split == NEVER_HEARD_SPLIT else set(ENGINES))
         total += seconds
-    planned = sum(PRESETS["tiny"].hours(s) for s in ALL_SPLITS) * 3600
+    planned = sum(CORPUS_SIZES["tiny"].hours(s) for s in ALL_SPLITS) * 3600
     assert 0.7 * planned < total < 1.4 * planned
 
 
@@ -112,7 +112,7 @@ def test_dev_and_test_sentences_are_absent_from_train_and_lm_text(corpus):
 def test_adding_a_transfer_split_leaves_the_other_splits_as_they_were(corpus):
     root, _ = corpus
     sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
-    tiny = PRESETS["tiny"]
+    tiny = CORPUS_SIZES["tiny"]
     without = plan_corpus(sentences, CorpusSize(tiny.train_hours, tiny.dev_hours, tiny.test_hours), seed=0)
     with_transfer = plan_corpus(sentences, tiny, seed=0)
     assert [c for c in with_transfer.chapters if c.split not in (TRANSFER_SPLIT, NEVER_HEARD_SPLIT)] == list(
@@ -129,11 +129,11 @@ def _speakers_by_split(plan) -> dict[str, set[tuple[str, str]]]:
     return voices
 
 
-@pytest.mark.parametrize("preset", ["tiny", "mini"])
-def test_never_heard_split_reads_test_cleans_sentences_in_a_voice_family_no_other_split_has(corpus, preset):
+@pytest.mark.parametrize("name", ["tiny", "mini"])
+def test_never_heard_split_reads_test_cleans_sentences_in_a_voice_family_no_other_split_has(corpus, name):
     root, _ = corpus
     sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
-    plan = plan_corpus(sentences, PRESETS[preset], seed=0)
+    plan = plan_corpus(sentences, CORPUS_SIZES[name], seed=0)
     voices = _speakers_by_split(plan)
     never_heard = voices.pop(NEVER_HEARD_SPLIT)
     assert never_heard and all(v.split("+")[1] in NEVER_HEARD_VARIANTS for _, v in never_heard)
@@ -153,11 +153,11 @@ def test_never_heard_split_reads_test_cleans_sentences_in_a_voice_family_no_othe
     assert len(ids[NEVER_HEARD_SPLIT]) == len(ids["test-clean"])
 
 
-@pytest.mark.parametrize("preset", ["tiny", "mini"])
-def test_adding_the_never_heard_split_leaves_every_other_split_as_it_was(corpus, preset):
+@pytest.mark.parametrize("name", ["tiny", "mini"])
+def test_adding_the_never_heard_split_leaves_every_other_split_as_it_was(corpus, name):
     root, _ = corpus
     sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
-    size = PRESETS[preset]
+    size = CORPUS_SIZES[name]
     assert size.never_heard  # the tests' corpus and the README demo's have it
     without = plan_corpus(sentences, dataclasses.replace(size, never_heard=False), seed=0)
     with_it = plan_corpus(sentences, size, seed=0)
@@ -179,9 +179,9 @@ def test_sentence_pool_is_clean_and_from_every_source(corpus):
 def test_plan_is_deterministic_for_a_seed(corpus):
     root, _ = corpus
     sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
-    first, second = (plan_corpus(sentences, PRESETS["tiny"], seed=0) for _ in range(2))
+    first, second = (plan_corpus(sentences, CORPUS_SIZES["tiny"], seed=0) for _ in range(2))
     assert first == second
-    other = plan_corpus(sentences, PRESETS["tiny"], seed=1)
+    other = plan_corpus(sentences, CORPUS_SIZES["tiny"], seed=1)
     assert other.chapters != first.chapters
     # the corpus on disk is the seed-0 plan
     assert {u for c in first.chapters for u, _ in c.utterances} == {
@@ -234,7 +234,7 @@ def test_rerun_redoes_only_the_unfinished_chapter_identically(corpus, tmp_path):
     audio_before = {p.name: soundfile.read(str(p))[0] for p in victim.parent.glob("*.flac")}
     victim.unlink()
 
-    assert synthesize_corpus(copy, preset="tiny", seed=0, num_workers=2) == summary
+    assert synthesize_corpus(copy, size="tiny", seed=0, num_workers=2) == summary
     after = {p: p.stat().st_mtime_ns for p in (copy / "LibriSpeech").rglob("*") if p.is_file()}
     redone = {p for p in before if p.parent == victim.parent}
     for path, mtime in before.items():
@@ -259,7 +259,7 @@ def test_a_corpus_made_without_the_never_heard_split_is_extended_in_place(corpus
     (copy / "synth-config.json").write_text(json.dumps(config))
     before = {p: p.stat().st_mtime_ns for p in (copy / "LibriSpeech").rglob("*") if p.is_file()}
 
-    assert synthesize_corpus(copy, preset="tiny", seed=0, num_workers=1) == summary
+    assert synthesize_corpus(copy, size="tiny", seed=0, num_workers=1) == summary
     for path, mtime in before.items():
         assert path.name == "SPEAKERS.TXT" or path.stat().st_mtime_ns == mtime, path
     assert json.loads((copy / "synth-config.json").read_text())["size"]["never_heard"] is True
@@ -268,7 +268,7 @@ def test_a_corpus_made_without_the_never_heard_split_is_extended_in_place(corpus
 
 def test_cli_resumes_a_finished_corpus_and_refuses_other_settings(corpus, capsys):
     root, _ = corpus
-    assert synth_corpus_main(["--out-dir", str(root), "--preset", "tiny"]) == 0
+    assert synth_corpus_main(["--out-dir", str(root), "--size", "tiny"]) == 0
     assert "| train-clean-100 | **all** |" in capsys.readouterr().out
-    assert synth_corpus_main(["--out-dir", str(root), "--preset", "tiny", "--seed", "3"]) == 2
+    assert synth_corpus_main(["--out-dir", str(root), "--size", "tiny", "--seed", "3"]) == 2
     assert "other settings" in capsys.readouterr().err

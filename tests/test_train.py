@@ -28,7 +28,7 @@ from asr_kd.train.schedule import NewbobSchedule
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 
 # Pinned to the fp32 CPU path, so that a GPU host or a CPU without bf16 units tests the same thing.
-TRAIN_ARGS = ["--preset", "tiny", "--batch-size", "128", "--lr", "0.05", "--log-interval", "10",
+TRAIN_ARGS = ["--model-shape", "tiny", "--batch-size", "128", "--lr", "0.05", "--log-interval", "10",
               "--device", "cpu", "--amp", "none"]
 
 
@@ -124,7 +124,7 @@ def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProce
 def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path, amp):
     # Dropout, Adam and a cosine schedule: RNG, optimizer and schedule state all have to come back,
     # in fp32 and on the CPU's bf16 autocast path alike.
-    args = ["--frame-bank", str(data["bank"]), "--num-epochs", "2", "--preset", "tiny", "--batch-size", "128",
+    args = ["--frame-bank", str(data["bank"]), "--num-epochs", "2", "--model-shape", "tiny", "--batch-size", "128",
             "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--warmup-steps", "5",
             "--dropout", "0.2", "--checkpoint-every", "7", "--log-interval", "5", "--device", "cpu", "--amp", amp]
     start = time.monotonic()
@@ -297,9 +297,9 @@ def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, singl
     extra, expected = {
         "other data": (["--subset-fraction", "0.5"],
                        [f"{ckpt}: cannot resume with other data settings", "subset_fraction", "--no-resume"]),
-        "other model": (["--hidden-dim", "64"],
+        "other model": (["--model-shape", "2x64"],
                         [f"{ckpt}: checkpoint was made for another model config", "hidden_dim"]),
-        "init-from shape": (["--init-from", teacher, "--hidden-dim", "64"],
+        "init-from shape": (["--init-from", teacher, "--model-shape", "2x64"],
                             [f"{teacher}: checkpoint was made for another model config", "hidden_dim: checkpoint 128"]),
         "store and teacher": (["--soft-targets-dir", str(tmp_path / "soft"), "--teacher-checkpoints", teacher],
                               ["either --soft-targets-dir or --teacher-checkpoints"]),
@@ -331,7 +331,7 @@ def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, singl
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, capsys):
     exp = tmp_path / "nan"
     # A learning rate of 1e8 without clipping blows the loss up to inf/NaN within a few steps.
-    rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), "--num-epochs", "2", "--preset",
+    rc = train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), "--num-epochs", "2", "--model-shape",
                      "tiny", "--batch-size", "128", "--lr", "1e8", "--grad-clip", "0", "--log-interval", "1",
                      "--checkpoint-every", "2", "--device", "cpu", "--amp", "none"])
     assert rc == 1

@@ -112,10 +112,10 @@ def test_score_cli_single_file_and_dev_test_selection(tmp_path: Path, capsys):
     assert "no hypothesis" in capsys.readouterr().err.strip().splitlines()[-1]
 
     for part, hyps in (("dev", {"1": "A DOG", "2": "A DOG DOG"}), ("test", {"1": "A", "2": "A DOG"})):
-        (tmp_path / part).mkdir()
+        (tmp_path / part / "scoring").mkdir(parents=True)
         (tmp_path / f"{part}_ref.txt").write_text("x A DOG\n")
         for lmwt, text in hyps.items():
-            (tmp_path / part / f"hyp_lmwt{lmwt}.txt").write_text(f"x {text}\n")
+            (tmp_path / part / "scoring" / f"{lmwt}.txt").write_text(f"x {text}\n")
     rc = main(["--ref", str(tmp_path / "dev_ref.txt"), "--hyp", str(tmp_path / "dev"),
                "--test-ref", str(tmp_path / "test_ref.txt"), "--test-hyp", str(tmp_path / "test"),
                "--out-dir", str(tmp_path / "sel")])

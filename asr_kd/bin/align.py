@@ -19,7 +19,7 @@ from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.gmm.stages import SYSTEMS, GmmConfig, align_parts
 from asr_kd.utils import setup_logging
 
-DEFAULT_PARTS = "train-clean-100,dev-clean,test-clean"
+DEFAULT_PARTS = ["train-clean-100", "dev-clean", "test-clean"]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", type=Path, required=True, help="experiment directory")
     p.add_argument("--lang-dir", type=Path, required=True, help="the lang directory the system was trained with")
     p.add_argument("--system", default="tri2", choices=SYSTEMS, help="which system under <exp>/gmm/ aligns")
-    p.add_argument("--parts", default=DEFAULT_PARTS, help="comma-separated parts to align")
+    p.add_argument("--parts", nargs="+", default=DEFAULT_PARTS, help="parts to align")
     p.add_argument("--fbank-dir", type=Path, default=None,
                    help="where cuts_<part>.jsonl.gz are (default <exp>/data/fbank)")
     p.add_argument("--corpus-dir", type=Path, default=None,
@@ -47,8 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         setup_logging(args.exp_dir / "gmm" / "log" / f"align_{args.system}.log")
         config = GmmConfig(beam=args.beam, retry_beam=args.retry_beam, num_workers=args.num_workers)
-        parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-        align_parts(args.exp_dir, args.lang_dir, args.system, parts, args.fbank_dir, config, args.corpus_dir)
+        align_parts(args.exp_dir, args.lang_dir, args.system, args.parts, args.fbank_dir, config, args.corpus_dir)
 
     return run_cli(body, "asr-kd align", trust_pickle_files=args.trust_pickle)
 

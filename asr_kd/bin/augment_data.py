@@ -9,7 +9,7 @@ the same --out-dir is refused.
 
 Example (Kaldi's and icefall's 3-way speed perturbation, plus reverberation and narrow-band):
   asr-kd augment-data --cuts exp/gmm/tri2/ali/cuts_train-clean-100.jsonl.gz --out-dir exp/augment \\
-      --perturbations sp0.9,sp1.1,reverb,narrowband --gmm-dir exp/gmm/tri2 --lang-dir exp/lang
+      --perturbations sp0.9 sp1.1 reverb narrowband --gmm-dir exp/gmm/tri2 --lang-dir exp/lang
 writes exp/augment/cuts_augmented.jsonl.gz (the source cuts + the copies, each with features and
 `pdf_ids`) for `asr-kd build-frame-bank --cuts exp/augment/cuts_augmented.jsonl.gz`, and
 exp/augment/augmented.json (cuts, frames, failed alignments and seconds per copy).
@@ -47,7 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuts", type=Path, required=True,
                    help="training cuts with recordings, features and pdf_ids (gmm/tri2/ali/cuts_<part>.jsonl.gz)")
     p.add_argument("--out-dir", type=Path, required=True, help="where the copies, their features and manifests go")
-    p.add_argument("--perturbations", default="sp0.9,sp1.1", help=f"comma-separated, one copy each: {PERTURBATIONS_HELP}")
+    p.add_argument("--perturbations", nargs="+", default=["sp0.9", "sp1.1"], help=f"one copy each: {PERTURBATIONS_HELP}")
     p.add_argument("--name", default="augmented",
                    help="the combined manifest is <out-dir>/cuts_<name>.jsonl.gz (several sets can share one --out-dir)")
     p.add_argument("--gmm-dir", type=Path, help="GMM system that aligns the speed copies (e.g. exp/gmm/tri2)")
@@ -65,7 +65,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="LOW,HIGH direct-to-reverberant ratio (dB) of simulated rooms")
     p.add_argument("--num-noises", type=int, default=d.num_noises,
                    help="recordings made offline of each kind: coloured noise, babble, simulated impulse responses")
-    p.add_argument("--num-jobs", type=int, default=1, help="feature and alignment processes")
+    p.add_argument("--num-workers", type=int, default=1, help="feature and alignment processes")
     p.add_argument("--beam", type=float, default=AlignOptions.beam, help="alignment beam of the speed copies")
     p.add_argument("--retry-beam", type=float, default=AlignOptions.retry_beam, help="beam of the second try")
     add_trust_pickle_option(p)
@@ -85,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    drr_db=args.drr_db, num_noises=args.num_noises)
         augment_cuts(args.cuts, args.out_dir, parse_perturbations(args.perturbations), settings,
                      gmm_dir=args.gmm_dir, lang_dir=args.lang_dir, rir_recordings=args.rir_recordings,
-                     num_jobs=args.num_jobs, name=args.name,
-                     align_options=AlignOptions(beam=args.beam, retry_beam=args.retry_beam, num_workers=args.num_jobs))
+                     num_workers=args.num_workers, name=args.name,
+                     align_options=AlignOptions(beam=args.beam, retry_beam=args.retry_beam, num_workers=args.num_workers))
 
     return run_cli(body, "asr-kd augment-data", trust_pickle_files=args.trust_pickle)
 

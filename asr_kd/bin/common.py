@@ -49,3 +49,23 @@ def config_from_args(config_type: type[Config], args: argparse.Namespace) -> Con
     """The dataclass `config_type` from the parsed options named like its fields (the others keep their defaults)."""
     given = vars(args)
     return config_type(**{f.name: given[f.name] for f in dataclasses.fields(config_type) if f.name in given})
+
+
+def add_search_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """The decode CLIs' LM-weight sweep and search options: the fields of `defaults`, an asr_kd.decode.SearchConfig."""
+    g = parser.add_argument_group("LM weights and search (Kaldi's decode.sh + score.sh)")
+    g.add_argument("--lm-weights", nargs="+", default=[str(w) for w in defaults.lm_weights], metavar="W",
+                   help="LM weights tried on dev, e.g. --lm-weights 9 11 13 (acoustic scale 1/W); the one with the "
+                        "fewest dev errors (ties: the smaller) decodes the test parts")
+    g.add_argument("--extend-lm-weights", type=int, default=defaults.extend_lm_weights, metavar="N",
+                   help="when dev's best weight is at an edge of --lm-weights, try up to N more weights beyond it, "
+                        "one spacing apart, until the best is inside the sweep")
+    g.add_argument("--every-weight", action="store_true",
+                   help="decode the test parts at every weight dev was decoded at (default: at dev's choice only)")
+    g.add_argument("--beam", type=float, default=defaults.beam, help="search beam")
+    g.add_argument("--max-active", type=int, default=defaults.max_active, help="most active states per frame")
+    g.add_argument("--lattice-beam", type=float, default=defaults.lattice_beam,
+                   help="lattice pruning beam (lattice-faster)")
+    g.add_argument("--decoder", choices=("lattice-faster", "faster"), default=defaults.decoder, help="Kaldi decoder")
+    g.add_argument("--num-workers", type=int, default=defaults.num_workers, help="decoding processes")
+    g.add_argument("--overwrite", action="store_true", help="redo a decode whose results.json exists")

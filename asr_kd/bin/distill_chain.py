@@ -1,13 +1,13 @@
 """`asr-kd distill-chain`: teacher -> assistant(s) -> student (Mirzadeh et al. 2019), link by link.
 
-Each link is a frame classifier distilled from the link before it (library: asr_kd.distill.assistants,
+Each link is a frame classifier distilled from the link before it (library: asr_kd.train.assistants,
 which documents the link directories). A rerun resumes at the first unfinished link.
 
 Usage:
   asr-kd distill-chain --teacher exp/nnet/member{1..3}/final.pt \\
       --teacher-soft-targets exp/soft_T2 --assistant-path "2x96 2x64" --student-shape 2x32 \\
       --frame-bank exp/bank --out-dir exp/chains/links --temperature 2 \\
-      -- --preset small --num-epochs 3 --lr 0.1
+      -- --num-epochs 3 --lr 0.1
   (options after "--" go to every link's `asr-kd train`; add --list to print the links only)
 """
 
@@ -20,7 +20,8 @@ from typing import Sequence
 
 from asr_kd.bin.common import add_trust_pickle_option
 from asr_kd.bin.train import parse_train_options, run_training
-from asr_kd.distill.assistants import parse_shape, parse_shape_path, plan_chain, run_chain
+from asr_kd.models.shapes import parse_shape
+from asr_kd.train.assistants import parse_shape_path, plan_chain, run_chain
 from asr_kd.utils.logging import setup_logging
 
 

@@ -29,8 +29,9 @@ from typing import Any, Sequence
 import torch
 
 from asr_kd.bin.common import add_trust_pickle_option, run_cli
+from asr_kd.bin.scorer_options import add_amp_option, add_specialist_options, make_scorer
 from asr_kd.utils.device import resolve_device
-from asr_kd.decode.scorer import HybridScorer, add_amp_option, add_specialist_options, make_scorer
+from asr_kd.decode.scorer import HybridScorer
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
 from asr_kd.utils.logging import setup_logging
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "asr-kd frame-accuracy " + shlex.join(str(a) for a in (sys.argv[1:] if argv is None else argv))
 
     def body() -> None:
-        from asr_kd.report.hardware import describe_hardware
+        from asr_kd.utils.hardware import describe_hardware
 
         setup_logging()
         sources = args.frame_bank or args.cuts

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
 
     def body() -> None:
-        from asr_kd.lang.graph import make_hclg
+        from asr_kd.gmm.graph import make_hclg
 
         if not (args.lang_dir / "G.fst").is_file():
             raise InputError(f"{args.lang_dir}/G.fst not found: --lang-dir must be a lang_test dir (run train-lm)")

@@ -53,7 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def body(args: argparse.Namespace) -> None:
     from asr_kd.data.frame_bank import FrameBank
-    from asr_kd.distill.specialists import make_specialist_sets, prediction_covariance
+    from asr_kd.distill.specialists.sets import make_specialist_sets, prediction_covariance
     from asr_kd.models import FrameClassifier
 
     if args.out.is_file() and not args.overwrite:

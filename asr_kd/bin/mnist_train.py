@@ -5,7 +5,7 @@ Every option of `asr-kd train` applies unchanged (see `asr-kd train --help`); th
 [-N, N] in each direction (Hinton et al. 2015, sec. 3: the teacher saw images jittered by up to
 two pixels). Dev images are never jittered. Example (egs/mnist's teacher; the paper's used dropout 0.5):
   asr-kd mnist-train --exp-dir exp/teacher --train-bank exp/data/train --dev-bank exp/data/test \\
-      --preset tiny --num-layers 2 --hidden-dim 1200 --left-context 0 --right-context 0 \\
+      --model-shape 2x1200 --left-context 0 --right-context 0 \\
       --dropout 0.3 --max-norm 3.5 --jitter-pixels 2 --batch-size 256 --lr 0.1 --optimizer sgd \\
       --lr-schedule cosine --num-epochs 80 --device cpu --amp auto
 """

@@ -1,7 +1,7 @@
 """Check a LibriSpeech-layout corpus, write lhotse manifests, compute 40-dim fbank and CMVN stats.
 
 Example:
-  asr-kd prepare-data --corpus-dir data/corpus --exp-dir exp/synth-mini --num-jobs 2
+  asr-kd prepare-data --corpus-dir data/corpus --exp-dir exp/synth-mini --num-workers 2
   asr-kd prepare-data --corpus-dir /data --exp-dir exp/ls --parts train-clean-100 train-clean-360 dev-clean \
       test-clean --train-parts train-clean-100 train-clean-360
 (the second also writes cuts_train-clean-100+train-clean-360.jsonl.gz, the training set).
@@ -40,7 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="the parts among --parts that are only decoded: their audio may have any sample rate "
                              "and is resampled to 16 kHz through lhotse (logged, and recorded in the cuts); "
                              "audio of the other parts must be 16 kHz")
-    parser.add_argument("--num-jobs", type=int, default=2, help="parallel feature-extraction processes")
+    parser.add_argument("--num-workers", type=int, default=2, help="parallel feature-extraction processes")
     parser.add_argument("--skip-bad-audio", action="store_true",
                         help="leave out utterances with missing/empty/corrupt audio (counted warning) "
                              "instead of stopping with an error")
@@ -62,9 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trained = set(train_parts) & set(args.decode_parts)
         if trained:
             raise InputError(f"--decode-parts {' '.join(sorted(trained))}: also a training part")
-        prepare_manifests(args.corpus_dir, manifest_dir, args.parts, args.skip_bad_audio, args.num_jobs,
+        prepare_manifests(args.corpus_dir, manifest_dir, args.parts, args.skip_bad_audio, args.num_workers,
                           resample_parts=args.decode_parts)
-        compute_fbank(manifest_dir, fbank_dir, args.parts, args.num_jobs, resample_parts=args.decode_parts)
+        compute_fbank(manifest_dir, fbank_dir, args.parts, args.num_workers, resample_parts=args.decode_parts)
         train_set, parts = train_parts[0], list(args.parts)
         if len(train_parts) > 1:
             train_set = "+".join(train_parts)

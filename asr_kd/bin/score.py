@@ -3,11 +3,11 @@
 Transcripts are Kaldi `text` / LibriSpeech `trans.txt` files ("UTT-ID WORD WORD ...").
 
 One hypothesis file:
-  asr-kd score --ref data/dev_text --hyp exp/decode_dev/hyp_lmwt10.txt [--out-dir exp/decode_dev]
-Choose the LM weight on dev (Kaldi's score.sh), apply it to test; a decode dir holds
-hyp_lmwt<w>.txt, one file per LM weight:
-  asr-kd score --ref dev_text --hyp exp/decode_dev --test-ref test_text --test-hyp exp/decode_test \\
-      --out-dir exp/scores
+  asr-kd score --ref data/dev_text --hyp exp/decode/baseline/dev/scoring/10.txt [--out-dir exp/scores]
+Choose the LM weight on dev (Kaldi's score.sh), apply it to test; a decoded part's directory holds
+scoring/<lmwt>.txt, one file per LM weight (the layout decode-nnet and decode-gmm write):
+  asr-kd score --ref dev_text --hyp exp/decode/baseline/dev --test-ref test_text \\
+      --test-hyp exp/decode/baseline/test --out-dir exp/scores
 Writes wer_<lmwt>, per_utt_dev.txt / per_utt_test.txt (ref/hyp/op rows), wer_summary.{txt,md,json}.
 """
 
@@ -30,10 +30,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ref", type=Path, nargs="+", action="extend", required=True,
                         help="reference transcript files (one or more, e.g. every trans.txt of a part)")
     parser.add_argument("--hyp", type=Path, required=True,
-                        help="hypothesis file, or a decode dir with hyp_lmwt<w>.txt to choose from")
+                        help="hypothesis file, or a decoded part's dir with scoring/<lmwt>.txt to choose from")
     parser.add_argument("--test-ref", type=Path, nargs="+", action="extend", default=[],
                         help="test references; with --test-hyp, scored at the LM weight chosen on --ref/--hyp")
-    parser.add_argument("--test-hyp", type=Path, help="test decode dir with hyp_lmwt<w>.txt")
+    parser.add_argument("--test-hyp", type=Path, help="test part's decode dir with scoring/<lmwt>.txt")
     parser.add_argument("--out-dir", type=Path, help="where to write the reports (default: print only)")
     parser.add_argument("--strict", action="store_true",
                         help="an utterance without a hypothesis is an error (default: counts as all deletions)")
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print((args.out_dir / "wer_summary.txt").read_text(), end="")
             return
         if args.test_hyp is not None or args.test_ref:
-            raise InputError("--test-ref/--test-hyp need --hyp to be a decode dir with hyp_lmwt<w>.txt")
+            raise InputError("--test-ref/--test-hyp need --hyp to be a decoded part's dir with scoring/<lmwt>.txt")
         result = compute_wer(refs, read_transcripts(args.hyp), missing="error" if args.strict else "empty")
         if args.out_dir is not None:
             from asr_kd.utils.io import atomic_write_json, atomic_write_text

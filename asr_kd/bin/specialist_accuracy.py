@@ -52,7 +52,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def score_bank(combiner, bank, max_covering: int, batch_size: int):
     """The coverage breakdown of every frame of `bank`."""
-    from asr_kd.distill.specialists_combine import CoverageBreakdown
+    from asr_kd.distill.specialists.combine import CoverageBreakdown
 
     result = CoverageBreakdown.empty(max_covering)
     left, right = combiner.generalist.left_context, combiner.generalist.right_context
@@ -75,9 +75,9 @@ def breakdown_table(records: dict[str, dict]) -> str:
 
 def body(args: argparse.Namespace) -> None:
     from asr_kd.data.frame_bank import FrameBank
-    from asr_kd.distill.specialists_combine import SpecialistCombiner
+    from asr_kd.distill.specialists.combine import SpecialistCombiner
     from asr_kd.models import FrameClassifier
-    from asr_kd.report.hardware import describe_hardware
+    from asr_kd.utils.hardware import describe_hardware
 
     if len(args.output) != len(args.frame_bank):
         raise InputError(f"give one --output per --frame-bank ({len(args.frame_bank)} banks, {len(args.output)} files)")

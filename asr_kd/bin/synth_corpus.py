@@ -8,7 +8,7 @@ import time
 from typing import Sequence
 
 from asr_kd.bin.common import run_cli
-from asr_kd.data.synth import PRESETS, summary_markdown, synthesize_corpus
+from asr_kd.data.synth import CORPUS_SIZES, summary_markdown, synthesize_corpus
 from asr_kd.utils.logging import setup_logging
 
 PROG = "asr-kd synth-corpus"
@@ -25,14 +25,14 @@ def get_parser() -> argparse.ArgumentParser:
             "sentence), per-chapter "
             "phone CTMs (flite and festival) and summary.json / summary.md. Rerunning resumes: finished "
             "chapters (those with a trans.txt) are skipped."),
-        epilog="example: python -m asr_kd.bin.synth_corpus --out-dir /tmp/corpus --preset mini --num-workers 2",
+        epilog="example: python -m asr_kd.bin.synth_corpus --out-dir /tmp/corpus --size mini --num-workers 2",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out-dir", required=True, help="corpus directory (created; reused to resume)")
-    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
-                        help="size: tiny ~10 min in all, mini ~2.5 h train + 15 min dev + 15 min test, "
+    parser.add_argument("--size", default="tiny", choices=sorted(CORPUS_SIZES),
+                        help="corpus size: tiny ~10 min in all, mini ~2.5 h train + 15 min dev + 15 min test, "
                              "small 10 h, train-clean-100 100 h (LibriSpeech's sizes)")
     parser.add_argument("--hours", type=float, default=None,
-                        help="train hours instead of a preset (dev and test get a tenth each, at most 5.4 h)")
+                        help="train hours instead of a named --size (dev and test get a tenth each, at most 5.4 h)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the plan (speakers, sentences, ids)")
     parser.add_argument("--num-workers", type=int, default=2, help="parallel synthesis processes")
     return parser
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         start = time.time()
-        summary = synthesize_corpus(args.out_dir, preset=args.preset, hours=args.hours, seed=args.seed,
+        summary = synthesize_corpus(args.out_dir, size=args.size, hours=args.hours, seed=args.seed,
                                     num_workers=args.num_workers)
         print(summary_markdown(summary))
         print(f"corpus: {args.out_dir} ({time.time() - start:.1f} s)")

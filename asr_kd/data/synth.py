@@ -77,7 +77,7 @@ class CorpusSize:
         return record
 
 
-PRESETS = {
+CORPUS_SIZES = {
     # ~10 min with transcripts, 3 min of transfer audio and 1.5 min never-heard: the test suite's corpus.
     "tiny": CorpusSize(7 / 60, 1.5 / 60, 1.5 / 60, transfer_hours=3 / 60, never_heard=True),
     # The README demo: 2.5 h with alignments. 5.3 h more of teacher-labelled transfer audio did not
@@ -97,16 +97,16 @@ _SECONDS_PER_UTTERANCE = 0.35
 _CHAPTER_MINUTES = 15.0
 
 
-def corpus_size(preset: str | None = None, hours: float | None = None) -> CorpusSize:
-    """Size from `hours` of train (dev and test each a tenth of it, at most 5.4 h) or from a preset."""
+def corpus_size(name: str | None = None, hours: float | None = None) -> CorpusSize:
+    """Size from `hours` of train (dev and test each a tenth of it, at most 5.4 h) or by name (CORPUS_SIZES)."""
     if hours is not None:
         if hours <= 0:
             raise InputError(f"--hours must be positive, got {hours}")
         held_out = min(0.1 * hours, 5.4)
         return CorpusSize(hours, held_out, held_out, never_heard=True)
-    if preset not in PRESETS:
-        raise InputError(f"unknown corpus preset {preset!r}; choose from {', '.join(PRESETS)} or give hours")
-    return PRESETS[preset]
+    if name not in CORPUS_SIZES:
+        raise InputError(f"unknown corpus size {name!r}; choose from {', '.join(CORPUS_SIZES)} or give hours")
+    return CORPUS_SIZES[name]
 
 
 def num_speakers(split: str, hours: float) -> int:
@@ -366,18 +366,19 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
         atomic_write_json(path, settings)
 
 
-def synthesize_corpus(out_dir: str | Path, preset: str | None = "tiny", hours: float | None = None,
+def synthesize_corpus(out_dir: str | Path, size: str | None = "tiny", hours: float | None = None,
                       seed: int = 0, num_workers: int = 2) -> dict:
-    """Synthesize (or finish) a LibriSpeech-layout corpus under `out_dir`; returns the summary."""
+    """Synthesize (or finish) a LibriSpeech-layout corpus under `out_dir` of a named `size` (CORPUS_SIZES) or of
+    `hours` of train; returns the summary."""
     start = time.time()
     out_dir = Path(out_dir)
-    size = corpus_size(preset, hours)
+    planned = corpus_size(size, hours)
     for engine in ENGINES:
         check_engine(engine)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(out_dir, {"size": size.settings(), "seed": seed, "plan_version": PLAN_VERSION})
+    _check_settings(out_dir, {"size": planned.settings(), "seed": seed, "plan_version": PLAN_VERSION})
     pool = load_sentence_pool(out_dir / "sentence-pool.tsv")
-    plan = plan_corpus([sentence for _, sentence in pool], size, seed)
+    plan = plan_corpus([sentence for _, sentence in pool], planned, seed)
     librispeech_dir = out_dir / "LibriSpeech"
     if not (out_dir / "lm-text.txt").exists():
         atomic_write_text(out_dir / "lm-text.txt", "\n".join(plan.lm_sentences) + "\n")

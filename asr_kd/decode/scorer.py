@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from asr_kd.utils.device import AMP_CHOICES, autocast, use_bf16
+from asr_kd.utils.device import autocast, use_bf16
 from asr_kd.utils.errors import InputError
 
 
@@ -63,28 +62,14 @@ class HybridScorer:
         return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.num_outputs), np.float32)
 
 
-def add_amp_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    """--amp for a CLI that runs networks forward (frame accuracy, decoding)."""
-    parser.add_argument("--amp", choices=AMP_CHOICES, default=default,
-                        help="bf16 autocast of the networks (auto: where the GPU or CPU has bf16 units)")
+def load_scorer(models: Sequence[Path], device: torch.device, batch_size: int = 8192, num_threads: int | None = None,
+                amp: str = "none", specialists: Sequence[Path] | None = None, specialist_top_n: int = 1,
+                combine_steps: int = 20) -> HybridScorer:
+    """The scorer of `models` (bf16 autocast per `amp`: auto, bf16 or none), the one model being the generalist of
+    `specialists` when given (their posteriors combined as in Hinton et al. 2015, Section 5)."""
+    scorer = HybridScorer(models, device, batch_size, num_threads, amp=use_bf16(amp, device))
+    if specialists:
+        from asr_kd.distill.specialists.combine import attach_specialists
 
-
-def add_specialist_options(parser: argparse.ArgumentParser) -> None:
-    """Options that turn a one-model scorer into generalist + specialists (Hinton et al. 2015, Section 5)."""
-    g = parser.add_argument_group("specialists (Hinton et al. 2015, Section 5)")
-    g.add_argument("--specialists", type=Path, nargs="+",
-                   help="specialist checkpoints (`asr-kd train-specialists`) of the one --model (the generalist): "
-                        "posteriors become the KL combination of generalist and active specialists")
-    g.add_argument("--specialist-top-n", type=int, default=1, help="generalist classes that pick active specialists")
-    g.add_argument("--combine-steps", type=int, default=20, help="EM iterations of the KL combination")
-
-
-def make_scorer(args: argparse.Namespace, device: torch.device) -> HybridScorer:
-    """The scorer of --model (with --specialists attached when given) from a CLI's parsed options."""
-    scorer = HybridScorer(args.model, device, args.batch_size, getattr(args, "num_threads", None),
-                          amp=use_bf16(args.amp, device))
-    if args.specialists:
-        from asr_kd.distill.specialists_combine import attach_specialists
-
-        attach_specialists(scorer, [str(p) for p in args.specialists], args.specialist_top_n, args.combine_steps)
+        attach_specialists(scorer, [str(p) for p in specialists], specialist_top_n, combine_steps)
     return scorer

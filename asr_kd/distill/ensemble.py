@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from asr_kd.models import FrameClassifier
 from asr_kd.utils.errors import InputError
 
 __all__ = ["MeanType", "average_posteriors", "normalise_weights", "EnsembleTeacher", "ensemble_frame_accuracy", "file_sha256",
@@ -114,15 +115,11 @@ _ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
 
 def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, str]]:
     """A teacher member saved by `FrameClassifier.save`, in eval mode, and its record (path, sha256)."""
-    from asr_kd.models import FrameClassifier
-
     return FrameClassifier.load(path, map_location=device).eval(), {"path": str(path), "sha256": file_sha256(path)}
 
 
 def _linear_stack(member: nn.Module) -> list[nn.Module] | None:
     """A FrameClassifier's layers in forward order when it is only Linear/activation layers."""
-    from asr_kd.models import FrameClassifier
-
     if not isinstance(member, FrameClassifier) or member.config.input_norm != "none":
         return None
     layers: list[nn.Module] = []

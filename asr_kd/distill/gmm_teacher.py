@@ -113,6 +113,8 @@ class GmmTeacher:
 
     def __init__(self, sys_dir: str | os.PathLike, acoustic_scale: float = DEFAULT_ACOUSTIC_SCALE,
                  device: str | torch.device = "cpu"):
+        # Not a cycle (gmm imports no distill): the trainer imports this module through soft_targets, and
+        # asr_kd.gmm brings lhotse and the Kaldi bindings (~0.3 s) that only a GMM teacher needs.
         from asr_kd.gmm.stages import system_config
         from asr_kd.gmm.system import GmmSystem
 
@@ -149,7 +151,7 @@ class GmmTeacher:
 
     def features(self, cuts: Iterable) -> Mapping[str, np.ndarray]:
         """GMM features {cut id: (frames, dim)} of `cuts` (speaker CMVN over these cuts, as in training)."""
-        from asr_kd.gmm.features import compute_gmm_features
+        from asr_kd.gmm.features import compute_gmm_features  # deferred as in __init__
 
         return compute_gmm_features(cuts, cmvn=self.cmvn, transform=self.transform).feats
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from asr_kd.utils.errors import InputError
+from asr_kd.utils.io import atomic_write_text, text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,6 @@ def select_words(
 
 def read_word_list(paths: Iterable[str | os.PathLike], skip_first_field: bool = False) -> set[str]:
     """Words of plain or .gz text files (one sentence a line); `skip_first_field` drops utterance ids."""
-    from asr_kd.utils.io import text_lines
-
     words: set[str] = set()
     for path in paths:
         for line in text_lines(path):
@@ -122,7 +121,5 @@ def read_word_list(paths: Iterable[str | os.PathLike], skip_first_field: bool = 
 
 def write_lexicon(lexicon: Mapping[str, list[tuple[str, ...]]], path: str | os.PathLike) -> None:
     """Write `WORD PH1 PH2 ...` lines, one per pronunciation, words sorted."""
-    from asr_kd.utils.io import atomic_write_text
-
     lines = [f"{w} {' '.join(p)}" for w in sorted(lexicon) for p in lexicon[w]]
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -23,7 +23,8 @@ from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfi
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path
 
-__all__ = ["ONNX_OPSET", "export_onnx", "export_torchscript", "load_torchscript", "OnnxFrameClassifier"]
+__all__ = ["ONNX_OPSET", "export_onnx", "onnx_num_params", "export_torchscript", "load_torchscript",
+           "OnnxFrameClassifier"]
 
 # Opset 17 is supported by every onnxruntime >= 1.14 and covers Gemm, LayerNormalization, Relu...
 ONNX_OPSET = 17
@@ -71,6 +72,14 @@ def export_onnx(model: FrameClassifier, path: str | os.PathLike, opset: int = ON
             entry.key, entry.value = key, value
         onnx.save(proto, str(tmp))
     return path
+
+
+def onnx_num_params(path: str | os.PathLike) -> int:
+    """The PyTorch model's parameter count that `export_onnx` keeps in the file's metadata."""
+    import onnx
+
+    meta = {m.key: m.value for m in onnx.load(str(path), load_external_data=False).metadata_props}
+    return int(meta[META_PARAMS])
 
 
 def export_torchscript(model: FrameClassifier, path: str | os.PathLike) -> Path:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from asr_kd.models.context import utterance_log_posteriors
+from asr_kd.models.export import OnnxFrameClassifier, load_torchscript
 from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig
 from asr_kd.utils.errors import InputError
 
@@ -59,8 +60,6 @@ def runtime_of(path: str | os.PathLike) -> str:
 def exported_log_posteriors(path: str | os.PathLike, num_threads: int | None = None
                             ) -> tuple[Callable[[Tensor], Tensor], FrameClassifierConfig]:
     """A function (T, D) features -> (T, C) log-posteriors running an exported file, and its config."""
-    from asr_kd.models.export import OnnxFrameClassifier, load_torchscript
-
     if runtime_of(path) == "onnx":
         model = OnnxFrameClassifier(path, num_threads=num_threads)
         return model.log_posteriors, model.config

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asr_kd.score.wer import best_lm_weight
+
 log = logging.getLogger(__name__)
 
 NNET_SYSTEMS = ("baseline", "student", "baseline_subset", "student_subset", "student_subset_ensemble")
@@ -55,24 +57,28 @@ def read_metrics(path: Path) -> list[tuple[int, float]]:
     return rows
 
 
-def gmm_wer(decode_dir_dev: Path, decode_dir_test: Path, more_tests: dict[str, Path] | None = None) -> dict | None:
-    """GMM WER (%) the Kaldi way: LM weight with the lowest dev WER, applied to test and to each of
-    `more_tests` (name -> decode dir): keys `<name>_wer`, `<name>_rtf`."""
-    dev = read_json_or_none(decode_dir_dev / "wer.json")
-    if dev is None:
+def gmm_wer(decode_dir: Path) -> dict | None:
+    """GMM WER (%) from `asr-kd decode-gmm`'s results.json: the LM weight dev chose, applied to test and to every
+    later test part: keys `lmwt`, `dev_wer_by_lmwt`, `test_parts`, `<name>_wer`, `<name>_rtf`."""
+    res = read_json_or_none(decode_dir / "results.json") or _earlier_gmm_results(decode_dir.parent)
+    if res is None:
         return None
-    by_lmwt = dev["by_lmwt"]
-    best = min(by_lmwt, key=lambda w: (by_lmwt[w]["wer"], float(w)))
-    out = {"lmwt": best, "dev_wer": 100 * by_lmwt[best]["wer"],
-           "dev_wer_by_lmwt": {w: 100 * r["wer"] for w, r in by_lmwt.items()},
-           "dev_rtf": by_lmwt[best].get("rtf")}
-    for name, decode_dir in {"test": decode_dir_test, **(more_tests or {})}.items():
-        test = read_json_or_none(decode_dir / "wer.json")
-        out[f"{name}_wer"] = out[f"{name}_rtf"] = None
-        if test is not None and best in test["by_lmwt"]:
-            out[f"{name}_wer"] = 100 * test["by_lmwt"][best]["wer"]
-            out[f"{name}_rtf"] = test["by_lmwt"][best].get("rtf")
+    out = {"lmwt": res["lmwt"], "dev_wer_by_lmwt": res["dev_wer_by_lmwt"], "test_parts": res.get("test_parts", [])}
+    for name in ("dev", "test", *out["test_parts"]):
+        out[f"{name}_wer"], out[f"{name}_rtf"] = (res.get(name) or {}).get("wer"), (res.get(name) or {}).get("rtf")
     return out
+
+
+def _earlier_gmm_results(sys_dir: Path) -> dict | None:
+    """results.json's fields from a GMM decode in the earlier layout (decode_<part>/wer.json, WER as a fraction)."""
+    old = {d.name.removeprefix("decode_"): read_json_or_none(d / "wer.json") for d in sorted(sys_dir.glob("decode_*"))}
+    by_part = {"test" if p == TEST else "dev" if p == DEV else p: (r or {}).get("by_lmwt", {}) for p, r in old.items()}
+    if not by_part.get("dev"):
+        return None
+    best = best_lm_weight({w: r["wer"] for w, r in by_part["dev"].items()})
+    return {"lmwt": best, "dev_wer_by_lmwt": {w: 100 * r["wer"] for w, r in by_part["dev"].items()},
+            "test_parts": [p for p in by_part if p != "dev"],
+            **{p: {"wer": 100 * r[best]["wer"], "rtf": r[best].get("rtf")} for p, r in by_part.items() if best in r}}
 
 
 def student_teaching(student_dir: Path) -> dict | None:
@@ -147,13 +153,10 @@ def collect_scores(exp_dir: str | Path, num_members: int) -> Results:
     res = Results(exp, num_members)
     systems = (*NNET_SYSTEMS, "ensemble")
     res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
-    tri2 = exp / "gmm" / "tri2"
-    # The networks' results list their test parts; the GMM's are its decode_<part> dirs.
-    names = [n for r in res.decode.values() if r for n in r.get("test_parts", ()) if n != "test"]
-    names += sorted(d.name.removeprefix("decode_") for d in tri2.glob("decode_*") if d.is_dir())
-    res.more_tests = [n for n in dict.fromkeys(names) if n not in (DEV, TEST)]
-    res.gmm = gmm_wer(tri2 / f"decode_{DEV}", tri2 / f"decode_{TEST}",
-                      {name: tri2 / f"decode_{name}" for name in res.more_tests})
+    res.gmm = gmm_wer(exp / "gmm" / "tri2" / "decode")
+    # Every decode's results list its test parts: `test`, then those only decoded.
+    names = [n for r in (*res.decode.values(), res.gmm) if r for n in r.get("test_parts", ()) if n != "test"]
+    res.more_tests = list(dict.fromkeys(names))
     res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json") for p in ("train", "dev", "test")}
                     for s in systems}
     return res

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
+from asr_kd.models import FrameClassifier
+from asr_kd.report.collect import read_json_or_none
 from asr_kd.report.markdown import markdown_table
-from asr_kd.utils.io import read_json
 
 __all__ = ["MISSING", "TableRow", "read_row", "systems_table"]
 
@@ -37,13 +38,7 @@ class TableRow:
     num_frames: dict[str, int]
 
 
-def _maybe_json(path: Path) -> dict[str, Any] | None:
-    return read_json(path) if path.is_file() else None
-
-
 def _count_params(checkpoints: Sequence[str]) -> int | None:
-    from asr_kd.models import FrameClassifier
-
     try:
         return sum(sum(p.numel() for p in FrameClassifier.load(c).parameters()) for c in checkpoints)
     except Exception:  # a moved or foreign checkpoint only costs the column its number
@@ -52,8 +47,8 @@ def _count_params(checkpoints: Sequence[str]) -> int | None:
 
 def read_row(label: str, acc_prefix: str | Path, decode_dir: str | Path | None) -> TableRow:
     """The row of one system from its accuracy JSONs and (when given) its decoding results."""
-    acc = {part: _maybe_json(Path(f"{acc_prefix}_{part}.json")) for part in ("dev", "test")}
-    decoded = _maybe_json(Path(decode_dir) / "results.json") if decode_dir else None
+    acc = {part: read_json_or_none(Path(f"{acc_prefix}_{part}.json")) for part in ("dev", "test")}
+    decoded = read_json_or_none(Path(decode_dir) / "results.json") if decode_dir else None
     models = next((a["models"] for a in acc.values() if a), None) or (decoded or {}).get("models") or []
     num_params = decoded.get("num_params") if decoded else None
     return TableRow(

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from asr_kd.report.collect import NEVER_HEARD, Results
-from asr_kd.report.hardware import describe_hardware, hardware_line
+from asr_kd.utils.hardware import describe_hardware, hardware_line
 from asr_kd.report.markdown import format_cell, markdown_table
 from asr_kd.report.spread import SeedMeans, gains, mean_of, spread_tables
 

@@ -16,7 +16,6 @@ from asr_kd.utils.io import atomic_write_json, atomic_write_text
 logger = logging.getLogger(__name__)
 
 Transcripts = Mapping[str, "str | Sequence[str]"]
-_HYP_PREFIX = "hyp_lmwt"
 _OP_CODE = {"equal": "C", "substitute": "S", "delete": "D", "insert": "I"}
 
 
@@ -171,21 +170,27 @@ def _lmwt_key(lmwt: str) -> tuple[float, str]:
         return float("inf"), lmwt
 
 
+def best_lm_weight(errors_by_lmwt: Mapping[str, float]) -> str:
+    """The one tie rule: the LM weight with the fewest errors (or lowest WER); ties go to the smaller weight."""
+    return min(errors_by_lmwt, key=lambda w: (errors_by_lmwt[w], _lmwt_key(w)))
+
+
 def select_lm_weight(refs: Transcripts, hyps_by_lmwt: Mapping[str, Transcripts]) -> tuple[str, dict[str, WerResult]]:
     """Kaldi score.sh's choice: the LM weight with the lowest WER (ties: the smaller weight)."""
     if not hyps_by_lmwt:
         raise InputError("no hypotheses to choose an LM weight from")
     results = {w: compute_wer(refs, hyps) for w, hyps in hyps_by_lmwt.items()}
-    best = min(results, key=lambda w: (results[w].errors, _lmwt_key(w)))
-    return best, results
+    return best_lm_weight({w: r.errors for w, r in results.items()}), results
 
 
-def parse_lm_weights(text: str, extend: int = 0) -> list[str]:
-    """--lm-weights as the strings used in file names ('10', '12.5'), validated (and --extend-lm-weights)."""
+def parse_lm_weights(values: Sequence[str | float], extend: int = 0) -> list[str]:
+    """--lm-weights (one value each, `--lm-weights 9 11`) as the strings used in file names ('10', '12.5'),
+    validated, and --extend-lm-weights."""
+    text = " ".join(map(str, values))
     try:
-        weights = [float(w) for w in text.split(",") if w.strip()]
+        weights = [float(w) for w in values]
     except ValueError as err:
-        raise InputError(f"--lm-weights must be numbers separated by commas: {text!r}") from err
+        raise InputError(f"--lm-weights must be numbers separated by spaces: {text!r}") from err
     if not weights or min(weights) <= 0:
         raise InputError(f"--lm-weights must be positive numbers, got {text!r}")
     if extend < 0:
@@ -210,13 +215,13 @@ def weight_beyond_edge(lm_weights: Sequence[str | float], best: str | float) -> 
     return None
 
 
-def read_hyps_by_lmwt(decode_dir: str | os.PathLike) -> dict[str, dict[str, list[str]]]:
-    """Hypotheses per LM weight from `<decode_dir>/hyp_lmwt<w>.txt` (Kaldi `text` format), as
-    `asr_kd.decode.sweep` writes them."""
-    decode_dir = Path(decode_dir)
-    files = {p.stem[len(_HYP_PREFIX):]: p for p in decode_dir.glob(f"{_HYP_PREFIX}*.txt")}
+def read_hyps_by_lmwt(part_dir: str | os.PathLike) -> dict[str, dict[str, list[str]]]:
+    """Hypotheses per LM weight from `<part_dir>/scoring/<lmwt>.txt` (Kaldi `text` format), the layout
+    `asr_kd.decode` writes (e.g. exp/decode/baseline/dev)."""
+    scoring = Path(part_dir) / "scoring"
+    files = {p.stem: p for p in scoring.glob("*.txt") if _lmwt_key(p.stem)[0] != float("inf")}
     if not files:
-        raise InputError(f"{decode_dir}: no {_HYP_PREFIX}<lmwt>.txt hypothesis files")
+        raise InputError(f"{scoring}: no <lmwt>.txt hypothesis files")
     return {w: read_transcripts(files[w]) for w in sorted(files, key=_lmwt_key)}
 
 

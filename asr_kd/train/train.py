@@ -37,7 +37,7 @@ from asr_kd.distill.losses import distillation_loss, hard_cross_entropy
 from asr_kd.distill.schedules import ConstantSchedule, DistillationSchedule, parse_schedule
 from asr_kd.distill.soft_targets import SoftTargetStore
 from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig, check_same_config
-from asr_kd.models.presets import get_preset
+from asr_kd.models.shapes import shape_config
 from asr_kd.score.frame_accuracy import score_bank_sums
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.augment import parse_augment
@@ -66,7 +66,7 @@ class TrainingDiverged(RuntimeError):
 class TrainConfig:
     """One training run: a field per option of `asr-kd train`, same name and default (`asr-kd train --help`).
 
-    None for a model field means the preset's value; exp_dir and either frame_bank (holding train/
+    None for a model field means the model shape's value; exp_dir and either frame_bank (holding train/
     and dev/) or both train_bank and dev_bank are needed.
     """
 
@@ -79,9 +79,7 @@ class TrainConfig:
     subset_seed: int = 0
     frames_per_epoch: int = 0
     # model
-    preset: str = "tiny"
-    num_layers: int | None = None
-    hidden_dim: int | None = None
+    model_shape: str = "tiny"  # a name of asr_kd.models.MODEL_SHAPES, or LAYERSxWIDTH (e.g. 3x512)
     left_context: int | None = None
     right_context: int | None = None
     activation: Literal["relu", "sigmoid", "tanh", "gelu", "silu"] | None = None
@@ -166,11 +164,10 @@ def make_params(config: TrainConfig, hooks: TrainHooks | None = None) -> Attribu
 
 
 def model_config(params: AttributeDict, bank: FrameBank) -> FrameClassifierConfig:
-    """The preset with the user's overrides; feature dim and outputs come from the bank."""
-    return get_preset(params.preset, num_layers=params.num_layers, hidden_dim=params.hidden_dim,
-                      left_context=params.left_context, right_context=params.right_context,
-                      activation=params.activation, dropout=params.dropout, norm=params.norm,
-                      input_norm=params.input_norm, feat_dim=bank.feat_dim, num_outputs=bank.num_classes)
+    """The model shape with the user's overrides; feature dim and outputs come from the bank."""
+    return shape_config(params.model_shape, left_context=params.left_context, right_context=params.right_context,
+                        activation=params.activation, dropout=params.dropout, norm=params.norm,
+                        input_norm=params.input_norm, feat_dim=bank.feat_dim, num_outputs=bank.num_classes)
 
 
 def epoch_permutation(num: int, seed: int, epoch: int) -> Tensor:

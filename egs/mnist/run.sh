@@ -34,7 +34,7 @@
 # removed once a net is trained (final.pt, best.pt and the resumable checkpoint.pt stay).
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
 exp_dir=exp/mnist
 stage=0
 stop_stage=100
@@ -54,7 +54,7 @@ max_norm=3.5
 device=cpu
 amp=auto
 num_threads=1
-. "$repo/recipes/parse_options.sh"
+. "$recipe_dir/parse_options.sh"
 
 if [ "$num_threads" -gt 0 ]; then
   export OMP_NUM_THREADS=$num_threads MKL_NUM_THREADS=$num_threads
@@ -62,10 +62,10 @@ fi
 
 data=$exp_dir/data
 results_dir=$exp_dir/results
-. "$repo/recipes/stage_helpers.sh"
+. "$recipe_dir/stage_helpers.sh"
 
 # One image is one frame: no context window; the rest is the trainer's usual options.
-mlp() { echo --preset tiny --num-layers 2 --hidden-dim "$1" --left-context 0 --right-context 0; }
+mlp() { echo --model-shape "2x$1" --left-context 0 --right-context 0; }
 train_opts=(--dev-bank "$data/test" --batch-size "$batch_size" --lr "$lr" --optimizer sgd --momentum 0.9
   --lr-schedule cosine --device "$device" --amp "$amp" --log-interval 100)
 teacher=$exp_dir/teacher/final.pt

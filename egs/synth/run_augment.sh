@@ -17,7 +17,7 @@
 #                        only; passes: each epoch is one pass over the augmented set (N copies: N+1 times the
 #                        updates and the CPU time)
 #   --seed N             seed of the perturbations (default 0)
-#   --num-jobs N         feature, alignment and decoding processes (default 1)
+#   --num-workers N      feature, alignment and decoding processes (default 1)
 #   --distil-sets "NAME ..."  the augmented sets that also get an ensemble and a distilled student (stages 5-7;
 #                        default "all"; "" for none): each costs num_members baselines, a student taught online
 #                        (~2-3 baselines) and two decodes
@@ -41,7 +41,7 @@
 #      baseline, ensemble and student; for each distil set the share of the ensemble's gain the student recovers
 set -euo pipefail
 
-recipe_dir=recipes
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
 src_exp=""
 exp_dir=""
 stage=1
@@ -49,7 +49,7 @@ stop_stage=100
 augment_sets="sp:sp0.9,sp1.1 all:sp0.9,sp1.1,volume,noise,babble,reverb,narrowband"
 epochs_as=updates
 seed=0
-num_jobs=1
+num_workers=1
 distil_sets=all
 num_members=""
 temperature=2
@@ -77,15 +77,16 @@ results_dir=$exp_dir/results
 # and its frames per epoch.
 source_settings() {
   python - "$1" <<'PY'
-import json, shlex, sys
+import itertools, json, shlex, sys
 exp = sys.argv[1]
 p = json.load(open(f"{exp}/nnet/baseline/params.json"))
-train = {"--preset": p["preset"], "--num-layers": p["model"]["num_layers"], "--hidden-dim": p["model"]["hidden_dim"],
+train = {"--model-shape": f'{p["model"]["num_layers"]}x{p["model"]["hidden_dim"]}',
          "--num-epochs": p["num_epochs"], "--batch-size": p["batch_size"], "--lr": p["lr"], "--min-lr": p["min_lr"],
          "--optimizer": p["optimizer"], "--lr-schedule": p["lr_schedule"], "--seed": p["seed"]}
 words = shlex.split(json.load(open(f"{exp}/decode/baseline/results.json"))["command"])
-search = {w: words[i + 1] for i, w in enumerate(words[:-1])
-          if w in ("--lm-weights", "--extend-lm-weights", "--beam", "--max-active", "--decoder")}
+# An option's values run to the next option (--lm-weights 9 11; a decode from before that form wrote 9,11).
+search = {w: " ".join(v.replace(",", " ") for v in itertools.takewhile(lambda v: not v.startswith("--"), words[i + 1:]))
+          for i, w in enumerate(words) if w in ("--lm-weights", "--extend-lm-weights", "--beam", "--max-active", "--decoder")}
 print(*(f"{k} {v}" for k, v in train.items()))
 print(*(f"{k} {v}" for k, v in search.items()))
 print(p["epoch_frames"])
@@ -125,7 +126,7 @@ decode() {
     --graph-dir "$gmm/graph" --transition-model "$gmm/final.mdl" --cmvn "$src_exp/bank/cmvn.json" \
     --dev-cuts "$gmm/ali/cuts_dev-clean.jsonl.gz" \
     --test-cuts "$gmm/ali/cuts_test-clean.jsonl.gz" "$src_exp/data/fbank/cuts_test-other.jsonl.gz" \
-    "${search_opts[@]}" --num-workers "$num_jobs" --device "$device" --out-dir "$exp_dir/decode/$dir"
+    "${search_opts[@]}" --num-workers "$num_workers" --device "$device" --out-dir "$exp_dir/decode/$dir"
 }
 gmm=$src_exp/gmm/tri2
 aug_dir=$exp_dir/data
@@ -133,9 +134,11 @@ aug_dir=$exp_dir/data
 if run_stage 1; then
   log "Stage 1: perturbed copies of train through lhotse, sets: $augment_sets"
   for s in $augment_sets; do
+    perturbations=${s#*:}
+    # shellcheck disable=SC2086
     step "augment_${s%%:*}" python -m asr_kd.bin.augment_data --cuts "$gmm/ali/cuts_train-clean-100.jsonl.gz" \
-      --out-dir "$aug_dir" --name "${s%%:*}" --perturbations "${s#*:}" --gmm-dir "$gmm" --lang-dir "$src_exp/lang" \
-      --seed "$seed" --num-jobs "$num_jobs"
+      --out-dir "$aug_dir" --name "${s%%:*}" --perturbations ${perturbations//,/ } --gmm-dir "$gmm" \
+      --lang-dir "$src_exp/lang" --seed "$seed" --num-workers "$num_workers"
   done
   touch "$exp_dir/.stage1.done"
 fi
@@ -218,7 +221,7 @@ if run_stage 8; then
         "$exp_dir/decode/student_$name")
     fi
   done
-  step table python egs/synth/local/augment_table.py --out "$exp_dir/AUGMENT.md" --src-exp "$src_exp" "${rows[@]}" "${gains[@]}"
+  step table python -m asr_kd.bin.augment_table --out "$exp_dir/AUGMENT.md" --src-exp "$src_exp" "${rows[@]}" "${gains[@]}"
   touch "$exp_dir/.stage8.done"
 fi
 

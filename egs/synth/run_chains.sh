@@ -7,7 +7,7 @@
 #                         gmm/tri2/; every link trains on its student's transfer set (bank/train, or bank/transfer
 #                         with a transfer part) at its frames per epoch, and the first can reuse its soft targets
 #   --exp-dir DIR         where this writes (default: $src_exp/chains)
-#   --config FILE         settings (default recipes/conf/chains_mini.conf; chains_paper.conf for a GPU)
+#   --config FILE         settings (default egs/synth/conf/chains_mini.conf; chains_paper.conf for a GPU)
 #   --assistant-path P    assistant shapes LAYERSxWIDTH, teacher side first (e.g. "2x96 2x64"); several
 #                         chains separated by ';' (e.g. "2x64; 2x96 2x64") share their common assistants
 #   --student-shape S     the student's shape (e.g. 2x32)
@@ -23,12 +23,12 @@
 # Every link resumes (make-soft-targets and train skip finished outputs); finished stages leave .stageN.done.
 set -euo pipefail
 
-recipe_dir=recipes
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
 src_exp=""
 exp_dir=""
 stage=0
 stop_stage=100
-. "$recipe_dir/conf/chains_mini.conf"
+. "$(dirname "${BASH_SOURCE[0]}")/conf/chains_mini.conf"
 . "$recipe_dir/parse_options.sh"
 
 [ -n "$src_exp" ] || { echo "$0: --src-exp DIR is required" >&2; exit 2; }
@@ -74,7 +74,8 @@ fi
 # Every link trains on the main student's train bank (distill-chain takes train/ and dev/ of one directory).
 links_bank=$exp_dir/bank
 links_dir=$exp_dir/links
-train_opts=(--preset "$model_preset" --num-epochs "$num_epochs" --frames-per-epoch "$epoch_frames"
+# Each link's model shape is its own; the hard-label student's is --student-shape.
+train_opts=(--num-epochs "$num_epochs" --frames-per-epoch "$epoch_frames"
   --batch-size "$batch_size" --lr "$lr" --min-lr "$min_lr" --optimizer "$optimizer" --lr-schedule "$lr_schedule"
   --device "$device" --amp "$amp" --seed 1)
 # shellcheck disable=SC2206
@@ -118,7 +119,7 @@ fi
 if run_stage 3; then
   log "Stage 3: student shape $student_shape on hard labels only (bank/train, as many updates), the baseline of that size"
   step train_hard python -m asr_kd.bin.train --exp-dir "$hard_dir" --frame-bank "$bank" "${train_opts[@]}" \
-    --num-layers "${student_shape%x*}" --hidden-dim "${student_shape#*x}"
+    --model-shape "$student_shape"
   touch "$exp_dir/.stage3.done"
 fi
 
@@ -145,9 +146,10 @@ chain_students=$(chain_links | awk -F'\t' '$1 == "student" {print $2}')
 
 if run_stage 5; then
   log "Stage 5: hybrid decoding of the three $student_shape students (dev chooses the LM weight)"
+  # shellcheck disable=SC2206
   decode_opts=(--graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/gmm/tri2/final.mdl"
     --cmvn "$bank/cmvn.json" --dev-cuts "$src_exp/gmm/tri2/ali/cuts_dev-clean.jsonl.gz"
-    --test-cuts "$src_exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz" --lm-weights "$lm_weights" --beam "$decode_beam"
+    --test-cuts "$src_exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz" --lm-weights ${lm_weights//,/ } --beam "$decode_beam"
     --max-active "$decode_max_active" --decoder "$decoder" --num-workers "$num_workers" --device "$device")
   for name in "$direct" $chain_students "hard-$student_shape"; do
     model=$(models_table | awk -F'\t' -v n="$name" '$1 == n {print $2}')

@@ -11,7 +11,7 @@
 #                      each distilled from the main student's stored soft targets on its train bank (kd_<name>)
 #   --hard-twins BOOL  also train each small student on hard labels only (hard_<name>; default true)
 #   --num-threads N    intra-op threads of the network in every runtime (default 1)
-#   --lm-weights L     LM weights tried on dev by the onnxruntime decode (PyTorch decodes at its choice);
+#   --lm-weights L     LM weights tried on dev by the onnxruntime decode, comma-separated (PyTorch decodes at its choice);
 #                      default one fixed weight, 9 (the main run's choices were 7-11), to keep the cost down
 #   --dev-every N      decode every N-th dev utterance only (default 10; with one LM weight dev chooses nothing)
 #   --amp A            bf16 autocast of training and frame accuracy: auto | bf16 | none (default auto: bf16 where
@@ -27,7 +27,7 @@
 #   4  hybrid decoding of dev+test with onnxruntime in the decoder (network vs search time, fixed threads)
 #   5  the same with PyTorch at the LM weight onnxruntime chose (WERs must agree; network time compared)
 #   6  DEPLOY.md table in $exp_dir
-#   7  the networks alone per runtime, interleaved calls (bench/bench_export.py --archs): results/bench_network.txt
+#   7  the networks alone per runtime, interleaved calls (bench/bench_export.py --model-shapes): results/bench_network.txt
 set -euo pipefail
 
 src_exp=""
@@ -52,7 +52,8 @@ decoder=faster
 amp=auto
 tolerance=1e-3
 parity_utterances=20
-. recipes/parse_options.sh
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
+. "$recipe_dir/parse_options.sh"
 
 [ -n "$src_exp" ] || { echo "$0: --src-exp DIR is required" >&2; exit 2; }
 for f in bank/train/manifest.json bank/cmvn.json nnet/baseline/final.pt nnet/student/final.pt nnet/student/params.json \
@@ -61,7 +62,7 @@ for f in bank/train/manifest.json bank/cmvn.json nnet/baseline/final.pt nnet/stu
 done
 exp_dir=${exp_dir:-$src_exp/deploy}
 results_dir=$exp_dir/results
-. recipes/stage_helpers.sh
+. "$recipe_dir/stage_helpers.sh"
 
 nnet_src=$src_exp/nnet
 # The main student's train bank (bank/train or bank/transfer), soft targets and frames per epoch.
@@ -94,7 +95,7 @@ if run_stage 1; then
   log "Stage 1: small students on the same train bank: distilled (T=$temperature, hard weight $hard_weight) and hard-label twins"
   for s in $small_students; do
     IFS=: read -r name layers hidden <<< "$s"
-    common=(--frame-bank "$src_exp/bank" --num-layers "$layers" --hidden-dim "$hidden" --num-epochs "$num_epochs"
+    common=(--frame-bank "$src_exp/bank" --model-shape "${layers}x$hidden" --num-epochs "$num_epochs"
       --frames-per-epoch "$epoch_frames" --batch-size "$batch_size" --lr "$lr" --optimizer sgd --lr-schedule newbob
       --seed 1 --device cpu --amp "$amp")
     step "train_kd_$name" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/kd_$name" "${common[@]}" \
@@ -135,9 +136,9 @@ decode_opts=(--graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/
 if run_stage 4; then
   log "Stage 4: hybrid decoding with onnxruntime in the decoder, $num_threads thread(s), LM weight chosen on dev from $lm_weights"
   for sys in $systems ensemble; do
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2086
     step "decode_${sys}_onnx" python -m asr_kd.bin.decode_nnet --model $(models_of "$sys" onnx) "${decode_opts[@]}" \
-      --lm-weights "$lm_weights" --out-dir "$exp_dir/decode/${sys}_onnx"
+      --lm-weights ${lm_weights//,/ } --out-dir "$exp_dir/decode/${sys}_onnx"
   done
   touch "$exp_dir/.stage4.done"
 fi
@@ -155,7 +156,7 @@ fi
 
 if run_stage 6; then
   log "Stage 6: $exp_dir/DEPLOY.md: size, accuracy and CPU cost per system"
-  step deploy_table python egs/synth/local/deploy_table.py --exp-dir "$exp_dir" --src-exp "$src_exp" --systems $systems ensemble \
+  step deploy_table python -m asr_kd.bin.deploy_table --exp-dir "$exp_dir" --src-exp "$src_exp" --systems $systems ensemble \
     --members $members --out "$exp_dir/DEPLOY.md"
   touch "$exp_dir/.stage6.done"
 fi
@@ -167,7 +168,7 @@ if run_stage 7; then
   main_arch=$(python -c "import sys; from asr_kd.models import FrameClassifier; c = FrameClassifier.load(sys.argv[1]).config; print(f'{c.num_layers}x{c.hidden_dim}')" "$nnet_src/baseline/final.pt")
   archs=$(echo "$main_arch"; for s in $small_students; do IFS=: read -r _ l h <<< "$s"; echo "${l}x${h}"; done)
   classes=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['num_classes'])" "$src_exp/bank/train/manifest.json")
-  step bench_network python bench/bench_export.py --archs $archs \
+  step bench_network python bench/bench_export.py --model-shapes $archs \
     --num-outputs "$classes" --threads "$num_threads" --repeats 20 --batch-size 1024 > "$results_dir/bench_network.txt"
   cat "$results_dir/bench_network.txt"
   touch "$exp_dir/.stage7.done"

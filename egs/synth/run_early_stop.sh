@@ -26,7 +26,7 @@
 #   5  EARLY_STOP.md: one table, with the main run's ensemble and 2-epoch student as references
 set -euo pipefail
 
-recipe_dir=recipes
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
 src_exp=""
 exp_dir=""
 stage=1
@@ -39,7 +39,7 @@ hard_baseline=true
 temperature=2; hard_weight=0.5; top_k=auto
 # The main mini run's student: 2 x 128 ReLU, SGD lr 0.1, batch 1024; newbob never ends a run early
 # here (--newbob-end-gain 0), so that every student trains exactly num_epochs epochs.
-model_preset=small; num_layers=2; hidden_dim=128
+model_shape=2x128
 batch_size=1024; lr=0.1; optimizer=sgd; lr_schedule=newbob
 device=auto; amp=auto
 lm_weights=5,7,9,11,13; decode_beam=10; decode_max_active=2000; decoder=faster; num_workers=1
@@ -64,7 +64,7 @@ student_info=$(student_data "$src_exp")
 early_teacher=$(for m in $(seq 1 "$num_members"); do echo "$src_exp/nnet/member$m/epoch-$teacher_epoch.pt"; done)
 early_soft=$exp_dir/soft_T${temperature}_epoch$teacher_epoch
 # Every student makes as many updates per epoch as the main student (hard: on bank/train, the rest on its bank).
-train_opts=(--frame-bank "$bank" --preset "$model_preset" --num-layers "$num_layers" --hidden-dim "$hidden_dim"
+train_opts=(--frame-bank "$bank" --model-shape "$model_shape"
   --num-epochs "$num_epochs" --frames-per-epoch "$epoch_frames" --batch-size "$batch_size" --lr "$lr"
   --optimizer "$optimizer" --lr-schedule "$lr_schedule" --newbob-end-gain 0 --device "$device" --amp "$amp" --seed 1)
 kd_opts=(--train-bank "$student_bank" --temperature "$temperature" --hard-weight "$hard_weight")
@@ -119,10 +119,11 @@ fi
 if run_stage 4; then
   log "Stage 4: hybrid decoding of the students (dev chooses the LM weight)"
   for s in $students; do
+    # shellcheck disable=SC2086
     step "decode_$s" python -m asr_kd.bin.decode_nnet --model "$exp_dir/nnet/$s/final.pt" \
       --graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/gmm/tri2/final.mdl" \
       --cmvn "$bank/cmvn.json" --dev-cuts "$src_exp/gmm/tri2/ali/cuts_dev-clean.jsonl.gz" \
-      --test-cuts "$src_exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz" --lm-weights "$lm_weights" --beam "$decode_beam" \
+      --test-cuts "$src_exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz" --lm-weights ${lm_weights//,/ } --beam "$decode_beam" \
       --max-active "$decode_max_active" --decoder "$decoder" --num-workers "$num_workers" --device "$device" \
       --out-dir "$exp_dir/decode/$s"
   done
@@ -136,7 +137,7 @@ if run_stage 5; then
   store_k() { python -c 'import json, sys; print(json.load(open(sys.argv[1]))["k"])' "$1/manifest.json"; }
   src_epochs=$(awk -F, 'NR > 1 && $6 != "" {n = $1} END {print n}' "$src_exp/nnet/member1/metrics.csv")
   step table python -m asr_kd.bin.results_table --out "$exp_dir/EARLY_STOP.md" \
-    --title "Early-stopped distillation: ${num_layers}x$hidden_dim students, $num_epochs epochs, T=$temperature, hard weight $hard_weight" \
+    --title "Early-stopped distillation: $model_shape students, $num_epochs epochs, T=$temperature, hard weight $hard_weight" \
     --row "teacher: ${num_members}x ensemble, converged (epoch $src_epochs, main run)" "$src_exp/results/acc_ensemble" "$src_exp/decode/ensemble" \
     --row "teacher: ${num_members}x ensemble, early-stopped (epoch $teacher_epoch)" "$results_dir/acc_ensemble_epoch$teacher_epoch" - \
     --row "main run's student: full distillation, $src_epochs epochs" "$src_exp/results/acc_student" "$src_exp/decode/student" \

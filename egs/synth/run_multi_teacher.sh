@@ -36,13 +36,13 @@ hard_weight=0.5
 top_k=auto
 gmm_weights=0.2
 gmm_acoustic_scale=0.1
-num_layers=2
-hidden_dim=128
+model_shape=2x128
 num_epochs=2
 lr=0.1
 batch_size=1024
 amp=auto
-. recipes/parse_options.sh
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
+. "$recipe_dir/parse_options.sh"
 
 [ -n "$src_exp" ] || { echo "$0: --src-exp DIR is required" >&2; exit 2; }
 src_exp=$(cd "$src_exp" && pwd)
@@ -54,7 +54,7 @@ exp_dir=${exp_dir:-$src_exp/multi_teacher}
 mkdir -p "$exp_dir"
 exp_dir=$(cd "$exp_dir" && pwd)
 results_dir=$exp_dir/results
-. recipes/stage_helpers.sh
+. "$recipe_dir/stage_helpers.sh"
 
 gmm=$src_exp/gmm/tri2
 cuts_dir=$gmm/ali
@@ -95,8 +95,8 @@ if run_stage 1; then
 fi
 
 if run_stage 2; then
-  log "Stage 2: a ${num_layers}x${hidden_dim} student per store (T=$temperature, hard weight $hard_weight, $num_epochs epochs) and a hard-label baseline"
-  train_opts=(--train-bank "$train_bank" --dev-bank "$src_exp/bank/dev" --num-layers "$num_layers" --hidden-dim "$hidden_dim"
+  log "Stage 2: a $model_shape student per store (T=$temperature, hard weight $hard_weight, $num_epochs epochs) and a hard-label baseline"
+  train_opts=(--train-bank "$train_bank" --dev-bank "$src_exp/bank/dev" --model-shape "$model_shape"
     --num-epochs "$num_epochs" --batch-size "$batch_size" --lr "$lr" --optimizer sgd --lr-schedule newbob --seed 1 --device cpu
     --amp "$amp")
   step train_baseline python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/baseline" "${train_opts[@]}"
@@ -125,7 +125,7 @@ fi
 
 if run_stage 4; then
   log "Stage 4: $exp_dir/MULTI_TEACHER.md"
-  step multi_teacher_table python egs/synth/local/multi_teacher_table.py --exp-dir "$exp_dir" --src-exp "$src_exp" \
+  step multi_teacher_table python -m asr_kd.bin.multi_teacher_table --exp-dir "$exp_dir" --src-exp "$src_exp" \
     --train-bank "$train_bank" --teachers $teachers --temperature "$temperature" --out "$exp_dir/MULTI_TEACHER.md"
   touch "$exp_dir/.stage4.done"
 fi

@@ -10,8 +10,7 @@
 # RESULTS.md is rewritten with means over all seeds and a "Spread over network seeds" section.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-recipe_dir=$here/../../recipes
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
 src_exp=""
 seeds="2 3"
 preset=mini

@@ -23,14 +23,14 @@
 #   5  RESULTS.md
 set -euo pipefail
 
-recipe_dir=recipes
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
 src_exp=""
 exp_dir=""
 stage=1
 stop_stage=100
 generalist=""                # default: $src_exp/nnet/baseline/final.pt
 num_specialists=8; set_size=300; min_size=10; cov_frames=100000; seed=0
-# Soft targets at T=1: collapsing onto S + dustbin does not commute with T (see asr_kd.distill.specialists_train).
+# Soft targets at T=1: collapsing onto S + dustbin does not commute with T (see asr_kd.train.specialists).
 num_epochs=2; max_frames=60000; batch_size=512; lr=0.05; temperature=1; hard_weight=0.5; special_fraction=0.5
 dustbin_correction=match
 top_n=1; combine_steps=20
@@ -53,9 +53,10 @@ generalist=$(cd "$(dirname "$generalist")" && pwd)/$(basename "$generalist")
 results_dir=$exp_dir/results
 . "$recipe_dir/stage_helpers.sh"
 bank=$src_exp/bank
+# shellcheck disable=SC2206
 decode_opts=(--graph-dir "$src_exp/gmm/tri2/graph" --transition-model "$src_exp/gmm/tri2/final.mdl"
   --cmvn "$bank/cmvn.json" --dev-cuts "$src_exp/gmm/tri2/ali/cuts_dev-clean.jsonl.gz"
-  --test-cuts "$src_exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz" --lm-weights "$lm_weights" --beam "$decode_beam"
+  --test-cuts "$src_exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz" --lm-weights ${lm_weights//,/ } --beam "$decode_beam"
   --max-active "$decode_max_active" --decoder "$decoder" --num-workers "$num_workers" --device "$device")
 specialists() { ls "$exp_dir"/spec*/specialist.pt; }
 

@@ -17,7 +17,7 @@ from asr_kd.bin import make_soft_targets
 from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.distill.soft_targets import SoftTargetStore
-from asr_kd.models import FrameClassifier, get_preset
+from asr_kd.models import FrameClassifier, shape_config
 from asr_kd.models.frame_classifier import read_checkpoint
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.train import _make_optimizer
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.cuda
 
 CUDA = torch.device("cuda", 0)
 NUM_CLASSES, FEAT_DIM = 8, 40
-TRAIN = ["--preset", "tiny", "--left-context", "2", "--right-context", "1", "--batch-size", "256", "--lr", "0.05",
+TRAIN = ["--model-shape", "tiny", "--left-context", "2", "--right-context", "1", "--batch-size", "256", "--lr", "0.05",
          "--lr-schedule", "constant", "--log-interval", "5", "--device", "cuda", "--seed", "3"]
 
 
@@ -64,8 +64,8 @@ def test_bf16_autocast_on_cuda_trains(banks, tmp_path):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_fused_optimizers_step_on_cuda_as_the_reference_loop_does(optimizer):
     torch.manual_seed(0)
-    model = FrameClassifier(get_preset("tiny", num_outputs=NUM_CLASSES)).to(CUDA)
-    reference = FrameClassifier(get_preset("tiny", num_outputs=NUM_CLASSES)).to(CUDA)
+    model = FrameClassifier(shape_config("tiny", num_outputs=NUM_CLASSES)).to(CUDA)
+    reference = FrameClassifier(shape_config("tiny", num_outputs=NUM_CLASSES)).to(CUDA)
     reference.load_state_dict(model.state_dict())
     params = AttributeDict(device=CUDA, optimizer=optimizer, lr=0.01, momentum=0.9, weight_decay=1e-4)
     fused = _make_optimizer(params, model)  # the trainer's own choice on this device

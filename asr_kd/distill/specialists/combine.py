@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asr_kd.distill.specialists_model import load_specialist
+from asr_kd.distill.specialists.model import load_specialist
 from asr_kd.models.frame_classifier import FrameClassifier
 from asr_kd.utils.errors import InputError
 

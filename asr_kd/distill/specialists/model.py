@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asr_kd.distill.specialists import collapse, collapse_map, validate_sets
+from asr_kd.distill.specialists.sets import collapse, collapse_map, validate_sets
 from asr_kd.models.frame_classifier import FrameClassifier, read_checkpoint
 from asr_kd.utils.errors import InputError
 

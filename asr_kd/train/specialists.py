@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from asr_kd.data.frame_bank import MANIFEST, FrameBank
-from asr_kd.distill.specialists import collapse, collapse_map
-from asr_kd.distill.specialists_model import (dustbin_log_correction, init_specialist, load_specialist,
-                                              matched_dustbin_correction, save_specialist)
+from asr_kd.distill.specialists.model import (dustbin_log_correction, init_specialist, load_specialist,
+                                             matched_dustbin_correction, save_specialist)
+from asr_kd.distill.specialists.sets import collapse, collapse_map
 from asr_kd.models.frame_classifier import FrameClassifier
+from asr_kd.models.shapes import NetShape
 from asr_kd.train.train import TrainConfig, TrainHooks, train
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
@@ -150,7 +151,7 @@ def train_specialist(generalist_path: Path, classes: np.ndarray, train_bank_dir:
     cfg = generalist.config
     config = TrainConfig(
         exp_dir=out_dir / "train", train_bank=out_dir / "bank" / "train", dev_bank=out_dir / "bank" / "dev",
-        init_from=init_path, preset="tiny", num_layers=cfg.num_layers, hidden_dim=cfg.hidden_dim,
+        init_from=init_path, model_shape=str(NetShape(cfg.num_layers, cfg.hidden_dim)),
         left_context=cfg.left_context, right_context=cfg.right_context, activation=cfg.activation,
         dropout=cfg.dropout, norm=cfg.norm, input_norm=cfg.input_norm, num_epochs=opts.num_epochs,
         batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer, lr_schedule=opts.lr_schedule,

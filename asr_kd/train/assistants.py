@@ -30,39 +30,20 @@ from typing import Any, Literal, Mapping, Sequence
 
 from asr_kd.distill.ensemble import MeanType
 from asr_kd.distill.soft_targets import SoftTargetConfig, make_soft_targets
+from asr_kd.models.shapes import NetShape, parse_shape
 from asr_kd.train.train import TrainConfig, train
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
 
-__all__ = ["NetShape", "ChainLink", "parse_shape", "parse_shape_path", "plan_chain", "soft_targets_dir",
+__all__ = ["ChainLink", "parse_shape_path", "plan_chain", "soft_targets_dir",
            "link_train_config", "link_soft_target_config", "run_chain"]
 
 log = logging.getLogger(__name__)
 
 SoftTargetMode = Literal["stored", "online"]
-_SHAPE = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
 # TrainConfig fields each link sets itself; the same ones among the shared train options would be ambiguous.
-_LINK_FIELDS = ("exp_dir", "num_layers", "hidden_dim", "teacher_checkpoints", "soft_targets_dir", "temperature",
+_LINK_FIELDS = ("exp_dir", "model_shape", "teacher_checkpoints", "soft_targets_dir", "temperature",
                 "hard_weight", "frame_bank")
-
-
-@dataclass(frozen=True, order=True)
-class NetShape:
-    """Hidden layers x width of a frame classifier (context and outputs come from the preset/bank)."""
-
-    num_layers: int
-    hidden_dim: int
-
-    def __str__(self) -> str:
-        return f"{self.num_layers}x{self.hidden_dim}"
-
-
-def parse_shape(text: str) -> NetShape:
-    """"2x96" -> NetShape(2, 96); InputError for anything else."""
-    match = _SHAPE.fullmatch(text.strip())
-    if match is None:
-        raise InputError(f"bad network shape {text!r}: expected LAYERSxWIDTH with positive integers, e.g. 2x96")
-    return NetShape(int(match.group(1)), int(match.group(2)))
 
 
 def parse_shape_path(text: str) -> tuple[NetShape, ...]:
@@ -148,7 +129,7 @@ def link_train_config(link: ChainLink, frame_bank: str | Path, *, temperature: f
     else:
         raise InputError(f"soft targets must be 'stored' or 'online', got {soft_targets!r}")
     return TrainConfig(**{**train_options, "exp_dir": link.exp_dir, "frame_bank": Path(frame_bank),
-                          "num_layers": link.shape.num_layers, "hidden_dim": link.shape.hidden_dim, **teacher,
+                          "model_shape": str(link.shape), **teacher,
                           "temperature": temperature, "hard_weight": hard_weight})
 
 
@@ -158,7 +139,7 @@ def run_chain(links: Sequence[ChainLink], frame_bank: str | Path, *, temperature
               device: str = "auto") -> None:
     """Train every link in order (teacher soft targets first when stored); finished steps are skipped.
 
-    `train_options` are TrainConfig fields shared by every link (e.g. {"preset": "small", "num_epochs": 3});
+    `train_options` are TrainConfig fields shared by every link (e.g. {"lr": 0.1, "num_epochs": 3});
     `device` runs the teachers that make the stores.
     """
     for link in links:

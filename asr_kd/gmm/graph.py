@@ -1,4 +1,7 @@
-"""The decoding graph HCLG = min(det(H o min(det(C o min(det(L o G)))))) with self-loops, as Kaldi's mkgraph.sh."""
+"""The decoding graph HCLG = min(det(H o min(det(C o min(det(L o G)))))) with self-loops, as Kaldi's mkgraph.sh.
+
+H and C come from a GMM system's tree and transition model, L and G from a lang directory (`asr_kd.lang`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+import kaldi_hmm_gmm
 import kaldifst
 
+from asr_kd.gmm.model_io import load_transition_model, load_tree
 from asr_kd.lang.lang import Lang
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path, atomic_write_json, read_json
@@ -81,8 +86,6 @@ def compose_context(lg: kaldifst.StdVectorFst, disambig_phones: list[int],
 def compose_hclga(clg: kaldifst.StdVectorFst, ilabels: list[list[int]], ctx_dep, trans_model,
                   transition_scale: float = 1.0) -> kaldifst.StdVectorFst:
     """HCLG without self-loops: min(rmsymbols(det(H o CLG))), Kaldi's HCLGa.fst."""
-    import kaldi_hmm_gmm
-
     h_fst, disambig_tids = kaldi_hmm_gmm.get_h_transducer(
         ilabels, ctx_dep, trans_model, kaldi_hmm_gmm.HTransducerConfig(transition_scale=transition_scale)
     )
@@ -108,10 +111,6 @@ def make_hclg(
     `lang_test_dir` is a lang directory with G.fst; the tree and model come from the GMM stage
     (`asr_kd.gmm.model_io` formats). Skips the work if HCLG.fst and info.json exist.
     """
-    import kaldi_hmm_gmm
-
-    from asr_kd.gmm.model_io import load_transition_model, load_tree
-
     out_dir = Path(out_dir)
     hclg_path = out_dir / "HCLG.fst"
     info_path = out_dir / "info.json"
