@@ -7,10 +7,14 @@
 #                        empty = synthesize one
 #   --train-parts P,P    training parts, joined into one training set (default train-clean-100; e.g.
 #                        train-clean-100,train-clean-360,train-other-500 for LibriSpeech's 960 h)
-#   --test-parts P,P     test parts, all decoded at dev's LM weight (default test-clean,test-other); the first is
-#                        also aligned and frame-scored. In the synthesized corpus test-other is the never-heard
-#                        set (test-clean's sentences, voices of a family no other split uses); in LibriSpeech,
-#                        its harder test set. Test and dev audio at any sample rate is resampled to 16 kHz.
+#   --dev-parts P,P      dev parts (default dev-clean; LibriSpeech has dev-clean,dev-other): the first chooses the
+#                        LM weights and is the networks' dev bank; the others are decoded and reported as test
+#                        parts are, at its weight
+#   --test-parts P,P     test parts, all decoded at dev's LM weight (default test-clean,test-other). In the
+#                        synthesized corpus test-other is the never-heard set (test-clean's sentences, voices of a
+#                        family no other split uses); in LibriSpeech, its harder test set. Every dev and test part
+#                        is also aligned by tri2 and frame-scored where its transcripts can be aligned (the first
+#                        dev and test parts must be). Test and dev audio at any sample rate is resampled to 16 kHz.
 #   --lexicon FILE       'WORD PH1 PH2 ...' lexicon (librispeech-lexicon.txt), CMUdict for words it lacks;
 #                        empty: CMUdict alone
 #   --lm-text FILE       LM training text, plain or .gz (librispeech-lm-norm.txt.gz); empty: <corpus>/lm-text.txt
@@ -28,16 +32,18 @@
 #      speaker, per utterance)
 #   2  LM text (sampled to lm_text_lines), lang (lexicon file and/or CMUdict for the transcript and LM
 #      words), n-gram LM trained on the LM text or the given --arpa -> lang_test/G.fst, dev perplexity
-#   3  GMM-HMM mono -> tri1 -> tri2, alignments of train/dev/test, HCLG, GMM decode of dev and every test part
-#   4  frame banks (train/dev/test) from the tri2 alignments, inputs normalised by input_norm; with
-#      transfer_part, bank/transfer: the train frames plus that part's frames, unlabelled
+#   3  GMM-HMM mono -> tri1 -> tri2, alignments of train and every dev/test part, HCLG, GMM decode of every
+#      dev and test part
+#   4  frame banks from the tri2 alignments, inputs normalised by input_norm: bank/train, bank/dev (the first dev
+#      part), bank/test (the first test part) and bank/<part> for every other aligned part; with transfer_part,
+#      bank/transfer: the train frames plus that part's frames, unlabelled
 #   5  baseline frame classifier on 100% of train
 #   6  the ensemble: num_members models that differ in their seed only
 #   7  the ensemble's soft targets at temperature T for the transfer set (or train), stored top-k
 #   8  the distilled student (T, hard_weight), as many updates as the baseline
 #   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
 #      baseline without; and of the ensemble
-#  10  hybrid decoding of baseline / ensemble / student on dev and every test part, frame accuracies
+#  10  hybrid decoding of baseline / ensemble / student on every dev and test part, frame accuracies on every bank
 #  11  RESULTS.md (paper Table 1 and Table 5 forms, plots) in the experiment dir
 # A finished stage leaves $exp_dir/.stageN.done and is skipped when the recipe is rerun.
 set -euo pipefail
@@ -53,6 +59,7 @@ seed=0
 net_seed=1
 corpus_size=""        # stage 0: the synthesized corpus's size (asr-kd synth-corpus --size)
 train_parts=train-clean-100
+dev_parts=dev-clean
 test_parts=test-clean,test-other
 # The language side; empty: CMUdict, and an LM trained on the corpus's own lm-text.txt.
 lexicon=""; lm_text=""; arpa=""; lm_prune_threshold=""
@@ -100,12 +107,26 @@ for p in ${test_parts//,/ }; do
     exit 2
   fi
 done
+for p in ${dev_parts//,/ }; do
+  if [[ ",$train_parts,$transfer_part,$test_parts," == *",$p,"* ]]; then
+    echo "$0: the dev part $p is also a training, transfer or test part; give other --dev-parts" >&2
+    exit 2
+  fi
+done
 # Several training parts become one training set, named by joining them with '+' (stage 1).
 train_set=${train_parts//,/+}
-# The first test part is aligned and has a frame bank ("test"); the others are only decoded.
+# The first dev part chooses the LM weight and is bank/dev; the first test part is bank/test ("test" in the
+# decodes). Both must align, as train must.
+dev_part=${dev_parts%%,*}
 test_part=${test_parts%%,*}
-parts="$train_set dev-clean $test_part"
-decode_parts="dev-clean ${test_parts//,/ }"
+parts="$train_set $dev_part $test_part"
+# The other test parts, then the other dev parts: decoded at dev's weight under their own names, and aligned
+# and frame-scored (bank/<part>) where they can be.
+other_tests=${test_parts#"$test_part"}
+other_devs=${dev_parts#"$dev_part"}
+# shellcheck disable=SC2086
+more_parts=$(echo ${other_tests//,/ } ${other_devs//,/ })
+decode_parts="$dev_part ${test_parts//,/ }${other_devs//,/ }"
 data_parts="${train_parts//,/ } $decode_parts${transfer_part:+ $transfer_part}"
 
 results_dir=$exp_dir/results
@@ -167,7 +188,7 @@ if run_stage 2; then
   # The vocabulary: every transcript word (dev/test included, as with LibriSpeech's lexicon), the LM
   # text's words, and with --arpa the ARPA's words.
   cat "$ls_dir"/*/*/*/*.trans.txt | cut -d' ' -f2- > "$lm_dir/transcripts.txt"
-  cat "$ls_dir"/dev-clean/*/*/*.trans.txt > "$lm_dir/dev-transcripts.txt"
+  cat "$ls_dir/$dev_part"/*/*/*.trans.txt > "$lm_dir/dev-transcripts.txt"
   lang_opts=(--text "$lm_dir/transcripts.txt")
   lm_opts=(--dev-text "$lm_dir/dev-transcripts.txt" --dev-has-ids)
   if [ -n "$lm_text" ] || [ -z "$arpa" ]; then
@@ -187,7 +208,7 @@ if run_stage 2; then
 fi
 
 if run_stage 3; then
-  log "Stage 3: GMM-HMM mono -> tri1 -> tri2 for the frame labels; tri2 alignments, HCLG and its own WER on dev-clean and $test_parts"
+  log "Stage 3: GMM-HMM mono -> tri1 -> tri2 for the frame labels; tri2 alignments, HCLG and its own WER on $dev_parts and $test_parts"
   step train_gmm python -m asr_kd.bin.train_gmm --exp-dir "$exp_dir" --lang-dir "$lang_dir" \
     --cuts "$exp_dir/data/fbank/cuts_$train_set.jsonl.gz" \
     --mono-iters "$mono_iters" --mono-gauss "$mono_gauss" --mono-utts "$mono_utts" \
@@ -196,6 +217,9 @@ if run_stage 3; then
   # A synthesized corpus has the true phone times (*.phones.ctm): the alignments are scored against them.
   align_opts=()
   compgen -G "$ls_dir/*/*/*/*.phones.ctm" > /dev/null && align_opts=(--corpus-dir "$corpus_dir")
+  # The other dev and test parts are aligned where their transcripts allow (frame accuracy on them, stage 10).
+  # shellcheck disable=SC2206
+  [ -n "$more_parts" ] && align_opts+=(--optional-parts $more_parts)
   # shellcheck disable=SC2086
   step align python -m asr_kd.bin.align --exp-dir "$exp_dir" --lang-dir "$lang_dir" --system tri2 \
     --parts $parts "${align_opts[@]}" --num-workers "$num_workers"
@@ -211,12 +235,16 @@ if run_stage 3; then
 fi
 
 if run_stage 4; then
-  log "Stage 4: frame banks ($input_norm-normalised fbank + tri2 pdf-ids, contiguous) of train, dev and test${transfer_part:+, and the transfer set train + $transfer_part}"
+  log "Stage 4: frame banks ($input_norm-normalised fbank + tri2 pdf-ids, contiguous) of train, dev ($dev_part), test ($test_part)${more_parts:+, $more_parts where aligned}${transfer_part:+, and the transfer set train + $transfer_part}"
   mkdir -p "$bank_dir"
   case $input_norm in global) norm_file=cmvn.json ;; *) norm_file=cmvn_$input_norm.json ;; esac
   cp "$exp_dir/data/fbank/$norm_file" "$cmvn.tmp" && mv "$cmvn.tmp" "$cmvn"
-  for part in $parts; do
-    case $part in train*) name=train ;; dev*) name=dev ;; *) name=test ;; esac
+  for part in $parts $more_parts; do
+    case $part in "$train_set") name=train ;; "$dev_part") name=dev ;; "$test_part") name=test ;; *) name=$part ;; esac
+    if [ ! -f "$ali_dir/cuts_$part.jsonl.gz" ] && [[ " $more_parts " == *" $part "* ]]; then
+      log "Stage 4: $part has no tri2 alignment ($ali_dir/info.json says why): no frame bank, no frame accuracy"
+      continue
+    fi
     step "bank_$name" python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_$part.jsonl.gz" \
       --out-dir "$bank_dir/$name" --cmvn "$cmvn"
   done
@@ -283,14 +311,17 @@ if run_stage 9; then
 fi
 
 if run_stage 10; then
-  log "Stage 10: frame accuracies on train/dev/test and hybrid decoding (posterior / prior through tri2's HCLG) of dev and $test_parts"
-  # The aligned test part first (named "test" in the outputs), then the parts that are only decoded.
+  log "Stage 10: frame accuracies on every frame bank and hybrid decoding (posterior / prior through tri2's HCLG) of $dev_parts and $test_parts"
+  # The first test part (named "test" in the outputs) as aligned, then the other test and dev parts, every
+  # utterance of them (some may not have aligned): their frame accuracy comes from their banks below.
   test_cuts=("$ali_dir/cuts_$test_part.jsonl.gz")
-  other_tests=${test_parts#"$test_part"}
-  for p in ${other_tests//,/ }; do test_cuts+=("$exp_dir/data/fbank/cuts_$p.jsonl.gz"); done
+  for p in $more_parts; do test_cuts+=("$exp_dir/data/fbank/cuts_$p.jsonl.gz"); done
+  # The other parts that have frame banks (those that aligned, stage 4).
+  more_banks=""
+  for p in $more_parts; do [ -f "$bank_dir/$p/manifest.json" ] && more_banks+=" $p"; done
   # shellcheck disable=SC2206
   decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$cmvn"
-    --dev-cuts "$ali_dir/cuts_dev-clean.jsonl.gz" --test-cuts "${test_cuts[@]}"
+    --dev-cuts "$ali_dir/cuts_$dev_part.jsonl.gz" --test-cuts "${test_cuts[@]}"
     --lm-weights ${lm_weights//,/ } --extend-lm-weights "$lm_weight_extend" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
     --num-workers "$num_workers")
   for system in baseline student ensemble; do
@@ -301,7 +332,7 @@ if run_stage 10; then
   done
   for system in baseline student ensemble baseline_subset student_subset student_subset_ensemble; do
     if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi
-    names="train dev test"
+    names="train dev test $more_banks"
     case $system in
       *_subset)
         # Their train accuracy is on the utterances they were trained on (paper Table 5).
@@ -309,7 +340,7 @@ if run_stage 10; then
         step "acc_${system}_train" python -m asr_kd.bin.frame_accuracy --model $models --frame-bank "$bank_dir/train" \
           --subset-fraction "$subset_fraction" --subset-seed "$subset_seed" \
           --output "$results_dir/acc_${system}_train.json" --device "$device" --amp "$amp"
-        names="dev test" ;;
+        names="dev test $more_banks" ;;
     esac
     # shellcheck disable=SC2086
     step "acc_$system" python -m asr_kd.bin.frame_accuracy --model $models \

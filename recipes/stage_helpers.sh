@@ -4,6 +4,7 @@
 #   step NAME COMMAND...   run one Python step, recording its command line in $results_dir/commands.tsv
 #   bank_frames DIR        number of frames of the frame bank DIR
 #   student_data EXP       train bank, soft-target store, frames per epoch of EXP's distilled student
+#   recipe_parts EXP       the --dev-parts and --test-parts EXP's recipe run decoded
 mkdir -p "$exp_dir/log" "$results_dir"
 
 log() {
@@ -48,5 +49,32 @@ def find(path, under):
     return os.path.abspath(path) if path else ""
 bank = p["train_bank"] or os.path.join(p["frame_bank"], "train")
 print(find(bank, "bank"), find(p["soft_targets_dir"], ""), p["epoch_frames"], sep="\n")
+PY
+}
+
+# recipe_parts EXP         the dev and test parts EXP's recipes/run.sh decoded, from the decode_gmm step of
+#                          EXP/results/commands.tsv, one a line as --dev-parts and --test-parts take them: its
+#                          first part is the dev part, and it decoded the test parts, then the other dev parts,
+#                          named dev-*. Nothing when EXP has no such record. Use:
+#                            parts=$(recipe_parts "$src_exp"); { read -r dev_parts; read -r test_parts; } <<< "$parts"
+recipe_parts() {
+  python - "$1" <<'PY'
+import os, shlex, sys
+path = os.path.join(sys.argv[1], "results", "commands.tsv")
+words = []
+for line in open(path, encoding="utf-8") if os.path.isfile(path) else []:
+    name, _, command = line.rstrip("\n").partition("\t")
+    if name == "decode_gmm":
+        words = shlex.split(command)
+if "--parts" in words:
+    i = words.index("--parts") + 1
+    parts = []
+    while i < len(words) and not words[i].startswith("--"):
+        parts.append(words[i])
+        i += 1
+    if len(parts) > 1:
+        dev, later = parts[0], parts[1:]
+        tests = [p for p in later if not p.startswith("dev")]
+        print(",".join([dev, *(p for p in later if p.startswith("dev"))]), ",".join(tests), sep="\n")
 PY
 }

@@ -23,7 +23,7 @@ def pytest_ignore_collect(collection_path: Path) -> bool | None:
 
 TRAIN, DEV, TEST = "train-clean-100", "dev-clean", "test-clean"
 TRANSFER = "train-clean-360"  # the tiny corpus's unlabelled transfer audio
-NEVER_HEARD = "test-other"  # test-clean's sentences in voices no other split has; only decoded
+NEVER_HEARD = "test-other"  # test-clean's sentences in voices no other split has; decoded and frame-scored only
 PARTS = (TRAIN, DEV, TEST)
 
 

@@ -329,3 +329,39 @@ def test_gmm_training_is_reproducible(small_gmm_exp, tmp_path):
                                "--mono-iters", "6", "--mono-gauss", "250"]) == 0
         models.append((exp / "gmm" / "mono" / "final.mdl").read_bytes())
     assert models[0] == models[1]
+
+
+def test_optional_parts_are_aligned_when_they_can_be_and_added_to_the_aligned_ones(small_gmm_exp, tmp_path):
+    import shutil
+
+    from lhotse import CutSet, load_manifest
+
+    from asr_kd.bin import align
+
+    exp = tmp_path / "exp"
+    shutil.copytree(small_gmm_exp / "gmm" / "tri2", exp / "gmm" / "tri2")  # aligned: train-clean-100
+    fbank = exp / "data" / "fbank"
+    shutil.copytree(small_gmm_exp / "data" / "fbank", fbank)
+    cuts = load_manifest(fbank / "cuts_train-clean-100.jsonl.gz")
+    good = cuts.subset(first=4)
+    good.to_file(fbank / "cuts_dev-other.jsonl.gz")
+    no_text = list(cuts.subset(first=2))
+    for cut in no_text:
+        cut.supervisions[0].text = ""
+    CutSet.from_cuts(no_text).to_file(fbank / "cuts_test-other.jsonl.gz")
+    ali = exp / "gmm" / "tri2" / "ali"
+    train_ali = (ali / "cuts_train-clean-100.jsonl.gz").stat().st_mtime_ns
+    args = ["--exp-dir", str(exp), "--lang-dir", str(small_gmm_exp / "lang"), "--system", "tri2"]
+    assert align.main([*args, "--parts", "train-clean-100", "--optional-parts", "test-other", "dev-other"]) == 0
+    info = json.loads((ali / "info.json").read_text())
+    # train was aligned before and is kept; dev-other is added; test-other, without transcripts, is skipped.
+    assert (ali / "cuts_train-clean-100.jsonl.gz").stat().st_mtime_ns == train_ali
+    assert info["parts"]["train-clean-100"]["aligned"] == NUM_UTTS and info["failed"] == [BAD_CUT]
+    assert info["parts"]["dev-other"]["aligned"] == 4 and len(load_manifest(ali / "cuts_dev-other.jsonl.gz")) == 4
+    assert "no transcript" in info["unaligned"]["test-other"] and not (ali / "cuts_test-other.jsonl.gz").exists()
+    # A rerun finds every part recorded; a part that must align cannot be skipped.
+    before = (ali / "info.json").read_bytes()
+    assert align.main([*args, "--parts", "train-clean-100", "--optional-parts", "test-other", "dev-other"]) == 0
+    assert (ali / "info.json").read_bytes() == before
+    (ali / "info.json").unlink()
+    assert align.main([*args, "--parts", "test-other"]) == 2

@@ -2,9 +2,11 @@
 
 The directory holds only `LibriSpeech/<part>/<spk>/<chapter>/*.flac + *.trans.txt` and resource files
 in openslr.org/11's formats: a lexicon `WORD PH1 PH2 ...` (with stress, missing some words, which
-CMUdict gives), a gzipped LM text, and a gzipped ARPA trained on that text by the toolkit. One run goes
-from stage 1 to RESULTS.md with --lexicon and --arpa (G is the given ARPA; README's command) and two
-training parts joined; a second run, sharing stage 1, trains G on the gzipped LM text (--lm-text).
+CMUdict gives), a gzipped LM text, and a gzipped ARPA trained on that text by the toolkit. Its parts
+are LibriSpeech's: the tiny corpus's test-other speakers are split between dev-other and test-other.
+One run goes from stage 1 to RESULTS.md with --lexicon and --arpa (G is the given ARPA; README's
+command, so the default --dev-parts dev-clean,dev-other) and two training parts joined; a second run,
+sharing stage 1, trains G on the gzipped LM text (--lm-text).
 """
 
 from __future__ import annotations
@@ -40,9 +42,16 @@ def _librispeech_user_dir(corpus: Path, out: Path) -> dict[str, Path]:
     from asr_kd.lang.lm import sample_sentences, train_arpa
 
     src = corpus / "LibriSpeech"
+    # LibriSpeech's dev-other and test-other: other speakers each; here every other test-other speaker.
+    other = sorted(p.name for p in (src / "test-other").iterdir() if p.is_dir())
+    dev_other = set(other[::2])
+    assert dev_other and len(dev_other) < len(other)
     for path in sorted(src.glob("*/*/*/*")):
         if path.suffix == ".flac" or path.name.endswith(".trans.txt"):
-            target = out / "LibriSpeech" / path.relative_to(src)
+            part, speaker, *rest = path.relative_to(src).parts
+            if part == "test-other" and speaker in dev_other:
+                part = "dev-other"
+            target = out / "LibriSpeech" / part / speaker / Path(*rest)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
     # The tiny preset's LM text: 3,000 of the corpus's sentences; the ARPA and the lexicon cover them.
@@ -107,6 +116,68 @@ def test_arpa_run_decodes_and_reports_with_the_given_lm_as_g(librispeech_runs):
     results = json.loads((exp / "decode" / "student" / "results.json").read_text())
     assert 0 <= results["test"]["wer"] < 100
     assert "preset tiny" not in run.stdout  # --preset was given: no machine-based choice
+
+
+def _row(md: str, name: str) -> list[str]:
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in\n{md}")
+
+
+def test_dev_other_is_decoded_at_dev_cleans_lm_weight_aligned_and_reported(librispeech_runs):
+    exp = librispeech_runs["arpa_exp"]
+    refs = {}
+    for path in (librispeech_runs["data"] / "LibriSpeech" / "dev-other").glob("*/*/*.trans.txt"):
+        refs.update(line.split(" ", 1) for line in path.read_text().splitlines())
+    assert refs
+    # dev-clean chooses the weight (and is the LM's dev text); dev-other is decoded at it, after the test parts.
+    dev_clean = [line for p in (librispeech_runs["data"] / "LibriSpeech" / "dev-clean").glob("*/*/*.trans.txt")
+                 for line in p.read_text().splitlines()]
+    assert sorted((exp / "lm" / "dev-transcripts.txt").read_text().splitlines()) == sorted(dev_clean)
+    gmm = json.loads((exp / "gmm" / "tri2" / "decode" / "results.json").read_text())
+    assert gmm["parts"] == {"dev": "dev-clean", "test": "test-clean", "test-other": "test-other",
+                            "dev-other": "dev-other"}
+    for decode in (exp / "gmm" / "tri2" / "decode", *(exp / "decode" / s for s in ("baseline", "ensemble", "student"))):
+        res = json.loads((decode / "results.json").read_text())
+        assert res["test_parts"] == ["test", "test-other", "dev-other"]
+        assert [p.name for p in (decode / "dev-other" / "scoring").iterdir()] == [f"{res['lmwt']}.txt"]
+        assert res["dev-other"]["data"]["utterances"] == len(refs) and 0 <= res["dev-other"]["wer"] <= 100
+    # Every dev and test part aligned by tri2, with a frame bank; dev's bank is still dev-clean's.
+    ali = json.loads((exp / "gmm" / "tri2" / "ali" / "info.json").read_text())
+    assert {"dev-clean", "test-clean", "test-other", "dev-other"} <= set(ali["parts"]) and "unaligned" not in ali
+    for name, part in (("dev", "dev-clean"), ("test", "test-clean"), ("test-other", "test-other"),
+                       ("dev-other", "dev-other")):
+        bank = json.loads((exp / "bank" / name / "manifest.json").read_text())
+        assert bank["source_cuts"].endswith(f"cuts_{part}.jsonl.gz")
+    # RESULTS.md: each part's WER beside test's, and the frame accuracy on each.
+    md = (exp / "RESULTS.md").read_text()
+    others = md[md.index("## Other test and dev parts"):]
+    assert ("| system | test WER % | test-other WER % | dev-other WER % | test-other / test | dev-other / test "
+            "| test-other frame acc % | dev-other frame acc % |") in others
+    for system, row in (("baseline", "baseline"), ("ensemble", "ensemble of 2"), ("student", "distilled single model")):
+        res = json.loads((exp / "decode" / system / "results.json").read_text())
+        cells = _row(others, row)
+        assert cells[3] == f"{res['dev-other']['wer']:.2f}"
+        for cell, part in ((cells[6], "test-other"), (cells[7], "dev-other")):
+            acc = json.loads((exp / "results" / f"acc_{system}_{part}.json").read_text())
+            assert cell == f"{100 * acc['accuracy']:.2f}"
+    assert _row(others, "GMM tri2")[6:] == ["–", "–"]
+    assert "dev-other: another dev part" in others
+
+
+def test_status_lists_every_decoded_part(librispeech_runs, capsys):
+    from asr_kd.bin.status import main as status_main
+
+    assert status_main(["--exp-dir", str(librispeech_runs["arpa_exp"])]) == 0
+    out = capsys.readouterr().out
+    assert "GMM tri2 WER dev / test / test-other / dev-other: " in out
+    assert ("frame accuracy dev / test / test-other / dev-other, WER dev / test / test-other / dev-other "
+            "(results/, decode/):") in out
+    scores = out[out.index("frame accuracy dev / test / test-other"):].splitlines()
+    student = next(line for line in scores if line.strip().startswith("student "))
+    assert student.count("%") == 8 and "–" not in student  # four frame accuracies, four WERs
 
 
 def test_lexicon_file_wins_and_cmudict_fills_the_words_it_lacks(librispeech_runs):

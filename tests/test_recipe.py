@@ -150,6 +150,13 @@ def test_unknown_option_is_refused(tmp_path, tiny_corpus):
     assert proc.returncode == 2 and "--num-memberz" in proc.stderr
 
 
+def test_a_dev_part_that_is_also_a_test_part_is_refused(tmp_path):
+    proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--exp-dir", str(tmp_path),
+                           "--dev-parts", "dev-clean,test-other"], cwd=REPO, env=env_with_this_python(),
+                          capture_output=True, text=True, timeout=600)  # an immediate refusal: only a hang reaches it
+    assert proc.returncode == 2 and "the dev part test-other is also a training, transfer or test part" in proc.stderr
+
+
 def test_never_heard_voices_are_decoded_by_every_system_at_devs_lm_weight(tiny_recipe_exp, tiny_corpus):
     import jiwer
 
@@ -182,7 +189,8 @@ def test_never_heard_voices_are_decoded_by_every_system_at_devs_lm_weight(tiny_r
         assert set(hyps) == set(refs) and res["test-other"]["data"]["utterances"] == len(refs)
         expected = 100 * jiwer.wer([refs[i] for i in ids], [hyps[i] or "<empty>" for i in ids])
         assert res["test-other"]["wer"] == pytest.approx(expected, abs=1e-3)
-        assert res["test-other"]["frame_accuracy"] is None  # not aligned
+        # Decoded from its fbank cuts, every utterance (the decoder has no labels); frame-scored on its bank below.
+        assert res["test-other"]["frame_accuracy"] is None
         wers[row] = res["test-other"]["wer"]
     # RESULTS.md puts them in a table of their own after Table 1, beside each system's test WER.
     md = (tiny_recipe_exp / "RESULTS.md").read_text()
@@ -190,3 +198,38 @@ def test_never_heard_voices_are_decoded_by_every_system_at_devs_lm_weight(tiny_r
     assert "| system | test WER % | test-other WER % | test-other / test |" in never and "never-heard test set" in never
     for row, wer in wers.items():
         assert _row(never, row.replace(" (labels and graph)", ""))[2] == f"{wer:.2f}"
+
+
+def test_never_heard_voices_are_aligned_and_frame_scored_by_every_system(tiny_recipe_exp):
+    from asr_kd.data.frame_bank import FrameBank
+
+    # tri2 aligned test-other in stage 3; its bank holds the utterances that aligned.
+    ali = json.loads((tiny_recipe_exp / "gmm" / "tri2" / "ali" / "info.json").read_text())
+    aligned = ali["parts"]["test-other"]["aligned"]
+    assert aligned > 0 and "unaligned" not in ali
+    bank = FrameBank.load(tiny_recipe_exp / "bank" / "test-other")
+    assert bank.manifest["num_utterances"] == aligned and bank.manifest["source_cuts"].endswith("cuts_test-other.jsonl.gz")
+    md = (tiny_recipe_exp / "RESULTS.md").read_text()
+    never = md[md.index("## Voices never heard"):]
+    assert "| test-other / test | test-other frame acc % |" in never
+    for system, row in (("baseline", "baseline"), ("ensemble", "ensemble of 2"), ("student", "distilled single model")):
+        acc = json.loads((tiny_recipe_exp / "results" / f"acc_{system}_test-other.json").read_text())
+        assert acc["num_frames"] == bank.num_frames
+        assert _row(never, row)[4] == f"{100 * acc['accuracy']:.2f}"
+    assert _row(never, "GMM tri2")[4] == "–"
+    for system in ("baseline_subset", "student_subset", "student_subset_ensemble"):
+        assert (tiny_recipe_exp / "results" / f"acc_{system}_test-other.json").is_file()
+
+
+def test_status_lists_every_decoded_part(tiny_recipe_exp, capsys):
+    from asr_kd.bin.status import main as status_main
+
+    assert status_main(["--exp-dir", str(tiny_recipe_exp)]) == 0
+    out = capsys.readouterr().out
+    gmm = json.loads((tiny_recipe_exp / "gmm" / "tri2" / "decode" / "results.json").read_text())
+    assert (f"GMM tri2 WER dev / test / test-other: {gmm['dev']['wer']:.2f}% / {gmm['test']['wer']:.2f}% / "
+            f"{gmm['test-other']['wer']:.2f}% (LM weight {gmm['lmwt']})") in out
+    scores = out[out.index("frame accuracy dev / test / test-other, WER dev / test / test-other (results/, decode/):"):]
+    for system in ("baseline", "ensemble", "student"):
+        line = next(line for line in scores.splitlines() if line.strip().startswith(f"{system} "))
+        assert line.count("%") == 6 and "–" not in line

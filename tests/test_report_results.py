@@ -183,3 +183,31 @@ def test_never_heard_wers_get_a_table_beside_test_with_the_seed_spread(tmp_path)
     section = md[md.index("Test-other WER % (GMM tri2: 60.00)"):]
     assert _row(section, "2")[1:4] == ["50.00", "35.00", "44.00"]
     assert _row(section, "mean ± sd")[3] == "42.00 ± 2.83"
+
+
+def test_other_test_and_dev_parts_get_their_wers_and_the_frame_accuracy_of_those_aligned(tmp_path):
+    from asr_kd.report.status import experiment_status, render_status
+
+    parts = ["test", "test-other", "dev-other"]
+    _write(tmp_path / "gmm/tri2/decode/results.json",
+           {"lmwt": "10", "dev_wer_by_lmwt": {"10": 25.0}, "test_parts": parts, "dev": {"wer": 25.0},
+            "test": {"wer": 40.0}, "test-other": {"wer": 60.0}, "dev-other": {"wer": 50.0}})
+    for system, (test_other, dev_other, acc) in {"baseline": (50.0, 45.0, 0.30), "ensemble": (35.0, 30.0, 0.40),
+                                                 "student": (40.0, 36.0, 0.35)}.items():
+        _write(tmp_path / f"decode/{system}/results.json",
+               {"lmwt": "10", "test_parts": parts, "dev_wer_by_lmwt": {"10": 20.0}, "dev": {"wer": 20.0},
+                "test": {"wer": 25.0}, "test-other": {"wer": test_other}, "dev-other": {"wer": dev_other}})
+        _write(tmp_path / f"results/acc_{system}_test-other.json", _acc(acc))  # dev-other did not align
+    assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
+    md = (tmp_path / "RESULTS.md").read_text()
+    others = md[md.index("## Other test and dev parts"):]  # LibriSpeech's parts: no never-heard voices here
+    assert ("| system | test WER % | test-other WER % | dev-other WER % | test-other / test | dev-other / test "
+            "| test-other frame acc % |") in others
+    assert _row(others, "baseline")[1:] == ["25.00", "50.00", "45.00", "2.00", "1.80", "30.00"]
+    assert _row(others, "GMM tri2")[1:] == ["40.00", "60.00", "50.00", "1.50", "1.25", "–"]
+    assert "dev-other: another dev part" in others and "no frame accuracy on dev-other: not aligned by tri2" in others
+    status = render_status(experiment_status(tmp_path))
+    assert "GMM tri2 WER dev / test / test-other / dev-other: 25.00% / 40.00% / 60.00% / 50.00%" in status
+    assert "frame accuracy dev / test / test-other, WER dev / test / test-other / dev-other" in status
+    baseline = next(line for line in status.splitlines() if line.strip().startswith("baseline "))
+    assert "– / – / 30.00%" in baseline and baseline.endswith("20.00% / 25.00% / 50.00% / 45.00%")

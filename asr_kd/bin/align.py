@@ -5,7 +5,8 @@ Example:
 writes exp/gmm/tri2/ali/cuts_<part>.jsonl.gz (the fbank cuts + a `pdf_ids` TemporalArray, read with
 `cut.load_custom("pdf_ids")`) and exp/gmm/tri2/ali/info.json (num_pdfs, system, failed cut ids;
 with --corpus-dir also the share of phone starts within 20 ms of the synthesizer's true times).
-Utterances that cannot be aligned are left out and listed.
+Utterances that cannot be aligned are left out and listed. Parts that info.json already records are
+not aligned again: a rerun with more --parts / --optional-parts aligns only the new ones.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import add_trust_pickle_option, run_cli
+from asr_kd.bin.common import add_alignment_options, add_trust_pickle_option, run_cli
 from asr_kd.gmm.stages import SYSTEMS, GmmConfig, align_parts
 from asr_kd.utils import setup_logging
 
@@ -30,13 +31,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang-dir", type=Path, required=True, help="the lang directory the system was trained with")
     p.add_argument("--system", default="tri2", choices=SYSTEMS, help="which system under <exp>/gmm/ aligns")
     p.add_argument("--parts", nargs="+", default=DEFAULT_PARTS, help="parts to align")
+    p.add_argument("--optional-parts", nargs="+", default=[],
+                   help="parts aligned where their transcripts allow: one without transcripts, or of which no "
+                        "utterance aligns, is skipped with a log line (listed in info.json's \"unaligned\")")
     p.add_argument("--fbank-dir", type=Path, default=None,
                    help="where cuts_<part>.jsonl.gz are (default <exp>/data/fbank)")
     p.add_argument("--corpus-dir", type=Path, default=None,
                    help="corpus with *.phones.ctm and SPEAKERS.TXT: also score phone boundaries per TTS engine")
-    p.add_argument("--beam", type=float, default=d.beam, help="alignment beam")
-    p.add_argument("--retry-beam", type=float, default=d.retry_beam, help="beam of the second try after a failure")
-    p.add_argument("--num-workers", type=int, default=d.num_workers, help="alignment processes")
+    add_alignment_options(p, d)
     add_trust_pickle_option(p)
     return p
 
@@ -47,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         setup_logging(args.exp_dir / "gmm" / "log" / f"align_{args.system}.log")
         config = GmmConfig(beam=args.beam, retry_beam=args.retry_beam, num_workers=args.num_workers)
-        align_parts(args.exp_dir, args.lang_dir, args.system, args.parts, args.fbank_dir, config, args.corpus_dir)
+        align_parts(args.exp_dir, args.lang_dir, args.system, args.parts, args.fbank_dir, config, args.corpus_dir,
+                    args.optional_parts)
 
     return run_cli(body, "asr-kd align", trust_pickle_files=args.trust_pickle)
 

@@ -69,3 +69,11 @@ def add_search_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
     g.add_argument("--decoder", choices=("lattice-faster", "faster"), default=defaults.decoder, help="Kaldi decoder")
     g.add_argument("--num-workers", type=int, default=defaults.num_workers, help="decoding processes")
     g.add_argument("--overwrite", action="store_true", help="redo a decode whose results.json exists")
+
+
+def add_alignment_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """Forced alignment's search options (Kaldi's align_si.sh): `defaults` holds beam, retry_beam, num_workers."""
+    parser.add_argument("--beam", type=float, default=defaults.beam, help="alignment beam")
+    parser.add_argument("--retry-beam", type=float, default=defaults.retry_beam,
+                        help="beam of the second try for an utterance the first beam failed")
+    parser.add_argument("--num-workers", type=int, default=defaults.num_workers, help="alignment processes")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.bin.common import add_trust_pickle_option, run_cli
+from asr_kd.bin.common import add_alignment_options, add_trust_pickle_option, run_cli
 from asr_kd.gmm.stages import SYSTEMS, GmmConfig, train_systems
 from asr_kd.utils import setup_logging
 
@@ -40,9 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--tri2-features", choices=("lda-mllt", "deltas"), default=d.tri2_features,
                    help="tri2 on LDA+MLLT of spliced MFCC (Kaldi's tri2b) or on MFCC + deltas")
     p.add_argument("--cmvn", choices=("speaker", "global", "none"), default=d.cmvn, help="cepstral mean normalisation")
-    p.add_argument("--beam", type=float, default=d.beam, help="alignment beam")
-    p.add_argument("--retry-beam", type=float, default=d.retry_beam, help="alignment beam on a second try")
-    p.add_argument("--num-workers", type=int, default=d.num_workers, help="alignment processes")
+    add_alignment_options(p, d)
     add_trust_pickle_option(p)
     return p
 

@@ -37,7 +37,7 @@ SPLITS = ("train-clean-100", "dev-clean", "test-clean")
 # Extra training speech, as LibriSpeech's train-clean-360: other speakers, other sentences. The
 # recipes use its audio only, as an unlabelled transfer set that the teacher labels for the student.
 TRANSFER_SPLIT = "train-clean-360"
-# test-clean's sentences spoken by voices of a family no other split uses; only decoded, never trained on.
+# test-clean's sentences spoken by voices of a family no other split uses; decoded and scored, never trained on.
 NEVER_HEARD_SPLIT = "test-other"
 # Part of the settings check: bump when planning changes. Adding the never-heard split did not: it is
 # planned after every other split from its own random stream, so the others are as they were.

@@ -8,6 +8,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from asr_kd.distill.ensemble import average_posteriors
+from asr_kd.distill.specialists.combine import attach_specialists
+from asr_kd.models import FrameClassifier
+from asr_kd.models.context import splice_utterance
+from asr_kd.models.export import OnnxFrameClassifier
 from asr_kd.utils.device import autocast, use_bf16
 from asr_kd.utils.errors import InputError
 
@@ -18,9 +23,6 @@ class HybridScorer:
     def __init__(self, model_paths: Sequence[Path], device: torch.device, batch_size: int = 8192,
                  num_threads: int | None = None, amp: bool = False):
         """`amp`: run PyTorch models under bf16 autocast (log-softmax in fp32)."""
-        from asr_kd.models import FrameClassifier
-        from asr_kd.models.export import OnnxFrameClassifier
-
         for path in model_paths:
             if not Path(path).is_file():
                 raise InputError(f"{path}: model checkpoint not found")
@@ -43,8 +45,6 @@ class HybridScorer:
     @torch.no_grad()
     def log_posteriors_windows(self, windows: torch.Tensor) -> torch.Tensor:
         """log p(s | window) (B, C) for spliced windows: the model's, or log of the members' mean."""
-        from asr_kd.distill.ensemble import average_posteriors
-
         with autocast(self.device, self.amp):
             logits = [m(windows) for m in self.models]
         if len(logits) == 1:
@@ -54,8 +54,6 @@ class HybridScorer:
     @torch.no_grad()
     def log_posteriors(self, feats: np.ndarray) -> np.ndarray:
         """(T, C) log posteriors of one utterance's normalised features (T, D); edges repeat."""
-        from asr_kd.models.context import splice_utterance
-
         x = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
         windows = splice_utterance(x, self.left, self.right)
         out = [self.log_posteriors_windows(windows[i:i + self.batch_size]) for i in range(0, len(windows), self.batch_size)]
@@ -69,7 +67,5 @@ def load_scorer(models: Sequence[Path], device: torch.device, batch_size: int = 
     `specialists` when given (their posteriors combined as in Hinton et al. 2015, Section 5)."""
     scorer = HybridScorer(models, device, batch_size, num_threads, amp=use_bf16(amp, device))
     if specialists:
-        from asr_kd.distill.specialists.combine import attach_specialists
-
         attach_specialists(scorer, [str(p) for p in specialists], specialist_top_n, combine_steps)
     return scorer

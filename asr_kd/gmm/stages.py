@@ -150,11 +150,14 @@ def train_systems(exp_dir: str | Path, lang_dir: str | Path, cuts_path: str | Pa
 
 def align_parts(exp_dir: str | Path, lang_dir: str | Path, system_name: str, parts: Sequence[str],
                 fbank_dir: str | Path | None = None, config: GmmConfig | None = None,
-                corpus_dir: str | Path | None = None) -> dict:
+                corpus_dir: str | Path | None = None, optional_parts: Sequence[str] = ()) -> dict:
     """Align every part with `<exp>/gmm/<system>` and write pdf-id cuts + info.json under its `ali/`.
 
     With `corpus_dir`, phone start times are also scored against the synthesizer's `*.phones.ctm`
-    (share within 20 ms, per TTS engine) into info.json's "boundary_accuracy".
+    (share within 20 ms, per TTS engine) into info.json's "boundary_accuracy". `optional_parts` are
+    aligned where they can be: one whose cuts lack transcripts, or of which no cut aligns, is skipped
+    with a log line and listed with the reason in info.json's "unaligned" (it has no alignment cuts).
+    Parts that info.json already records are not aligned again; the new ones are added to it.
     """
     config = config or GmmConfig()
     exp_dir = Path(exp_dir)
@@ -163,24 +166,52 @@ def align_parts(exp_dir: str | Path, lang_dir: str | Path, system_name: str, par
         raise InputError(f"{sys_dir} has no trained system (tree + final.mdl); train it first")
     fbank_dir = Path(fbank_dir) if fbank_dir else exp_dir / "data" / "fbank"
     ali_dir = sys_dir / "ali"
-    if (ali_dir / "info.json").is_file() and all(ali_cuts_path(ali_dir, p).is_file() for p in parts):
+    info_path = ali_dir / "info.json"
+    previous = read_json(info_path) if info_path.is_file() else None
+    # Alignments made before the system was (re)trained are not kept.
+    if previous is not None and (previous.get("system") != system_name
+                                 or (sys_dir / "final.mdl").stat().st_mtime_ns > info_path.stat().st_mtime_ns):
+        previous = None
+
+    def recorded(part: str) -> bool:
+        aligned = part in previous.get("failed_by_part", {}) and ali_cuts_path(ali_dir, part).is_file()
+        return aligned or (part in optional_parts and part in previous.get("unaligned", {}))
+
+    todo = [p for p in dict.fromkeys([*parts, *optional_parts]) if previous is None or not recorded(p)]
+    if not todo:
         log.info("%s exists; skipping", ali_dir)
         return {}
+    if previous is not None:
+        log.info("%s has the other parts; aligning %s", ali_dir, ", ".join(todo))
     system = GmmSystem.load(sys_dir)
     cmvn = system_config(sys_dir).get("cmvn", config.cmvn)  # features must be made as in training
     lang = load_gmm_lang(lang_dir)
     arrays = TransitionArrays.from_model(system.transition_model)
-    failed_by_part, counts, accuracy = {}, {}, {}
+    old = previous or {}
+    failed_by_part, counts = dict(old.get("failed_by_part", {})), dict(old.get("parts", {}))
+    accuracy, unaligned = dict(old.get("boundary_accuracy", {})), dict(old.get("unaligned", {}))
     references = read_phone_ctms(corpus_dir) if corpus_dir else {}
     engines = read_speaker_engines(find_speakers_txt(corpus_dir)) if corpus_dir else {}
-    for part in parts:
+    for part in todo:
         cuts = load_cuts(fbank_dir / f"cuts_{part}.jsonl.gz")
+        try:
+            transcripts = transcripts_of(cuts, lang, f"{part} transcripts")
+        except InputError as err:
+            if part not in optional_parts:
+                raise
+            unaligned[part] = str(err)
+            log.warning("%s: not aligned (%s): it has no frame bank and no frame accuracy", part, err)
+            continue
         feats: GmmFeatures = compute_gmm_features(cuts, cmvn=cmvn, transform=system.transform)
-        transcripts = transcripts_of(cuts, lang, f"{part} transcripts")
         result = align_with_system(system, lang, feats.feats, transcripts, config.align_options(),
                                    f"{system_name} alignment of {part}")
+        if not result.alignments and part in optional_parts:
+            unaligned[part] = f"none of its {len(transcripts)} cuts aligned"
+            log.warning("%s: not aligned (%s): it has no frame bank and no frame accuracy", part, unaligned[part])
+            continue
         pdf_ids = {u: arrays.pdf[a] for u, a in result.alignments.items()}
         write_alignment_cuts(cuts, pdf_ids, ali_dir, part)
+        unaligned.pop(part, None)
         failed_by_part[part] = result.failed
         counts[part] = {"cuts": len(transcripts), "aligned": len(result.alignments),
                         "loglike_per_frame": round(result.loglike_per_frame(), 3)}
@@ -193,8 +224,10 @@ def align_parts(exp_dir: str | Path, lang_dir: str | Path, system_name: str, par
                                                engines_of_utterances(by_utt, engines))
             log.info("%s: phone starts within 20 ms of the truth: %s", part,
                      ", ".join(f"{e} {v['within']:.1%} ({v['boundaries']})" for e, v in sorted(accuracy[part].items())))
-    extra = {"parts": counts}
-    if references:
+    extra: dict = {"parts": counts}
+    if accuracy:
         extra["boundary_accuracy"] = accuracy
+    if unaligned:
+        extra["unaligned"] = unaligned
     write_ali_info(ali_dir, system.transition_model.num_pdfs, system_name, failed_by_part, extra)
     return counts

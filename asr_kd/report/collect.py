@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 NNET_SYSTEMS = ("baseline", "student", "baseline_subset", "student_subset", "student_subset_ensemble")
 DEV, TEST = "dev-clean", "test-clean"
-# A test part that is only decoded, named by its corpus part; in the synthesized corpus, the never-heard voices.
+# A later test part, named by its corpus part; in the synthesized corpus, the never-heard voices.
 NEVER_HEARD = "test-other"
 
 
@@ -108,7 +108,7 @@ def count_params(checkpoint: Path) -> int | None:
     """Trainable parameters of a FrameClassifier checkpoint (buffers such as priors excluded)."""
     if not checkpoint.is_file():
         return None
-    from asr_kd.models import FrameClassifier
+    from asr_kd.models import FrameClassifier  # here, not at the top: the report and `asr-kd status` need torch only for this
 
     model = FrameClassifier.load(checkpoint)
     return sum(p.numel() for p in model.parameters())
@@ -132,10 +132,12 @@ class Results:
     corpus: dict | None = None
     input_norm: str | None = None
     teaching: dict | None = None
-    more_tests: list[str] = field(default_factory=list)  # test parts decoded beside dev and test (NEVER_HEARD)
+    # The parts decoded at dev's LM weight beside dev and test, by their corpus names: the other test parts
+    # (NEVER_HEARD), then the other dev parts; frame-scored where they aligned.
+    more_tests: list[str] = field(default_factory=list)
 
     def acc(self, system: str, part: str) -> float | None:
-        """Frame accuracy (%) of a system on train/dev/test, None when not measured."""
+        """Frame accuracy (%) of a system on train, dev, test or one of `more_tests`, None when not measured."""
         record = self.accuracy.get(system, {}).get(part)
         return None if record is None else 100 * record["accuracy"]
 
@@ -154,11 +156,11 @@ def collect_scores(exp_dir: str | Path, num_members: int) -> Results:
     systems = (*NNET_SYSTEMS, "ensemble")
     res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
     res.gmm = gmm_wer(exp / "gmm" / "tri2" / "decode")
-    # Every decode's results list its test parts: `test`, then those only decoded.
+    # Every decode's results list the parts decoded at dev's weight: `test`, then the other test and dev parts.
     names = [n for r in (*res.decode.values(), res.gmm) if r for n in r.get("test_parts", ()) if n != "test"]
     res.more_tests = list(dict.fromkeys(names))
-    res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json") for p in ("train", "dev", "test")}
-                    for s in systems}
+    res.accuracy = {s: {p: read_json_or_none(exp / "results" / f"acc_{s}_{p}.json")
+                        for p in ("train", "dev", "test", *res.more_tests)} for s in systems}
     return res
 
 
@@ -169,7 +171,7 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     res.lm = read_json_or_none(exp / "lm" / "info.json")
     res.alignment = read_json_or_none(exp / "gmm" / "tri2" / "ali" / "info.json")
     res.banks = {name: read_json_or_none(exp / "bank" / name / "manifest.json")
-                 for name in ("train", "dev", "test", "transfer")}
+                 for name in ("train", "dev", "test", *res.more_tests, "transfer")}
     cmvn = read_json_or_none(exp / "bank" / "cmvn.json")
     res.input_norm = None if cmvn is None else cmvn.get("mode", "global")
     res.teaching = student_teaching(exp / "nnet" / "student")
@@ -186,10 +188,13 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
 
 def corpus_dir(exp: Path) -> Path:
     """The corpus an experiment was prepared from: <exp>/corpus when the recipe synthesized it, else the
-    directory above LibriSpeech/ of the audio its dev manifest names (a --corpus-dir)."""
+    directory above LibriSpeech/ of the audio its dev manifest (or another part's) names (a --corpus-dir)."""
     if (exp / "corpus").is_dir():
         return exp / "corpus"
-    manifest = exp / "data" / "manifests" / f"librispeech_recordings_{DEV}.jsonl.gz"
+    manifests = exp / "data" / "manifests"
+    manifest = manifests / f"librispeech_recordings_{DEV}.jsonl.gz"
+    if not manifest.is_file():  # dev is another part (--dev-parts)
+        manifest = next(iter(sorted(manifests.glob("librispeech_recordings_*.jsonl.gz"))), manifest)
     if manifest.is_file():
         with gzip.open(manifest, "rt", encoding="utf-8") as f:
             first = json.loads(f.readline() or "{}")

@@ -35,13 +35,14 @@ RECIPE_STAGES = (
                 ("prepare-lm-text", "prepare-lang", "train-lm")),
     RecipeStage(3, "GMM-HMM mono -> tri1 -> tri2: alignments (the frame labels), HCLG, GMM WER",
                 ("train-gmm", "align", "make-graph", "decode-gmm")),
-    RecipeStage(4, "frame banks of train, dev and test (and the transfer set)", ("build-frame-bank",)),
+    RecipeStage(4, "frame banks of train, dev, test and the other aligned parts (and the transfer set)",
+                ("build-frame-bank",)),
     RecipeStage(5, "the baseline frame classifier on 100% of train", ("train",)),
     RecipeStage(6, "the ensemble: members differing only in their seed", ("train",)),
     RecipeStage(7, "the ensemble's soft targets at temperature T", ("make-soft-targets",)),
     RecipeStage(8, "the distilled student", ("train",)),
     RecipeStage(9, "3% of train: hard labels with early stopping, soft targets without", ("train",)),
-    RecipeStage(10, "hybrid decoding of baseline, ensemble and student; frame accuracies",
+    RecipeStage(10, "hybrid decoding of baseline, ensemble and student on every dev and test part; frame accuracies",
                 ("decode-nnet", "frame-accuracy")),
     RecipeStage(11, "RESULTS.md: paper Table 1 / Table 5 forms, plots", ("report",)),
 )
@@ -170,8 +171,8 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-def _pair(a: float | None, b: float | None, unit: str) -> str:
-    return " / ".join("–" if v is None else f"{v:.2f}{unit}" for v in (a, b))
+def _values(values: list[float | None], unit: str) -> str:
+    return " / ".join("–" if v is None else f"{v:.2f}{unit}" for v in values)
 
 
 def render_status(status: ExperimentStatus, preset: str | None = None) -> str:
@@ -191,7 +192,8 @@ def render_status(status: ExperimentStatus, preset: str | None = None) -> str:
     numbers = []
     res = status.scores
     if res.gmm is not None:
-        numbers.append(f"  GMM tri2 WER dev / test: {_pair(res.wer('gmm', 'dev'), res.wer('gmm', 'test'), '%')}"
+        parts = ["dev", "test", *(p for p in res.gmm.get("test_parts", ()) if p != "test")]
+        numbers.append(f"  GMM tri2 WER {' / '.join(parts)}: {_values([res.wer('gmm', p) for p in parts], '%')}"
                        f" (LM weight {res.gmm['lmwt']})")
     curves = {m: c[-1] for m, c in status.training.items() if c}
     if curves:
@@ -199,13 +201,17 @@ def render_status(status: ExperimentStatus, preset: str | None = None) -> str:
         for model, (epoch, dev_acc) in curves.items():
             state = "final" if model in status.finished_models else "training"
             numbers.append(f"    {model:<25} {100 * dev_acc:6.2f}%  epoch {epoch}, {state}")
-    scored = [system for system in SYSTEMS if any(res.accuracy.get(system, {}).values())]
+    scored = [system for system in SYSTEMS if any(res.accuracy.get(system, {}).values()) or res.decode.get(system)]
     if scored:
-        numbers.append("  frame accuracy dev / test, WER dev / test (results/, decode/):")
+        # Every part decoded at dev's LM weight; frame accuracy on those that have a frame bank.
+        wer_parts = ["dev", "test", *res.more_tests]
+        acc_parts = ["dev", "test", *(p for p in res.more_tests if any(res.acc(s, p) is not None for s in scored))]
+        numbers.append(f"  frame accuracy {' / '.join(acc_parts)}, WER {' / '.join(wer_parts)} (results/, decode/):")
+        accs = {system: _values([res.acc(system, p) for p in acc_parts], "%") for system in scored}
+        width = max(17, *(len(a) for a in accs.values()))
         for system in scored:
-            wer = _pair(res.wer(system, "dev"), res.wer(system, "test"), "%") if res.decode.get(system) else ""
-            acc = _pair(res.acc(system, "dev"), res.acc(system, "test"), "%")
-            numbers.append(f"    {system:<25} {acc:<17}  {wer}".rstrip())
+            wer = _values([res.wer(system, p) for p in wer_parts], "%") if res.decode.get(system) else ""
+            numbers.append(f"    {system:<25} {accs[system]:<{width}}  {wer}".rstrip())
     gain = gain_recovered(res.acc("baseline", "test"), res.acc("ensemble", "test"), res.acc("student", "test"))
     if gain is not None:
         numbers.append(f"  gain recovered (test frame accuracy): {gain:.1f}% "

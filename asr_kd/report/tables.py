@@ -40,20 +40,36 @@ def _bank_size(res: Results, name: str) -> str:
     return f"{bank['num_utterances']} utterances, {bank['num_frames']} frames ({bank['num_frames'] / 360000:.3f} h)"
 
 
+def never_heard_is_synthesized(res: Results) -> bool:
+    """Whether NEVER_HEARD is the synthesized corpus's never-heard split (else, e.g., LibriSpeech's test-other)."""
+    return NEVER_HEARD in res.more_tests and NEVER_HEARD in ((res.corpus or {}).get("splits") or {})
+
+
+def _scored_parts(res: Results) -> list[str]:
+    """The parts beside dev and test that some system has a frame accuracy on (those tri2 could align)."""
+    return [p for p in res.more_tests if any(res.acc(s, p) is not None for s in ("baseline", "ensemble", "student"))]
+
+
 def more_tests_note(res: Results) -> str:
-    """What the WER columns of the test parts beside dev and test are (the never-heard voices, in the synthesized corpus)."""
+    """What the columns of the parts beside dev and test are (the never-heard voices, in the synthesized corpus)."""
     notes = []
     for name in res.more_tests:
-        if name == NEVER_HEARD and NEVER_HEARD in ((res.corpus or {}).get("splits") or {}):
+        if name == NEVER_HEARD and never_heard_is_synthesized(res):
             notes.append(f"{name} is the never-heard test set: test-clean's sentences read by voices of a family "
                          "that no training, dev or test speaker uses (espeak-ng's Klatt variants, "
                          "`asr_kd.data.voices.NEVER_HEARD_VARIANTS`), so its WER differs from test's by the voices alone")
+        elif name.startswith("dev"):
+            notes.append(f"{name}: another dev part (the first dev part alone chooses the LM weight)")
         else:
             notes.append(f"{name}: another test part")
     if not notes:
         return ""
-    return ("; ".join(notes) + ". Decoded at the LM weight chosen on dev and not aligned, so it has no frame "
-            "accuracy.\n")
+    scored = _scored_parts(res)
+    unaligned = [p for p in res.more_tests if p not in scored]
+    return ("; ".join(notes) + ". Each is decoded, every utterance of it, at the LM weight chosen on dev"
+            + (f"; frame accuracies are against its tri2 forced alignment ({', '.join(scored)})" if scored else "")
+            + (f"; no frame accuracy on {', '.join(unaligned)}: not aligned by tri2" if unaligned else "")
+            + ".\n")
 
 
 def table1(res: Results) -> str:
@@ -71,11 +87,18 @@ def table1(res: Results) -> str:
         "gets 7.8-11.0% WER on test-clean, depending on the LM.\n")
 
 
+def more_tests_title(res: Results) -> str:
+    """The heading of `more_tests_table`'s section."""
+    return "## Voices never heard in training\n" if never_heard_is_synthesized(res) else "## Other test and dev parts\n"
+
+
 def more_tests_table(res: Results) -> str:
-    """Test WER beside each other test part's (the never-heard voices), and their ratio, for Table 1's systems."""
+    """Test WER beside each other part's (the never-heard voices, other dev parts), their ratio, and the frame
+    accuracy on each part that aligned, for Table 1's systems."""
     more = res.more_tests
     if not more:
         return ""
+    scored = _scored_parts(res)
     systems = (("gmm", "GMM tri2"), ("baseline", "baseline"), ("ensemble", f"ensemble of {res.num_members}"),
                ("student", "distilled single model"))
     rows = []
@@ -83,8 +106,10 @@ def more_tests_table(res: Results) -> str:
         test = res.wer(system, "test")
         others = [res.wer(system, part) for part in more]
         rows.append((name, test, *others, *(format_cell(o / test, 2) if o is not None and test else None
-                                            for o in others)))
-    header = ["system", "test WER %", *(f"{name} WER %" for name in more), *(f"{name} / test" for name in more)]
+                                            for o in others),
+                     *(None if system == "gmm" else res.acc(system, part) for part in scored)))
+    header = ["system", "test WER %", *(f"{name} WER %" for name in more), *(f"{name} / test" for name in more),
+              *(f"{name} frame acc %" for name in scored)]
     return markdown_table(header, rows) + "\n" + more_tests_note(res)
 
 
@@ -179,8 +204,8 @@ def other_figures(res: Results) -> list[str]:
             if total:
                 lines.append(f"- tri2 alignment of {part}: {100 * total['within']:.1f}% of {total['boundaries']} phone "
                              f"starts within 20 ms of the synthesizer's true times ({total['utterances']} utterances)")
-    for name in ("train", "dev", "test", "transfer"):
-        if name != "transfer" or res.banks.get(name) is not None:
+    for name in ("train", "dev", "test", *res.more_tests, "transfer"):
+        if name in ("train", "dev", "test") or res.banks.get(name) is not None:
             lines.append(f"- {name} frame bank: {_bank_size(res, name)}")
     if res.input_norm is not None:
         lines.append(f"- network inputs: {res.input_norm} CMVN (bank/cmvn.json; the same file normalises decoding)")
@@ -240,7 +265,7 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
         f"({gain_what}): **{_percent(gain)}** (dev: {_percent(dev_gain)}; paper: more than {PAPER_GAIN_RECOVERED:.0f}%)."
         + ("" if gain is not None or None in t1.values() else
            " Undefined here: the ensemble is not better than the baseline.") + "\n",
-        *(["## Voices never heard in training\n", more_tests_table(view)] if view.more_tests else []),
+        *([more_tests_title(view), more_tests_table(view)] if view.more_tests else []),
         teaching_note(res),
         "## Table 5: training on a subset of the data (paper Table 5)\n",
         table5(view),  # type: ignore[arg-type]

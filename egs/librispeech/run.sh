@@ -5,11 +5,17 @@
 #          --arpa /data/3-gram.pruned.1e-7.arpa.gz [--lm-text /data/librispeech-lm-norm.txt.gz] \
 #          [--train-parts train-clean-100,train-clean-360,train-other-500] [--preset paper|mini|tiny] [recipe options]
 # Without --preset: paper when an accelerator (CUDA) is present, else mini; the log says which and why.
+# Without --dev-parts: dev-clean,dev-other (dev-clean chooses the LM weight, dev-other is decoded at it, as
+# --test-parts' default test-clean,test-other are); give --dev-parts dev-clean for a download without dev-other.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 case " $* " in
   *" --corpus-dir "*) ;;
   *) echo "$0: --corpus-dir DIR is required (a LibriSpeech-layout corpus)" >&2; exit 2 ;;
+esac
+case " $* " in
+  *" --dev-parts "*) ;;
+  *) set -- --dev-parts dev-clean,dev-other "$@" ;;
 esac
 case " $* " in
   *" --preset "*) exec "$here/../../recipes/run.sh" "$@" ;;

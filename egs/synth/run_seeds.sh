@@ -6,6 +6,7 @@
 #                    banks are shared (linked), only the networks are trained again
 #   --seeds "S ..."  network seeds to add (recipes/run.sh --net-seed; the source experiment is seed 1)
 #   --preset NAME    the source experiment's preset (same networks and decoding)
+#   (other options go to recipes/run.sh; without --dev-parts / --test-parts, the source's, from its commands.tsv)
 # Each seed runs recipes/run.sh stages 5-11 into $src_exp/seed<S>; then the source experiment's
 # RESULTS.md is rewritten with means over all seeds and a "Spread over network seeds" section.
 set -euo pipefail
@@ -40,6 +41,17 @@ src_abs=$(cd "$src_exp" && pwd)  # symlink targets; the report keeps the paths a
 exp_dir=$src_exp  # for the log helper
 results_dir=$src_exp/results
 . "$recipe_dir/stage_helpers.sh"
+# Every seed decodes and frame-scores the parts the source experiment did.
+case " ${extra[*]} " in
+  *" --dev-parts "* | *" --test-parts "*) ;;
+  *)
+    parts=$(recipe_parts "$src_exp")
+    if [ -n "$parts" ]; then
+      { read -r dev_parts; read -r test_parts; } <<< "$parts"
+      log "the source's parts (its decode_gmm step): --dev-parts $dev_parts --test-parts $test_parts"
+      extra+=(--dev-parts "$dev_parts" --test-parts "$test_parts")
+    fi ;;
+esac
 
 seed_dirs=()
 for s in $seeds; do
