@@ -24,7 +24,7 @@
 #   --stage N            first stage to run;  --stop-stage N  last stage to run
 #   --num-workers N      parallel processes
 #   --seed N             corpus synthesis seed
-#   --net-seed N         network seed: baseline, student and 3% models N, member m 100*N+m
+#   --net-seed N         network seed: baseline (= member 1), student and 3% models N, member m>1 100*N+m
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
 # Stages:
 #   0  synthesize the embedded corpus (skipped when --corpus-dir is given)
@@ -38,7 +38,7 @@
 #      part), bank/test (the first test part) and bank/<part> for every other aligned part; with transfer_part,
 #      bank/transfer: the train frames plus that part's frames, unlabelled
 #   5  baseline frame classifier on 100% of train
-#   6  the ensemble: num_members models that differ in their seed only
+#   6  the ensemble: num_members models that differ in their seed only, the baseline (stage 5) the first
 #   7  the ensemble's soft targets at temperature T for the transfer set (or train), stored top-k
 #   8  the distilled student (T, hard_weight), as many updates as the baseline
 #   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
@@ -79,6 +79,7 @@ teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=auto
 subset_fraction=0.03; subset_seed=0; subset_num_epochs=30; early_stopping_patience=3
 subset_batch_size=""   # empty: batch_size; a subset too small for many steps per epoch wants smaller batches
 subset_augment=none    # window augmentation of the soft-target 3% students (train --augment); their teacher labels the perturbed input
+subset_dev_every=1     # the soft-target 3% students (blind to dev) evaluate dev after every N-th epoch and the last
 # LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
 lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18,20,22; decode_beam=13; decode_max_active=7000
 # When dev's best weight is at an edge of the list, up to this many more weights past it (decode --extend-lm-weights).
@@ -263,8 +264,12 @@ if run_stage 5; then
 fi
 
 if run_stage 6; then
-  log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed"
-  for m in $(seq 1 "$num_members"); do
+  log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed; member 1 is the baseline"
+  # The baseline is trained exactly as a member is: it is the ensemble's first member (one training fewer).
+  if [ ! -e "$nnet_dir/member1" ]; then
+    ln -s baseline "$nnet_dir/member1"
+  fi
+  for m in $(seq 2 "$num_members"); do
     # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
     step "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
       --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
@@ -302,11 +307,11 @@ if run_stage 9; then
     "${subset_opts[@]}" --early-stopping-patience "$early_stopping_patience"
   step train_student_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset" "${train_opts[@]}" \
     "${subset_opts[@]}" --teacher-checkpoints "$nnet_dir/baseline/final.pt" --temperature "$temperature" \
-    --hard-weight "$hard_weight" --augment "$subset_augment"
+    --hard-weight "$hard_weight" --augment "$subset_augment" --dev-every "$subset_dev_every"
   # shellcheck disable=SC2086
   step train_student_subset_ensemble python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset_ensemble" \
     "${train_opts[@]}" "${subset_opts[@]}" --teacher-checkpoints $members --teacher-mean "$teacher_mean" \
-    --temperature "$temperature" --hard-weight "$hard_weight" --augment "$subset_augment"
+    --temperature "$temperature" --hard-weight "$hard_weight" --augment "$subset_augment" --dev-every "$subset_dev_every"
   touch "$exp_dir/.stage9.done"
 fi
 

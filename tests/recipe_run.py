@@ -36,12 +36,12 @@ def run_recipe(exp: Path, corpus: Path, *extra: str, timeout: float = 900) -> su
     return proc
 
 
-# `python` on the killed run's PATH: member1's trainer SIGKILLs the recipe's whole process group in place of
-# writing epoch-2.pt, so the kill always lands after member1's epoch-1 checkpoint and before its final.pt.
+# `python` on the killed run's PATH: member2's trainer SIGKILLs the recipe's whole process group in place of
+# writing epoch-2.pt, so the kill always lands after member2's epoch-1 checkpoint and before its final.pt.
 KILLING_PYTHON = """#!{python}
 import os, signal, sys
 args = sys.argv[1:]
-if args[:2] == ["-m", "asr_kd.bin.train"] and any(a.endswith("/nnet/member1") for a in args):
+if args[:2] == ["-m", "asr_kd.bin.train"] and any(a.endswith("/nnet/member2") for a in args):
     from pathlib import Path
     import asr_kd.train.train as t
     from asr_kd.bin.train import main
@@ -57,7 +57,7 @@ os.execv({python!r}, [{python!r}, *args])
 
 
 def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
-    """Run the recipe until member1's trainer kills it (its process group) after epoch 1; report what was there."""
+    """Run the recipe until member2's trainer kills it (its process group) after epoch 1; report what was there."""
     shim = exp.parent / "killing_python"
     shim.mkdir(exist_ok=True)
     (shim / "python").write_text(KILLING_PYTHON.format(python=sys.executable))
@@ -67,13 +67,13 @@ def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
     proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--corpus-dir", str(corpus), "--exp-dir",
                            str(exp)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True, timeout=1800)
-    member1 = exp / "nnet" / "member1"
+    member2 = exp / "nnet" / "member2"
     assert proc.returncode == -signal.SIGKILL, (f"the recipe exited with status {proc.returncode} instead of being "
-                                                f"killed in member1's epoch 2; its log: {exp / 'log'}")
-    assert (member1 / "epoch-1.pt").is_file() and (member1 / "checkpoint.pt").is_file()
+                                                f"killed in member2's epoch 2; its log: {exp / 'log'}")
+    assert (member2 / "epoch-1.pt").is_file() and (member2 / "checkpoint.pt").is_file()
     status = experiment_status(exp)  # what `asr-kd status` tells of the killed experiment
     return {"mtimes": {p: (exp / p).stat().st_mtime_ns for p in KEPT_OUTPUTS},
-            "member1_final_existed": (member1 / "final.pt").exists(),
+            "member2_final_existed": (member2 / "final.pt").exists(),
             "stage6_done_existed": (exp / ".stage6.done").exists(),
             "status_next_stage": status.next_stage, "status_command": status.continue_command()}
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from asr_kd.distill.losses import (
     distillation_loss,
     hard_cross_entropy,
+    hard_cross_entropy_and_correct,
     logit_matching_loss,
     soft_cross_entropy,
     soft_kl_divergence,
@@ -82,6 +83,41 @@ def test_distillation_loss_is_soft_plus_weighted_hard(w):
     assert abs(float(stats["hard_ce"]) - float(hard)) < 1e-6
     entropy = -(p * torch.log(p)).sum(-1).mean()
     assert abs(float(stats["soft_kl"]) - float(soft - t * t * entropy)) < 1e-6
+
+
+def test_hard_ce_gradient_is_softmax_minus_one_hot_and_unlabelled_frames_get_none():
+    z, _, y = _batch()
+    y = y.clone()
+    y[1] = -1
+    z.requires_grad_(True)
+    hard_cross_entropy(z, y).backward()
+    expected = (_softmax_by_hand(z.detach()) - F.one_hot(y.clamp_min(0), z.shape[1]).double()) / len(y)
+    expected[1] = 0
+    assert torch.allclose(z.grad, expected, atol=1e-12)
+
+
+def test_hard_ce_counter_counts_first_maxima_and_bf16_gets_bf16_gradients():
+    z = torch.tensor([[1.0, 3.0, 3.0, 0.0],  # a tie: the first maximum (1) is the arg-max
+                      [1.0, 3.0, 3.0, 0.0],
+                      [5.0, 0.0, 0.0, 0.0],
+                      [5.0, 0.0, 0.0, 0.0]])
+    y = torch.tensor([1, 2, 0, -1])  # hit, tie lost, hit, unlabelled
+    loss, correct = hard_cross_entropy_and_correct(z.to(torch.bfloat16), y)
+    assert correct.dtype == torch.int64 and int(correct) == 2
+    assert loss.dtype == torch.float32
+    assert torch.allclose(loss, F.cross_entropy(z, y, ignore_index=-1, reduction="sum") / 4, atol=1e-6)
+    zb = torch.randn(64, 300).to(torch.bfloat16).requires_grad_(True)
+    yb = torch.randint(0, 300, (64,))
+    loss, correct = hard_cross_entropy_and_correct(zb, yb)
+    loss.backward()
+    assert zb.grad.dtype == torch.bfloat16
+    assert int(correct) == int((zb.detach().float().argmax(-1) == yb).sum())
+    zf = zb.detach().float().requires_grad_(True)
+    F.cross_entropy(zf, yb).backward()
+    assert torch.allclose(zb.grad.float(), zf.grad, atol=1e-4)
+    kept = zf.detach().clone()
+    hard_cross_entropy_and_correct(zf, yb)[0].backward()
+    assert torch.equal(zf.detach(), kept)  # fp32 logits: the loss works on a copy, not on them
 
 
 def test_unlabelled_frames_add_only_their_soft_term():

@@ -125,9 +125,10 @@ def test_killed_recipe_resumed_without_redoing_finished_stages(tiny_recipe_exp, 
         assert (tiny_recipe_exp / path).stat().st_mtime_ns == mtime, f"{path} was redone after the kill"
     for n in range(1, 6):
         assert f"Stage {n}: done before" in info["rerun_stdout"]
-    # member1 was cut off after its first epoch, every time: the rerun continued it from its checkpoint.
-    assert not info["member1_final_existed"]
-    assert "resuming from" in (tiny_recipe_exp / "nnet" / "member1" / "train.log").read_text()
+    # member2 (member1 is the baseline) was cut off after its first epoch, every time: the rerun continued it
+    # from its checkpoint.
+    assert not info["member2_final_existed"]
+    assert "resuming from" in (tiny_recipe_exp / "nnet" / "member2" / "train.log").read_text()
 
 
 def test_rerun_skips_every_stage_and_changes_no_output(tiny_recipe_exp, tiny_corpus):
@@ -233,3 +234,13 @@ def test_status_lists_every_decoded_part(tiny_recipe_exp, capsys):
     for system in ("baseline", "ensemble", "student"):
         line = next(line for line in scores.splitlines() if line.strip().startswith(f"{system} "))
         assert line.count("%") == 6 and "–" not in line
+
+
+def test_the_baseline_is_the_ensembles_first_member(tiny_recipe_exp):
+    nnet = tiny_recipe_exp / "nnet"
+    assert (nnet / "member1").is_symlink() and (nnet / "member1").resolve() == (nnet / "baseline").resolve()
+    seeds = {m: json.loads((nnet / m / "params.json").read_text())["seed"] for m in ("baseline", "member2")}
+    assert seeds["baseline"] != seeds["member2"]  # the other members differ from it in their seed
+    teacher = json.loads((tiny_recipe_exp / "soft_T2" / "manifest.json").read_text())["teacher"]
+    assert teacher["num_members"] == 2  # the stored soft targets are of the baseline and member2
+    assert "first member is the baseline itself" in (tiny_recipe_exp / "RESULTS.md").read_text()

@@ -265,7 +265,8 @@ def stopped_run(data):
 
 @pytest.mark.parametrize("case", ["other data", "other model", "init-from shape", "store and teacher",
                                   "temperature 0", "batch too large", "corrupt store", "store classes",
-                                  "teacher classes", "dev bank classes"])
+                                  "teacher classes", "dev bank classes", "dev every under early stopping",
+                                  "dev every under newbob"])
 def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, single_run, stopped_run, tmp_path,
                                                                      capsys, case):
     from asr_kd.distill.ensemble import EnsembleTeacher
@@ -314,6 +315,10 @@ def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, singl
         "teacher classes": (["--teacher-checkpoints", str(tmp_path / "wide.pt")],
                             [f"{tmp_path / 'wide.pt'}: a teacher of {NUM_CLASSES + 2} classes",
                              f"{data['bank'] / 'train'} has {NUM_CLASSES}"]),
+        "dev every under early stopping": (["--dev-every", "2", "--lr-schedule", "cosine",
+                                            "--early-stopping-patience", "1"],
+                                           ["--dev-every 2: must be >= 1, and 1 under early stopping or the newbob"]),
+        "dev every under newbob": (["--dev-every", "2"], ["--dev-every 2:", "newbob schedule (both read dev"]),
         "dev bank classes": (["--frame-bank", str(tmp_path / "bank")],  # the last --frame-bank counts
                              [f"{tmp_path / 'bank' / 'dev'}: feat_dim/num_classes 40/{NUM_CLASSES + 1} differ",
                               f"training bank's 40/{NUM_CLASSES}"]),
@@ -503,6 +508,19 @@ def test_early_stopping_keeps_the_best_model_as_final(data, tmp_path):
     assert final["epoch"] == 1 and not (exp / "epoch-3.pt").exists()
     best = read_checkpoint(exp / "best.pt")
     assert all(torch.equal(final["state_dict"][k], best["state_dict"][k]) for k in best["state_dict"])
+
+
+def test_dev_scored_every_other_epoch_changes_nothing_but_the_epoch_rows(data, tmp_path):
+    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "3", "--lr-schedule", "cosine"]
+    assert train_main(["--exp-dir", str(tmp_path / "every"), *common]) == 0
+    assert train_main(["--exp-dir", str(tmp_path / "second"), *common, "--dev-every", "2"]) == 0
+    every, second = (FrameClassifier.load(tmp_path / n / "final.pt").state_dict() for n in ("every", "second"))
+    assert all(torch.equal(every[k], second[k]) for k in every)  # scoring dev draws nothing, changes nothing
+    rows = {n: [r for r in read_metrics(tmp_path / n) if r["dev_acc"]] for n in ("every", "second")}
+    assert [int(r["epoch"]) for r in rows["every"]] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in rows["second"]] == [2, 3]  # every 2nd epoch, and the last
+    assert [r["dev_acc"] for r in rows["second"]] == [r["dev_acc"] for r in rows["every"][1:]]
+    assert "epoch 1: " in (log := (tmp_path / "second" / "train.log").read_text()) and "dev not evaluated" in log
 
 
 def test_soft_term_switched_off_trains_exactly_like_hard_labels_alone(data, single_run, tmp_path):

@@ -84,6 +84,9 @@ def get_parser(given_only: bool = False) -> argparse.ArgumentParser:
                    help="after each update, cap the L2 norm of every unit's incoming weights at this (0: off)")
     g.add_argument("--early-stopping-patience", type=int,
                    help="stop after this many epochs without a better dev accuracy; final.pt is then the best model")
+    g.add_argument("--dev-every", type=int,
+                   help="evaluate dev after every N-th epoch and after the last (default 1; must be 1 under early "
+                        "stopping or newbob): a schedule blind to dev need not pay for it every epoch")
     g.add_argument("--seed", type=int, help="model initialisation and dropout (and shuffling, unless "
                    "--shuffle-seed)")
     g.add_argument("--shuffle-seed", type=int,

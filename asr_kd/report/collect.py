@@ -135,6 +135,8 @@ class Results:
     # The parts decoded at dev's LM weight beside dev and test, by their corpus names: the other test parts
     # (NEVER_HEARD), then the other dev parts; frame-scored where they aligned.
     more_tests: list[str] = field(default_factory=list)
+    # True when the ensemble's first member is the baseline itself (recipes/run.sh links nnet/member1 to it).
+    baseline_in_ensemble: bool = False
 
     def acc(self, system: str, part: str) -> float | None:
         """Frame accuracy (%) of a system on train, dev, test or one of `more_tests`, None when not measured."""
@@ -177,6 +179,7 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     res.teaching = student_teaching(exp / "nnet" / "student")
     nnet = exp / "nnet"
     members = [f"member{m}" for m in range(1, num_members + 1)]
+    res.baseline_in_ensemble = (nnet / "baseline").is_dir() and (nnet / "member1").resolve() == (nnet / "baseline").resolve()
     res.curves = {name: read_metrics(nnet / name / "metrics.csv") for name in (*NNET_SYSTEMS, *members)}
     res.params = {s: count_params(nnet / s / "final.pt") for s in NNET_SYSTEMS}
     member_params = [count_params(nnet / m / "final.pt") for m in members]

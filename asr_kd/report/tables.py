@@ -265,6 +265,8 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
         f"({gain_what}): **{_percent(gain)}** (dev: {_percent(dev_gain)}; paper: more than {PAPER_GAIN_RECOVERED:.0f}%)."
         + ("" if gain is not None or None in t1.values() else
            " Undefined here: the ensemble is not better than the baseline.") + "\n",
+        *(["The ensemble's first member is the baseline itself, trained once (its other members differ from it in "
+           "their seed only).\n"] if res.baseline_in_ensemble else []),
         *([more_tests_title(view), more_tests_table(view)] if view.more_tests else []),
         teaching_note(res),
         "## Table 5: training on a subset of the data (paper Table 5)\n",
@@ -274,7 +276,9 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
     if seed_runs:
         parts += ["## Spread over network seeds\n",
                   f"Seeds {', '.join(map(str, seeds))}: `--net-seed N` gives the baseline, the student and the 3% models "
-                  "seed N and member m seed 100 N + m. Mean ± sample standard deviation.\n",
+                  + ("seed N, the ensemble's member 1 is the baseline and member m > 1 has seed 100 N + m. "
+                     if res.baseline_in_ensemble else "seed N and member m seed 100 N + m. ")
+                  + "Mean ± sample standard deviation.\n",
                   spread_tables(runs, seeds, gain_recovered)]
     parts += [
         "## Model sizes and decoding speed\n",

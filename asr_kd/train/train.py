@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from asr_kd.data.frame_bank import UNLABELLED, FrameBank
 from asr_kd.distill.ensemble import EnsembleTeacher, MeanType
-from asr_kd.distill.losses import distillation_loss, hard_cross_entropy
+from asr_kd.distill.losses import distillation_loss, hard_cross_entropy_and_correct
 from asr_kd.distill.schedules import ConstantSchedule, DistillationSchedule, parse_schedule
 from asr_kd.distill.soft_targets import SoftTargetStore
 from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig, check_same_config
@@ -101,6 +101,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     max_norm: float = 0.0
     early_stopping_patience: int = 0
+    dev_every: int = 1  # evaluate dev after every N-th epoch and the last (1 under early stopping or newbob)
     seed: int = 1
     shuffle_seed: int | None = None
     init_from: Path | None = None
@@ -204,19 +205,20 @@ def compute_loss(params: AttributeDict, model: nn.Module, batch: dict[str, Tenso
     labels = batch["labels"]
     with torch.set_grad_enabled(is_training), autocast(params):
         logits = model(batch["inputs"])
-    logits = logits.float()
     teacher_probs = batch.get("teacher_probs")
     with torch.set_grad_enabled(is_training):
         if teacher_probs is None:
-            loss = hard_cross_entropy(logits, labels)
+            # The loss's own pass over the logits finds the arg-max: the accuracy counter comes free.
+            loss, correct = hard_cross_entropy_and_correct(logits, labels)
         else:
+            logits = logits.float()
             loss, _ = distillation_loss(logits, labels, teacher_probs, temperature=params.temperature,
                                         hard_weight=params.hard_weight, kl_stat=False)
+            # max().indices is the same first maximum as argmax, ~3x faster on the CPU's bf16 path.
+            correct = (logits.detach().max(-1).indices == labels).sum()
     info = {
         "loss_sum": loss.detach() * labels.numel(),
-        # UNLABELLED (-1) never equals an arg-max: correct counts labelled frames only. (max().indices
-        # is the same first maximum as argmax, ~3x faster on the CPU's bf16 path.)
-        "correct": (logits.detach().max(-1).indices == labels).sum(),
+        "correct": correct,  # UNLABELLED (-1) never equals an arg-max: labelled frames only
         "labelled": (labels != UNLABELLED).sum(),
         "nonfinite": (~torch.isfinite(loss.detach())).to(torch.int64),
     }
@@ -605,6 +607,10 @@ def _train(params: AttributeDict) -> None:
     if resumed and final_path.is_file() and resumed[2].get("state", {}).get("finished"):
         log.info("%s is complete (final.pt written); nothing to do", exp_dir)
         return
+    if params.dev_every < 1 or (params.dev_every > 1 and (params.early_stopping_patience > 0
+                                                          or params.lr_schedule == "newbob")):
+        raise InputError(f"--dev-every {params.dev_every}: must be >= 1, and 1 under early stopping or the newbob "
+                         "schedule (both read dev after every epoch)")
     params.use_bf16 = use_bf16(params.amp, params.device)
     params.shuffle_seed = params.seed if params.shuffle_seed is None else params.shuffle_seed
     augment = parse_augment(params.augment)
@@ -704,22 +710,27 @@ def _train(params: AttributeDict) -> None:
                 log.info("stopped after --max-steps %d; rerun to resume", params.max_steps)
             return
         elapsed = time.perf_counter() - tic
-        dev_acc, dev_ce = evaluate(params, ddp_model, dev_bank)
-        if not math.isfinite(dev_ce):
-            raise TrainingDiverged(f"dev CE is {dev_ce} after epoch {state.epoch}; the last good checkpoint "
-                                   f"{ckpt_path} is kept")
-        stop = schedule.epoch_end(dev_acc)
-        improved = dev_acc > state.best_dev_acc
-        if improved:
-            state.best_dev_acc, state.best_epoch = dev_acc, state.epoch
+        dev_acc = dev_ce = None
+        stop = improved = False
+        if state.epoch % params.dev_every == 0 or state.epoch == params.num_epochs:
+            dev_acc, dev_ce = evaluate(params, ddp_model, dev_bank)
+            if not math.isfinite(dev_ce):
+                raise TrainingDiverged(f"dev CE is {dev_ce} after epoch {state.epoch}; the last good checkpoint "
+                                       f"{ckpt_path} is kept")
+            stop = schedule.epoch_end(dev_acc)
+            improved = dev_acc > state.best_dev_acc
+            if improved:
+                state.best_dev_acc, state.best_epoch = dev_acc, state.epoch
         if params.rank == 0:
-            log.info("epoch %d: train loss %.4f acc %.4f | dev acc %.4f ce %.4f | lr %.4g | %.0f s",
-                     state.epoch, state.epoch_train["loss"], state.epoch_train["acc"], dev_acc, dev_ce,
-                     schedule.lr, elapsed)
-            metrics.append(epoch=state.epoch, step=state.global_step, lr=schedule.lr, loss=state.epoch_train["loss"],
-                           train_acc=state.epoch_train["acc"], dev_acc=dev_acc, dev_ce=dev_ce,
-                           frames_per_s=params.steps_per_epoch * params.batch_size * params.world_size / elapsed,
-                           **loss_terms(params, model, train_bank, train_frames, teacher))
+            dev = "not evaluated" if dev_acc is None else f"acc {dev_acc:.4f} ce {dev_ce:.4f}"
+            log.info("epoch %d: train loss %.4f acc %.4f | dev %s | lr %.4g | %.0f s", state.epoch,
+                     state.epoch_train["loss"], state.epoch_train["acc"], dev, schedule.lr, elapsed)
+            if dev_acc is not None:  # epoch rows are the rows with a dev accuracy (metrics.csv's convention)
+                metrics.append(epoch=state.epoch, step=state.global_step, lr=schedule.lr,
+                               loss=state.epoch_train["loss"], train_acc=state.epoch_train["acc"], dev_acc=dev_acc,
+                               dev_ce=dev_ce,
+                               frames_per_s=params.steps_per_epoch * params.batch_size * params.world_size / elapsed,
+                               **loss_terms(params, model, train_bank, train_frames, teacher))
             if improved:
                 model.save(exp_dir / "best.pt", epoch=state.epoch, dev_accuracy=dev_acc, dev_ce=dev_ce)
         patience = params.early_stopping_patience

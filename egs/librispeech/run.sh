@@ -20,7 +20,7 @@ esac
 case " $* " in
   *" --preset "*) exec "$here/../../recipes/run.sh" "$@" ;;
 esac
-# The paper's 10-member ensemble of 6 x 2048 networks is days of CPU time; mini runs on CPUs.
+# The paper's 10-member ensemble of 8 x 2560 networks is days of CPU time; mini runs on CPUs.
 if python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   preset=paper; why="a CUDA device is present"
 else
