@@ -138,7 +138,8 @@ def test_no_teacher_means_hard_cross_entropy_only():
     z, _, y = _batch()
     loss, stats = distillation_loss(z, y, None, temperature=2.0, hard_weight=0.5)
     assert torch.allclose(loss, F.cross_entropy(z, y), atol=1e-12)
-    assert set(stats) == {"loss", "hard_ce"}
+    assert set(stats) == {"loss", "hard_ce", "correct"}
+    assert int(stats["correct"]) == int((z.argmax(-1) == y).sum())
 
 
 def test_large_logits_do_not_overflow():

@@ -165,20 +165,21 @@ def distillation_loss(
     the loss is the plain hard CE (weight 1): what a baseline, or an early-stopped distillation
     after its soft phase, trains on.
 
-    Returns the loss and a dict of detached 0-dim fp32 tensors ("loss", "hard_ce" and, with a
-    teacher, "soft_ce" (with the T^2 factor) and, if `kl_stat`, "soft_kl"). They stay tensors so that a
+    Returns the loss and a dict of detached 0-dim tensors: fp32 "loss", "hard_ce" and, with a teacher,
+    "soft_ce" (with the T^2 factor) and, if `kl_stat`, "soft_kl"; int64 "correct", the labelled frames
+    whose label is the student's arg-max (from the hard CE's own pass). They stay tensors so that a
     training step never waits for the GPU; call `float()` on them when logging. The KL needs the
     teacher's entropy, a pass over the (B, C) targets as costly as the hard CE: training loops that do
     not log it pass kl_stat=False.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    hard = hard_cross_entropy(student_logits, hard_labels)
+    hard, correct = hard_cross_entropy_and_correct(student_logits, hard_labels)
     if teacher_probs is None:
-        return hard, {"loss": hard.detach(), "hard_ce": hard.detach()}
+        return hard, {"loss": hard.detach(), "hard_ce": hard.detach(), "correct": correct}
     soft = soft_cross_entropy(student_logits, teacher_probs, temperature)
     loss = soft + hard_weight * hard
-    stats = {"loss": loss.detach(), "hard_ce": hard.detach(), "soft_ce": soft.detach()}
+    stats = {"loss": loss.detach(), "hard_ce": hard.detach(), "soft_ce": soft.detach(), "correct": correct}
     if kl_stat:
         with torch.no_grad():
             # KL = CE - T^2 * H(teacher); reported because it reads 0 at a perfect match.
