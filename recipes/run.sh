@@ -40,7 +40,7 @@
 #   5  baseline frame classifier on 100% of train
 #   6  the ensemble: num_members models that differ in their seed only, the baseline (stage 5) the first
 #   7  the ensemble's soft targets at temperature T for the transfer set (or train), stored top-k
-#   8  the distilled student (T, hard_weight), as many updates as the baseline
+#   8  the distilled student (T, hard_weight), epochs of the baseline's size under its schedule
 #   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
 #      baseline without; and of the ensemble
 #  10  hybrid decoding of baseline / ensemble / student on every dev and test part, frame accuracies on every bank
@@ -80,6 +80,7 @@ subset_fraction=0.03; subset_seed=0; subset_num_epochs=30; early_stopping_patien
 subset_batch_size=""   # empty: batch_size; a subset too small for many steps per epoch wants smaller batches
 subset_augment=none    # window augmentation of the soft-target 3% students (train --augment); their teacher labels the perturbed input
 subset_dev_every=1     # the soft-target 3% students (blind to dev) evaluate dev after every N-th epoch and the last
+subset_lr_schedule=cosine  # the 3% models' schedule, blind to dev whatever lr_schedule the full-data networks use
 # LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
 lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18,20,22; decode_beam=13; decode_max_active=7000
 # When dev's best weight is at an edge of the list, up to this many more weights past it (decode --extend-lm-weights).
@@ -291,7 +292,7 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-  log "Stage 8: distil the ensemble into one '$model_shape' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, as many updates as the baseline"
+  log "Stage 8: distil the ensemble into one '$model_shape' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, epochs of the baseline's size under its schedule"
   step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
     --train-bank "$transfer_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")" \
     --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
@@ -302,7 +303,8 @@ if run_stage 9; then
   log "Stage 9: $subset_fraction of train (paper Table 5): hard labels with early stopping; soft targets of the full-data baseline (and of the ensemble) without"
   # One learning-rate schedule for all three, blind to dev; only the hard-label model stops early.
   subset_opts=(--train-bank "$bank_dir/train" --subset-fraction "$subset_fraction" --subset-seed "$subset_seed"
-    --num-epochs "$subset_num_epochs" --batch-size "${subset_batch_size:-$batch_size}" --seed "$net_seed")
+    --num-epochs "$subset_num_epochs" --batch-size "${subset_batch_size:-$batch_size}" --seed "$net_seed"
+    --lr-schedule "$subset_lr_schedule")
   step train_baseline_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline_subset" "${train_opts[@]}" \
     "${subset_opts[@]}" --early-stopping-patience "$early_stopping_patience"
   step train_student_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset" "${train_opts[@]}" \

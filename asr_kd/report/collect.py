@@ -89,7 +89,9 @@ def student_teaching(student_dir: Path) -> dict | None:
     out = {"train_bank": params.get("train_bank") or f"{params.get('frame_bank')}/train",
            "frames_per_epoch": params.get("epoch_frames"), "steps_per_epoch": params.get("steps_per_epoch"),
            "num_epochs": params.get("num_epochs"), "batch_size": params.get("batch_size"),
-           "temperature": params.get("temperature"), "hard_weight": params.get("hard_weight")}
+           "temperature": params.get("temperature"), "hard_weight": params.get("hard_weight"),
+           "lr_schedule": params.get("lr_schedule"), "newbob_start_gain": params.get("newbob_start_gain"),
+           "newbob_end_gain": params.get("newbob_end_gain")}
     if params.get("soft_targets_dir"):
         manifest = read_json_or_none(Path(params["soft_targets_dir"]) / "manifest.json") or {}
         out.update(kind="stored", store=params["soft_targets_dir"], k=manifest.get("k"),

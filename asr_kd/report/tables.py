@@ -156,11 +156,26 @@ def teaching_note(res: Results) -> str:
                 f" Transfer set: {frames} frames ({frames / 360000:.2f} h), of which {labelled} have alignments"
                 + (f" and {frames - labelled} are unlabelled audio that only the teacher labels" if frames > labelled else "")
                 + ".")
-    budget = ("" if t.get("steps_per_epoch") is None else
-              f" Budget: {t['num_epochs']} epochs of {t['steps_per_epoch']} updates of {t['batch_size']} frames, the "
-              "same number of updates as the baseline and each member.")
+    budget = "" if t.get("steps_per_epoch") is None else _budget_note(res, t)
     return f"How the distilled model was taught: {teacher}; T={t.get('temperature'):g}, hard-label weight " \
            f"{t.get('hard_weight'):g}.{transfer}{budget}\n"
+
+
+def _budget_note(res: Results, t: dict) -> str:
+    """The student's training budget against the baseline's and the members': fixed, or each until dev stopped gaining."""
+    epoch = f"epochs of {t['steps_per_epoch']} updates of {t['batch_size']} frames"
+    if t.get("lr_schedule") != "newbob":
+        return f" Budget: {t['num_epochs']} {epoch}, the same number of updates as the baseline and each member."
+    trained = {name: max((e for e, _ in res.curves.get(name, [])), default=None)
+               for name in ("baseline", *(f"member{m}" for m in range(1, res.num_members + 1)), "student")}
+    if res.baseline_in_ensemble:
+        trained.pop("member1")
+    counts = ", ".join(f"{name} {n if n is not None else '–'}" for name, n in trained.items())
+    start, end = (100 * (t.get(k) or 0.0) for k in ("newbob_start_gain", "newbob_end_gain"))
+    return (f" Budget: each network trained until its dev accuracy stopped gaining (newbob: the learning rate halved "
+            f"from the first epoch that gained less than {start:g} points of dev accuracy, training stopped at the "
+            f"first halving epoch that gained less than {end:g}; at most {t['num_epochs']} {epoch}); epochs "
+            f"trained: {counts}.")
 
 
 def sizes_and_speed(res: Results) -> str:
