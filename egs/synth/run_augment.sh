@@ -104,7 +104,7 @@ for name in $distil_sets; do
 done
 # The members' count: the source's ensemble's; their seeds as recipes/run.sh derives them from the baseline's.
 if [ -z "$num_members" ]; then
-  num_members=$(find "$src_exp/nnet" -path '*/member*/final.pt' | wc -l)
+  num_members=$(compgen -G "$src_exp/nnet/member*/final.pt" | wc -l)  # a glob follows member1 -> baseline
   [ "$num_members" -gt 0 ] || { echo "$0: no $src_exp/nnet/member*/final.pt: give --num-members N" >&2; exit 2; }
 fi
 net_seed=""; base_opts=()
