@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from asr_kd.data.frame_bank import UNLABELLED, FrameBank
 from asr_kd.distill.ensemble import EnsembleTeacher, MeanType
-from asr_kd.distill.losses import distillation_loss
+from asr_kd.distill.losses import distillation_loss, hard_cross_entropy_and_correct
 from asr_kd.distill.schedules import ConstantSchedule, DistillationSchedule, parse_schedule
 from asr_kd.distill.soft_targets import SoftTargetStore
 from asr_kd.models.frame_classifier import FrameClassifier, FrameClassifierConfig, check_same_config
@@ -206,16 +206,18 @@ def compute_loss(params: AttributeDict, model: nn.Module, batch: dict[str, Tenso
     with torch.set_grad_enabled(is_training), autocast(params):
         logits = model(batch["inputs"])
     teacher_probs = batch.get("teacher_probs")
-    # Hard CE alone casts the logits itself; under a teacher both terms share one fp32 copy, so their
-    # gradients add up in fp32 before the cast back.
-    scored = logits if teacher_probs is None else logits.float()
     with torch.set_grad_enabled(is_training):
-        loss, stats = distillation_loss(scored, labels, teacher_probs, temperature=params.temperature,
-                                        hard_weight=params.hard_weight, kl_stat=False)
+        # The hard CE's own pass over the logits finds the arg-max: the accuracy counter comes free.
+        if teacher_probs is None:
+            loss, correct = hard_cross_entropy_and_correct(logits, labels)
+        else:
+            # One fp32 copy for both terms: their gradients add up in fp32 before the cast back.
+            loss, stats = distillation_loss(logits.float(), labels, teacher_probs, temperature=params.temperature,
+                                            hard_weight=params.hard_weight, kl_stat=False)
+            correct = stats["correct"]
     info = {
         "loss_sum": loss.detach() * labels.numel(),
-        # From the hard CE's own pass over the logits; UNLABELLED (-1) never equals an arg-max.
-        "correct": stats["correct"],
+        "correct": correct,  # UNLABELLED (-1) never equals an arg-max: labelled frames only
         "labelled": (labels != UNLABELLED).sum(),
         "nonfinite": (~torch.isfinite(loss.detach())).to(torch.int64),
     }
