@@ -145,8 +145,10 @@ def synthetic_fps(params: AttributeDict, config: FrameClassifierConfig, steps: i
     return timed_fps(lambda: train_step(params, model, optimizer, batch), device, bs, steps, warmup)
 
 
-def real_fps(params: AttributeDict, config: FrameClassifierConfig, bank: FrameBank, steps: int, warmup: int) -> float:
-    """Frames/s of the trainer's epoch loop over random frames of a resident frame bank."""
+def real_fps(params: AttributeDict, config: FrameClassifierConfig, bank: FrameBank, steps: int, warmup: int,
+             after_warmup: Callable[[], object] | None = None) -> float:
+    """Frames/s of the trainer's epoch loop over random frames of a resident frame bank (`after_warmup` is
+    called between the warm-up epoch and the timed one)."""
     model = FrameClassifier(config).to(params.device)
     optimizer = _make_optimizer(params, model)
     schedule = LrSchedule(optimizer, params.lr)
@@ -164,6 +166,8 @@ def real_fps(params: AttributeDict, config: FrameClassifierConfig, bank: FrameBa
         return num_steps * bs / (time.perf_counter() - tic)
 
     epoch(warmup)
+    if after_warmup is not None:
+        after_warmup()
     return epoch(steps)
 
 

@@ -23,6 +23,8 @@
 #   --exp-dir DIR        where every output goes
 #   --stage N            first stage to run;  --stop-stage N  last stage to run
 #   --num-workers N      parallel processes
+#   --train-jobs N|auto  networks trained at once in stages 5-6 and 8-9, each on (cores / N) CPU threads; auto:
+#                        one per CPU core when the networks train on the CPU, 1 on a GPU
 #   --seed N             corpus synthesis seed
 #   --net-seed N         network seed: baseline (= member 1), student and 3% models N, member m>1 100*N+m
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
@@ -73,6 +75,8 @@ transfer_part=""      # a corpus part whose audio (no transcripts, no alignments
 model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512
 num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob
 device=auto; amp=auto
+# Two 1-thread trainers on 2 cores get through 1.3-1.4x the epochs of one 2-thread trainer (bench/RESULTS.md).
+train_jobs=auto
 num_members=10
 soft_targets=stored   # stored: top-k file beside the frame bank; online: members run during training
 teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=auto
@@ -257,26 +261,28 @@ if run_stage 4; then
   touch "$exp_dir/.stage4.done"
 fi
 
+# Stages 5 and 6 train their networks in one queue, train_jobs at a time (the baseline is member 1).
 if run_stage 5; then
   log "Stage 5: baseline '$model_shape' frame classifier on 100% of train (paper Table 1 row 'baseline')"
-  step train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
+  queue_stage 5
+  queue_job train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
     --num-epochs "$num_epochs" --seed "$net_seed"
-  touch "$exp_dir/.stage5.done"
 fi
-
 if run_stage 6; then
   log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed; member 1 is the baseline"
+  queue_stage 6
   # The baseline is trained exactly as a member is: it is the ensemble's first member (one training fewer).
   if [ ! -e "$nnet_dir/member1" ]; then
-    ln -s baseline "$nnet_dir/member1"
+    mkdir -p "$nnet_dir"
+    ln -sfn baseline "$nnet_dir/member1"
   fi
   for m in $(seq 2 "$num_members"); do
     # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
-    step "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
+    queue_job "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
       --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
   done
-  touch "$exp_dir/.stage6.done"
 fi
+run_jobs "$train_jobs"
 
 if run_stage 7; then
   if [ "$soft_targets" = stored ]; then
@@ -291,31 +297,33 @@ if run_stage 7; then
   touch "$exp_dir/.stage7.done"
 fi
 
+# Stages 8 and 9 likewise: the student (the longest) first, then the 3% models.
 if run_stage 8; then
   log "Stage 8: distil the ensemble into one '$model_shape' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, epochs of the baseline's size under its schedule"
-  step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
+  queue_stage 8
+  queue_job train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
     --train-bank "$transfer_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")" \
     --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
-  touch "$exp_dir/.stage8.done"
 fi
 
 if run_stage 9; then
   log "Stage 9: $subset_fraction of train (paper Table 5): hard labels with early stopping; soft targets of the full-data baseline (and of the ensemble) without"
+  queue_stage 9
   # One learning-rate schedule for all three, blind to dev; only the hard-label model stops early.
   subset_opts=(--train-bank "$bank_dir/train" --subset-fraction "$subset_fraction" --subset-seed "$subset_seed"
     --num-epochs "$subset_num_epochs" --batch-size "${subset_batch_size:-$batch_size}" --seed "$net_seed"
     --lr-schedule "$subset_lr_schedule")
-  step train_baseline_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline_subset" "${train_opts[@]}" \
+  queue_job train_baseline_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline_subset" "${train_opts[@]}" \
     "${subset_opts[@]}" --early-stopping-patience "$early_stopping_patience"
-  step train_student_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset" "${train_opts[@]}" \
+  queue_job train_student_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset" "${train_opts[@]}" \
     "${subset_opts[@]}" --teacher-checkpoints "$nnet_dir/baseline/final.pt" --temperature "$temperature" \
     --hard-weight "$hard_weight" --augment "$subset_augment" --dev-every "$subset_dev_every"
   # shellcheck disable=SC2086
-  step train_student_subset_ensemble python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset_ensemble" \
+  queue_job train_student_subset_ensemble python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset_ensemble" \
     "${train_opts[@]}" "${subset_opts[@]}" --teacher-checkpoints $members --teacher-mean "$teacher_mean" \
     --temperature "$temperature" --hard-weight "$hard_weight" --augment "$subset_augment" --dev-every "$subset_dev_every"
-  touch "$exp_dir/.stage9.done"
 fi
+run_jobs "$train_jobs"
 
 if run_stage 10; then
   log "Stage 10: frame accuracies on every frame bank and hybrid decoding (posterior / prior through tri2's HCLG) of $dev_parts and $test_parts"

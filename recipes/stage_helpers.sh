@@ -2,6 +2,11 @@
 #   log MESSAGE            timestamped line on stdout and in $exp_dir/log/run.log
 #   run_stage N            true when stage N is inside [stage, stop_stage] and not already done
 #   step NAME COMMAND...   run one Python step, recording its command line in $results_dir/commands.tsv
+#   queue_stage N          the steps queued next belong to stage N (N's .done marker waits for them)
+#   queue_job NAME COMMAND...  queue a step for run_jobs (its command line recorded as step records it)
+#   run_jobs N|auto        the queued steps, N at a time, each on (CPU cores / N) threads, marking each queued
+#                          stage done once its steps succeeded; then empty the queue. auto: one per core when
+#                          $device is the CPU, 1 on a GPU
 #   bank_frames DIR        number of frames of the frame bank DIR
 #   student_data EXP       train bank, soft-target store, frames per epoch of EXP's distilled student
 #   recipe_parts EXP       the --dev-parts and --test-parts EXP's recipe run decoded
@@ -24,6 +29,100 @@ step() {
   local name=$1; shift
   printf '%s\t%s\n' "$name" "$*" >> "$results_dir/commands.tsv"
   "$@"
+}
+
+queued_stages=()
+queued_names=()
+queued_commands=()
+queued_stage_of=()
+queue_stage() {
+  queued_stages+=("$1")
+}
+queue_job() {
+  local name=$1; shift
+  printf '%s\t%s\n' "$name" "$*" >> "$results_dir/commands.tsv"
+  queued_names+=("$name")
+  queued_commands+=("$(printf '%q ' "$@")")
+  queued_stage_of+=("${queued_stages[-1]}")
+}
+
+# With N = 1 the steps run one after the other in the foreground, as `step` runs them. With N > 1 each runs in
+# the background with OMP_NUM_THREADS = cores / N (at least 1) and its output in $exp_dir/log/NAME.log, a new
+# one starting whenever one ends (queue the longest first). A stage's .done marker is written as soon as its
+# steps and those of the stages queued before it have all succeeded. Every step runs to its end, as Kaldi's run.pl lets every job of an array finish;
+# then a step that failed fails the recipe, named with its log.
+run_jobs() {
+  local n=$1 i name failed=0 running=0 status_dir
+  local stages=("${queued_stages[@]}") names=("${queued_names[@]}") commands=("${queued_commands[@]}")
+  local stage_of=("${queued_stage_of[@]}")
+  queued_stages=(); queued_names=(); queued_commands=(); queued_stage_of=()
+  [ "${#stages[@]}" -gt 0 ] || return 0
+  if [ "$n" = auto ]; then
+    case ${device:-auto} in
+      cpu) n=$(nproc) ;;
+      cuda*) n=1 ;;
+      *) n=$(python -c 'import torch; print(int(torch.cuda.is_available()))'); [ "$n" = 1 ] || n=$(nproc) ;;
+    esac
+  fi
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --train-jobs must be a positive number or auto, not '$n'" >&2; return 2; }
+  [ "$n" -le "${#names[@]}" ] || n=${#names[@]}
+  status_dir=$(mktemp -d "$exp_dir/log/.jobs.XXXXXX")
+  # Marks the stages, in order, whose steps (and the earlier stages' steps) have all exited 0.
+  mark_done() {
+    local st j
+    for st in "${stages[@]}"; do
+      for j in "${!names[@]}"; do
+        [ "${stage_of[$j]}" != "$st" ] || [ "$(cat "$status_dir/${names[$j]}" 2>/dev/null)" = 0 ] || return 0
+      done
+      if [ ! -f "$exp_dir/.stage$st.done" ]; then
+        touch "$exp_dir/.stage$st.done"
+        log "Stage $st: finished"
+      fi
+    done
+  }
+  local threads=$(($(nproc) / (n > 0 ? n : 1)))
+  [ "$threads" -ge 1 ] || threads=1
+  for i in "${!names[@]}"; do
+    name=${names[$i]}
+    if [ "$n" -le 1 ]; then
+      eval "${commands[$i]}"  # a failure ends the recipe here, as `step`'s would
+      echo 0 > "$status_dir/$name"
+      mark_done
+      continue
+    fi
+    if [ "$running" -ge "$n" ]; then
+      wait -n
+      running=$((running - 1))
+      mark_done
+    fi
+    log "  $name: started, $threads thread(s), output in $exp_dir/log/$name.log"
+    (
+      set +e
+      SECONDS=0
+      export OMP_NUM_THREADS=$threads
+      eval "${commands[$i]}" > "$exp_dir/log/$name.log" 2>&1
+      status=$?
+      log "  $name: exit status $status after $((SECONDS / 60)) min $((SECONDS % 60)) s"
+      echo "$status" > "$status_dir/$name"
+    ) &
+    running=$((running + 1))
+  done
+  while [ "$running" -gt 0 ]; do
+    wait -n
+    running=$((running - 1))
+    mark_done
+  done
+  mark_done  # stages without steps
+  for name in "${names[@]}"; do
+    status=$(cat "$status_dir/$name" 2>/dev/null || echo "none (killed)")
+    if [ "$status" != 0 ]; then
+      echo "$0: step $name failed (exit status $status); its output: $exp_dir/log/$name.log" >&2
+      tail -n 20 "$exp_dir/log/$name.log" >&2 || true
+      failed=1
+    fi
+  done
+  rm -rf "$status_dir"
+  return "$failed"
 }
 
 bank_frames() {

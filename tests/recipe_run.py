@@ -64,8 +64,10 @@ def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
     (shim / "python").chmod(0o755)
     env = env_with_this_python()
     env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
+    # One network at a time, so that the baseline (stage 5) is complete when member2 kills the run; the rerun
+    # trains with the default --train-jobs (one per core here).
     proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--corpus-dir", str(corpus), "--exp-dir",
-                           str(exp)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           str(exp), "--train-jobs", "1"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True, timeout=1800)
     member2 = exp / "nnet" / "member2"
     assert proc.returncode == -signal.SIGKILL, (f"the recipe exited with status {proc.returncode} instead of being "

@@ -9,6 +9,7 @@ cuts of the same corpus, so they are copied in and stage 1 is marked done.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -244,3 +245,25 @@ def test_the_baseline_is_the_ensembles_first_member(tiny_recipe_exp):
     teacher = json.loads((tiny_recipe_exp / "soft_T2" / "manifest.json").read_text())["teacher"]
     assert teacher["num_members"] == 2  # the stored soft targets are of the baseline and member2
     assert "first member is the baseline itself" in (tiny_recipe_exp / "RESULTS.md").read_text()
+
+
+def test_the_rerun_trained_the_student_and_the_3pct_models_side_by_side(tiny_recipe_exp):
+    # --train-jobs auto: one network per core, each on cores / jobs threads (stages 8 and 9 queue 4 networks).
+    cores = len(os.sched_getaffinity(0))
+    jobs = min(cores, 4)
+    run_log = (tiny_recipe_exp / "log" / "run.log").read_text()
+    names = ("train_student", "train_baseline_subset", "train_student_subset", "train_student_subset_ensemble")
+    for name in names:
+        model = name.removeprefix("train_")
+        train_log = (tiny_recipe_exp / "nnet" / model / "train.log").read_text()
+        if jobs == 1:  # one core: one after the other, in the foreground
+            assert f"{name}: started" not in run_log
+            continue
+        threads = max(1, cores // jobs)
+        assert f"{name}: started, {threads} thread(s), output in {tiny_recipe_exp}/log/{name}.log" in run_log
+        assert f"{name}: exit status 0" in run_log
+        assert f"{threads} CPU thread(s)" in train_log  # the trainer ran on the threads it was given
+        assert (tiny_recipe_exp / "log" / f"{name}.log").stat().st_size > 0
+    # Stage 9's marker came after every network of stages 8 and 9 had finished.
+    last_stage9 = run_log.rindex("Stage 9: finished")
+    assert all(run_log.rindex(f"{name}: ") < last_stage9 for name in names if jobs > 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from asr_kd.bin.status import main as status_main
 from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
-from asr_kd.report.status import experiment_status
+from asr_kd.report.status import experiment_status, stage_runs
 from asr_kd.utils.io import atomic_write_json
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 
@@ -103,3 +104,24 @@ def test_a_new_experiment_starts_at_stage_0(tmp_path, capsys):
 def test_a_missing_experiment_dir_exits_2(tmp_path, capsys):
     assert status_main(["--exp-dir", str(tmp_path / "nope")]) == 2
     assert f"{tmp_path / 'nope'}: experiment directory not found" in capsys.readouterr().err
+
+
+
+def test_stages_trained_side_by_side_end_at_their_finished_lines():
+    # run.log of stages 5 and 6 queued together (recipes/stage_helpers.sh run_jobs, two at a time): each ends at
+    # its own "Stage N: finished" line, not at the next line of the log.
+    lines = [
+        ("10:06:01", "run.sh", "Stage 5: baseline '3x512' frame classifier on 100% of train"),
+        ("10:06:01", "run.sh", "Stage 6: the 4-member ensemble"),
+        ("10:06:02", "stage_helpers.sh", "  train_baseline: started, 1 thread(s), output in exp/log/a.log"),
+        ("10:06:02", "stage_helpers.sh", "  train_member2: started, 1 thread(s), output in exp/log/b.log"),
+        ("10:11:02", "stage_helpers.sh", "  train_baseline: exit status 0 after 5 min 0 s"),
+        ("10:11:02", "stage_helpers.sh", "Stage 5: finished"),
+        ("10:16:31", "stage_helpers.sh", "Stage 6: finished"),
+        ("10:16:32", "run.sh", "Stage 7: store the ensemble's soft targets"),
+    ]
+    runs = stage_runs([(datetime.strptime(f"2026-01-05 {t}", "%Y-%m-%d %H:%M:%S"), s, m) for t, s, m in lines])
+    assert sorted(runs) == [5, 6, 7]
+    assert (runs[5][2] - runs[5][0]).total_seconds() == 301
+    assert (runs[6][2] - runs[6][0]).total_seconds() == 630
+    assert runs[7][2] is None  # still running: no later line

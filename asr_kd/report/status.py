@@ -50,6 +50,7 @@ RECIPE_STAGES = (
 # `log` in recipes/stage_helpers.sh: "2026-12-01 17:59:42 (run.sh:80:main) Stage 0: ..."
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \(([^:()]+):\d+:[^)]*\) (.*)$")
 STAGE_START = re.compile(r"^Stage (\d+): (.*)$")
+STAGE_END = re.compile(r"^Stage (\d+): finished\b")
 SYSTEMS = ("baseline", "ensemble", "student", "baseline_subset", "student_subset", "student_subset_ensemble")
 GMM_OPTIONS = ("mono_iters", "mono_gauss", "mono_utts", "tri1_iters", "tri1_leaves", "tri1_gauss",
                "tri2_iters", "tri2_leaves", "tri2_gauss")
@@ -106,9 +107,17 @@ def read_run_log(path: Path) -> list[tuple[datetime, str, str]]:
 
 
 def stage_runs(log_lines: list[tuple[datetime, str, str]]) -> dict[int, tuple[datetime, str, datetime | None]]:
-    """Per stage, its last start in run.sh's log lines: (time, message, time of the next log line or None)."""
+    """Per stage, its last start in run.sh's log lines: (time, message, end), the end being the stage's own
+    `Stage N: finished` line (stages whose steps run as queued jobs, recipes/stage_helpers.sh `run_jobs`), else
+    the next log line, or None."""
     runs: dict[int, tuple[datetime, str, datetime | None]] = {}
     for i, (time, script, message) in enumerate(log_lines):
+        end = STAGE_END.match(message)
+        if end:
+            if int(end.group(1)) in runs:
+                started, started_message, _ = runs[int(end.group(1))]
+                runs[int(end.group(1))] = (started, started_message, time)
+            continue
         m = STAGE_START.match(message)
         if script == "run.sh" and m and not m.group(2).startswith("done before"):
             following = log_lines[i + 1][0] if i + 1 < len(log_lines) else None

@@ -635,9 +635,9 @@ def _train(params: AttributeDict) -> None:
         # What this run was asked to do, for reports: the options and the model config.
         atomic_write_json(exp_dir / "params.json", {**{k: _jsonable(v) for k, v in params.items()},
                                                     "model": dataclasses.asdict(config)})
-        log.info("train %s (%d of its frames), dev %s; model %s; %d steps/epoch on %s%s", train_bank,
-                 len(train_frames), dev_bank, config, params.steps_per_epoch, params.device,
-                 " bf16" if params.use_bf16 else "")
+        log.info("train %s (%d of its frames), dev %s; model %s; %d steps/epoch on %s%s, %d CPU thread(s)",
+                 train_bank, len(train_frames), dev_bank, config, params.steps_per_epoch, params.device,
+                 " bf16" if params.use_bf16 else "", torch.get_num_threads())
 
     torch.manual_seed(params.seed)  # the same initial weights on every rank
     model = FrameClassifier(config)
