@@ -47,10 +47,11 @@ queue_job() {
 }
 
 # With N = 1 the steps run one after the other in the foreground, as `step` runs them. With N > 1 each runs in
-# the background with OMP_NUM_THREADS = cores / N (at least 1) and its output in $exp_dir/log/NAME.log, a new
-# one starting whenever one ends (queue the longest first). A stage's .done marker is written as soon as its
-# steps and those of the stages queued before it have all succeeded. Every step runs to its end, as Kaldi's run.pl lets every job of an array finish;
-# then a step that failed fails the recipe, named with its log.
+# the background with OMP_NUM_THREADS = cores / N (at least 1), its output in $exp_dir/log/NAME.log (a
+# trainer's end-of-epoch lines on the terminal too, in place of its progress bar), a new one starting
+# whenever one ends (queue the longest first). A stage's .done marker is written as soon as its steps and
+# those of the stages queued before it have all succeeded. Every step runs to its end, as Kaldi's run.pl
+# lets every job of an array finish; then a step that failed fails the recipe, named with its log.
 run_jobs() {
   local n=$1 i name failed=0 running=0 status_dir
   local stages=("${queued_stages[@]}") names=("${queued_names[@]}") commands=("${queued_commands[@]}")
@@ -100,8 +101,10 @@ run_jobs() {
       set +e
       SECONDS=0
       export OMP_NUM_THREADS=$threads
-      eval "${commands[$i]}" > "$exp_dir/log/$name.log" 2>&1
-      status=$?
+      # The whole output to the log; on the terminal, the trainer's line at the end of each epoch.
+      eval "${commands[$i]}" 2>&1 | tee "$exp_dir/log/$name.log" \
+        | sed -u -n "s/.*\r//; s/^.*\] \(epoch [0-9]*: train loss\)/  $name: \1/p"
+      status=${PIPESTATUS[0]}
       log "  $name: exit status $status after $((SECONDS / 60)) min $((SECONDS % 60)) s"
       echo "$status" > "$status_dir/$name"
     ) &
