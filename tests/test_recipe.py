@@ -252,6 +252,7 @@ def test_the_rerun_trained_the_student_and_the_3pct_models_side_by_side(tiny_rec
     cores = len(os.sched_getaffinity(0))
     jobs = min(cores, 4)
     run_log = (tiny_recipe_exp / "log" / "run.log").read_text()
+    rerun_stdout = json.loads((tiny_recipe_exp / KILL_INFO).read_text())["rerun_stdout"]
     names = ("train_student", "train_baseline_subset", "train_student_subset", "train_student_subset_ensemble")
     for name in names:
         model = name.removeprefix("train_")
@@ -264,6 +265,7 @@ def test_the_rerun_trained_the_student_and_the_3pct_models_side_by_side(tiny_rec
         assert f"{name}: exit status 0" in run_log
         assert f"{threads} CPU thread(s)" in train_log  # the trainer ran on the threads it was given
         assert (tiny_recipe_exp / "log" / f"{name}.log").stat().st_size > 0
+        assert f"  {name}: epoch 1: train loss" in rerun_stdout  # its progress, one line per epoch
     # Stage 9's marker came after every network of stages 8 and 9 had finished.
     last_stage9 = run_log.rindex("Stage 9: finished")
     assert all(run_log.rindex(f"{name}: ") < last_stage9 for name in names if jobs > 1)
