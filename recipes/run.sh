@@ -24,7 +24,7 @@
 #   --stage N            first stage to run;  --stop-stage N  last stage to run
 #   --num-workers N      parallel processes
 #   --train-jobs N|auto  networks trained at once in stages 5-6 and 8-9, each on (cores / N) CPU threads; auto:
-#                        one per CPU core when the networks train on the CPU, 1 on a GPU
+#                        one per CPU core, at most num_members, when the networks train on the CPU; 1 on a GPU
 #   --seed N             corpus synthesis seed
 #   --net-seed N         network seed: baseline (= member 1), student and 3% models N, member m>1 100*N+m
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
@@ -282,7 +282,7 @@ if run_stage 6; then
       --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
   done
 fi
-run_jobs "$train_jobs"
+run_jobs "$train_jobs" "$num_members"
 
 if run_stage 7; then
   if [ "$soft_targets" = stored ]; then
@@ -323,7 +323,7 @@ if run_stage 9; then
     "${train_opts[@]}" "${subset_opts[@]}" --teacher-checkpoints $members --teacher-mean "$teacher_mean" \
     --temperature "$temperature" --hard-weight "$hard_weight" --augment "$subset_augment" --dev-every "$subset_dev_every"
 fi
-run_jobs "$train_jobs"
+run_jobs "$train_jobs" "$num_members"
 
 if run_stage 10; then
   log "Stage 10: frame accuracies on every frame bank and hybrid decoding (posterior / prior through tri2's HCLG) of $dev_parts and $test_parts"

@@ -4,9 +4,9 @@
 #   step NAME COMMAND...   run one Python step, recording its command line in $results_dir/commands.tsv
 #   queue_stage N          the steps queued next belong to stage N (N's .done marker waits for them)
 #   queue_job NAME COMMAND...  queue a step for run_jobs (its command line recorded as step records it)
-#   run_jobs N|auto        the queued steps, N at a time, each on (CPU cores / N) threads, marking each queued
-#                          stage done once its steps succeeded; then empty the queue. auto: one per core when
-#                          $device is the CPU, 1 on a GPU
+#   run_jobs N|auto [MAX]  the queued steps, N at a time, each on (CPU cores / N) threads, marking each queued
+#                          stage done once its steps succeeded; then empty the queue. auto: one per core (at
+#                          most MAX) when $device is the CPU, 1 on a GPU
 #   bank_frames DIR        number of frames of the frame bank DIR
 #   student_data EXP       train bank, soft-target store, frames per epoch of EXP's distilled student
 #   recipe_parts EXP       the --dev-parts and --test-parts EXP's recipe run decoded
@@ -47,13 +47,14 @@ queue_job() {
 }
 
 # With N = 1 the steps run one after the other in the foreground, as `step` runs them. With N > 1 each runs in
-# the background with OMP_NUM_THREADS = cores / N (at least 1), its output in $exp_dir/log/NAME.log (a
-# trainer's end-of-epoch lines on the terminal too, in place of its progress bar), a new one starting
-# whenever one ends (queue the longest first). A stage's .done marker is written as soon as its steps and
-# those of the stages queued before it have all succeeded. Every step runs to its end, as Kaldi's run.pl
-# lets every job of an array finish; then a step that failed fails the recipe, named with its log.
+# the background with OMP_NUM_THREADS = cores / N (at least 1; also when fewer than N are queued), its output
+# in $exp_dir/log/NAME.log (a trainer's end-of-epoch lines on the terminal too, in place of its progress
+# bar), a new one starting whenever one ends (queue the longest first). A stage's .done marker is written as
+# soon as its steps and those of the stages queued before it have all succeeded. Every step runs to its end,
+# as Kaldi's run.pl lets every job of an array finish; then a step that failed fails the recipe, named with
+# its log.
 run_jobs() {
-  local n=$1 i name failed=0 running=0 status_dir
+  local n=$1 most=${2:-0} i name failed=0 running=0 status_dir
   local stages=("${queued_stages[@]}") names=("${queued_names[@]}") commands=("${queued_commands[@]}")
   local stage_of=("${queued_stage_of[@]}")
   queued_stages=(); queued_names=(); queued_commands=(); queued_stage_of=()
@@ -64,9 +65,9 @@ run_jobs() {
       cuda*) n=1 ;;
       *) n=$(python -c 'import torch; print(int(torch.cuda.is_available()))'); [ "$n" = 1 ] || n=$(nproc) ;;
     esac
+    [ "$most" -lt 1 ] || [ "$n" -le "$most" ] || n=$most
   fi
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --train-jobs must be a positive number or auto, not '$n'" >&2; return 2; }
-  [ "$n" -le "${#names[@]}" ] || n=${#names[@]}
   status_dir=$(mktemp -d "$exp_dir/log/.jobs.XXXXXX")
   # Marks the stages, in order, whose steps (and the earlier stages' steps) have all exited 0.
   mark_done() {
@@ -81,7 +82,9 @@ run_jobs() {
       fi
     done
   }
-  local threads=$(($(nproc) / (n > 0 ? n : 1)))
+  # Threads from N, not from how many steps are queued: a network trains on the same threads whether it runs
+  # beside others, alone, or resumed after a kill, so that it comes out the same.
+  local threads=$(($(nproc) / n))
   [ "$threads" -ge 1 ] || threads=1
   for i in "${!names[@]}"; do
     name=${names[$i]}

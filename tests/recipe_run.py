@@ -37,9 +37,10 @@ def run_recipe(exp: Path, corpus: Path, *extra: str, timeout: float = 900) -> su
 
 
 # `python` on the killed run's PATH: member2's trainer SIGKILLs the recipe's whole process group in place of
-# writing epoch-2.pt, so the kill always lands after member2's epoch-1 checkpoint and before its final.pt.
+# writing epoch-2.pt, so the kill always lands after member2's epoch-1 checkpoint and before its final.pt;
+# when the baseline trains beside it (--train-jobs), only once stage 5 is marked done (at most 10 minutes).
 KILLING_PYTHON = """#!{python}
-import os, signal, sys
+import os, signal, sys, time
 args = sys.argv[1:]
 if args[:2] == ["-m", "asr_kd.bin.train"] and any(a.endswith("/nnet/member2") for a in args):
     from pathlib import Path
@@ -48,6 +49,10 @@ if args[:2] == ["-m", "asr_kd.bin.train"] and any(a.endswith("/nnet/member2") fo
     real = t.save_checkpoint
     def save_or_kill(path, *a, **k):
         if Path(path).name == "epoch-2.pt":
+            stage5 = Path(path).parents[2] / ".stage5.done"
+            deadline = time.time() + 600
+            while not stage5.exists() and time.time() < deadline:
+                time.sleep(0.1)
             os.killpg(os.getpgrp(), signal.SIGKILL)
         real(path, *a, **k)
     t.save_checkpoint = save_or_kill
@@ -64,10 +69,8 @@ def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
     (shim / "python").chmod(0o755)
     env = env_with_this_python()
     env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
-    # One network at a time, so that the baseline (stage 5) is complete when member2 kills the run; the rerun
-    # trains with the default --train-jobs (one per core here).
     proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--corpus-dir", str(corpus), "--exp-dir",
-                           str(exp), "--train-jobs", "1"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           str(exp)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True, timeout=1800)
     member2 = exp / "nnet" / "member2"
     assert proc.returncode == -signal.SIGKILL, (f"the recipe exited with status {proc.returncode} instead of being "

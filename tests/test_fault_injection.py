@@ -31,11 +31,12 @@ STAGE_LINE = re.compile(r"^(\S+ \S+) \(\S+\) Stage (\d+): (.*)$")
 
 
 def _stage_starts(log: Path) -> list[tuple[datetime, int, bool]]:
-    """(time, stage, skipped) of every 'Stage N:' line of a recipe's run.log."""
+    """(time, stage, skipped) of every 'Stage N:' line of a recipe's run.log that starts or skips a stage (not the
+    'Stage N: finished' lines of stages whose networks train side by side)."""
     out = []
     for line in log.read_text().splitlines() if log.is_file() else []:
         m = STAGE_LINE.match(line)
-        if m:
+        if m and not m.group(3).startswith("finished"):
             out.append((datetime.fromisoformat(m.group(1)), int(m.group(2)), m.group(3).startswith("done before")))
     return out
 
@@ -74,8 +75,11 @@ def _kill_inside_each_stage(exp: Path, corpus: Path, stages: list[int], seconds:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-                    if not (exp / f".stage{target}.done").exists():
-                        killed[target] = delay  # landed inside the stage; otherwise try it again on the rerun
+                    # Every stage started in this run and not done was cut off (stages 5-6 and 8-9 run together:
+                    # their networks train side by side); otherwise try it again on the rerun.
+                    for n, skipped in [(n, s) for _, n, s in _stage_starts(log)[seen:]]:
+                        if n in stages and not skipped and not (exp / f".stage{n}.done").exists():
+                            killed.setdefault(n, delay)
                 break
             time.sleep(0.05)
         if proc.returncode == 0:

@@ -248,9 +248,10 @@ def test_the_baseline_is_the_ensembles_first_member(tiny_recipe_exp):
 
 
 def test_the_rerun_trained_the_student_and_the_3pct_models_side_by_side(tiny_recipe_exp):
-    # --train-jobs auto: one network per core, each on cores / jobs threads (stages 8 and 9 queue 4 networks).
+    # --train-jobs auto: one network per core, at most num_members (2 in the tiny preset), each on cores / jobs
+    # threads; stages 8 and 9 queue 4 networks.
     cores = len(os.sched_getaffinity(0))
-    jobs = min(cores, 4)
+    jobs = min(cores, 2)
     run_log = (tiny_recipe_exp / "log" / "run.log").read_text()
     rerun_stdout = json.loads((tiny_recipe_exp / KILL_INFO).read_text())["rerun_stdout"]
     names = ("train_student", "train_baseline_subset", "train_student_subset", "train_student_subset_ensemble")

@@ -91,3 +91,17 @@ def test_a_later_stage_is_not_marked_before_an_earlier_one(tmp_path):
 def test_a_job_count_that_is_not_a_number_is_refused(tmp_path):
     proc = run_queue(tmp_path, "two", [(5, "a", "-", 0)])
     assert proc.returncode == 2 and "--train-jobs must be a positive number or auto, not 'two'" in proc.stderr
+
+
+def test_a_lone_step_gets_the_threads_of_its_share_not_all_cores(tmp_path):
+    # A network resumed alone must train on the threads it had beside the others, to come out the same.
+    proc = run_queue(tmp_path, "2", [(6, "member2", "-", 0)])
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "member2.threads").read_text() == str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert (tmp_path / "exp" / "log" / "member2.log").is_file()
+
+
+def test_auto_takes_one_job_per_core_up_to_the_given_most(tmp_path):
+    proc = run_queue(tmp_path, "auto 1", [(5, "a", "-", 0), (6, "b", "a", 0)])
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "exp" / "log" / "a.log").exists()  # at most 1: one after the other, in the foreground

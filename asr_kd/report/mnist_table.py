@@ -44,8 +44,9 @@ class MnistSettings:
     lr: str | None = None
 
 
-# The trainer's first log line ends "... N steps/epoch on DEVICE[ bf16]".
-_RUN_ON = re.compile(r"steps/epoch on (\S+)( bf16)?\s*$")
+# The trainer's first log line ends "... N steps/epoch on DEVICE[ bf16], K CPU thread(s)" (without the
+# threads before commit fcaa15b).
+_RUN_ON = re.compile(r"steps/epoch on ([^\s,]+)( bf16)?(, \d+ CPU thread\(s\))?\s*$")
 
 
 def trained_on(train_log: Path) -> str | None:
