@@ -75,7 +75,7 @@ def _kill_inside_each_stage(exp: Path, corpus: Path, stages: list[int], seconds:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-                    # Every stage started in this run and not done was cut off (stages 5-6 and 8-9 run together:
+                    # Every stage started in this run and not done was cut off (stages 5 and 6 run together:
                     # their networks train side by side); otherwise try it again on the rerun.
                     for n, skipped in [(n, s) for _, n, s in _stage_starts(log)[seen:]]:
                         if n in stages and not skipped and not (exp / f".stage{n}.done").exists():
