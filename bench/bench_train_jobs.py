@@ -1,7 +1,7 @@
 """Networks trained side by side on the CPU: J trainer processes of T threads each, against one of J x T.
 
-recipes/run.sh trains the ensemble's members (and the student beside the 3% models) `--train-jobs` at a
-time, each on cores / jobs threads. This measures what that buys: every layout JOBSxTHREADS runs JOBS
+recipes/run.sh trains the ensemble's members (and the three 3% models) `--train-jobs` at a time, each on
+cores / jobs threads. This measures what that buys: every layout JOBSxTHREADS runs JOBS
 processes of the trainer's own epoch loop (bench_train.py's `real`: train_one_epoch over a FrameBank of
 random frames, bf16 autocast where the CPU has it) that start their timed epoch together, and counts
 the frames all of them trained per second of wall time, from the first start to the last end. Layouts

@@ -26,9 +26,15 @@ run_stage() {
 }
 
 step() {
+  record_step "$@"
+  shift
+  "$@"
+}
+
+# record_step NAME COMMAND...: the line of $results_dir/commands.tsv that `step` and `queue_job` write.
+record_step() {
   local name=$1; shift
   printf '%s\t%s\n' "$name" "$*" >> "$results_dir/commands.tsv"
-  "$@"
 }
 
 queued_stages=()
@@ -39,8 +45,8 @@ queue_stage() {
   queued_stages+=("$1")
 }
 queue_job() {
+  record_step "$@"
   local name=$1; shift
-  printf '%s\t%s\n' "$name" "$*" >> "$results_dir/commands.tsv"
   queued_names+=("$name")
   queued_commands+=("$(printf '%q ' "$@")")
   queued_stage_of+=("${queued_stages[-1]}")

@@ -62,22 +62,21 @@ def _kill_inside_each_stage(exp: Path, corpus: Path, stages: list[int], seconds:
         seen = len(_stage_starts(log))
         proc = subprocess.Popen(cmd, cwd=REPO, env=env_with_this_python(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        target = None
         while proc.poll() is None:
             started = [(n, skipped) for _, n, skipped in _stage_starts(log)[seen:]]
             running = next((n for n, skipped in reversed(started) if not skipped), None)
-            if running in stages and running not in killed and target is None:
+            if running in stages and running not in killed:
                 # A random point of the stage, from how long it took in the uninterrupted run.
                 # (In its first half: the run.log times are whole seconds, and a kill after the stage
                 # finished could not be tried again.)
-                target, delay = running, rng.uniform(0.05, 0.5) * seconds.get(running, 5.0)
+                delay = rng.uniform(0.05, 0.5) * seconds.get(running, 5.0)
                 time.sleep(delay)
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                     # Every stage started in this run and not done was cut off (stages 5 and 6 run together:
                     # their networks train side by side); otherwise try it again on the rerun.
-                    for n, skipped in [(n, s) for _, n, s in _stage_starts(log)[seen:]]:
+                    for _, n, skipped in _stage_starts(log)[seen:]:
                         if n in stages and not skipped and not (exp / f".stage{n}.done").exists():
                             killed.setdefault(n, delay)
                 break
