@@ -74,6 +74,9 @@ input_norm=speaker    # network inputs: global | speaker | utterance mean normal
 transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
 model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512
 num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob
+# newbob (Kaldi nnet1): halve the LR once an epoch gains less dev frame accuracy than newbob_start_gain (a
+# fraction: 0.005 is half a point), stop once a halving epoch gains less than newbob_end_gain.
+newbob_start_gain=0.005; newbob_end_gain=0.0005
 device=auto; amp=auto
 # Two 1-thread trainers on 2 cores get through 1.3-1.4x the epochs of one 2-thread trainer (bench/RESULTS.md).
 train_jobs=auto
@@ -178,7 +181,8 @@ transfer_bank=$bank_dir/train
 
 # Options shared by every frame-classifier training run.
 train_opts=(--frame-bank "$bank_dir" --model-shape "$model_shape" --batch-size "$batch_size" --lr "$lr" --min-lr "$min_lr"
-  --optimizer "$optimizer" --lr-schedule "$lr_schedule" --device "$device" --amp "$amp")
+  --optimizer "$optimizer" --lr-schedule "$lr_schedule" --newbob-start-gain "$newbob_start_gain"
+  --newbob-end-gain "$newbob_end_gain" --device "$device" --amp "$amp")
 # The teacher of the full-data student: stored soft targets, or the members themselves run online.
 if [ "$soft_targets" = stored ]; then
   teacher_opts=(--soft-targets-dir "$soft_dir")
