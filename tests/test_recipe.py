@@ -271,3 +271,19 @@ def test_the_rerun_trained_the_3pct_models_side_by_side_and_the_student_alone(ti
     # Stage 9's marker came after every one of its networks had finished.
     last_stage9 = run_log.rindex("Stage 9: finished")
     assert all(run_log.rindex(f"{name}: ") < last_stage9 for name in names if jobs > 1)
+
+
+def test_newbob_thresholds_given_to_the_recipe_reach_every_full_data_network(tiny_recipe_exp, tiny_corpus, tmp_path):
+    # Stages 5-6 again, on the finished experiment's frame banks, with thresholds that are neither the trainer's
+    # defaults nor the tiny preset's: each network's params.json holds what the recipe was given.
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "bank").symlink_to(tiny_recipe_exp / "bank")
+    for stage in range(5):
+        (exp / f".stage{stage}.done").touch()
+    run_recipe(exp, tiny_corpus, "--stop-stage", "6", "--lr-schedule", "newbob", "--newbob-start-gain", "0.003",
+               "--newbob-end-gain", "0.001")
+    for name in ("baseline", "member2"):
+        params = json.loads((exp / "nnet" / name / "params.json").read_text())
+        assert (params["lr_schedule"], params["newbob_start_gain"], params["newbob_end_gain"]) == \
+            ("newbob", 0.003, 0.001), name
