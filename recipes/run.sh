@@ -141,6 +141,10 @@ data_parts="${train_parts//,/ } $decode_parts${transfer_part:+ $transfer_part}"
 results_dir=$exp_dir/results
 . "$recipe_dir/stage_helpers.sh"
 
+# Where the networks will run and in which precision; a warning when that is fp32 on a CPU without bf16 units.
+hardware=$(python -m asr_kd.bin.hardware --device "$device" --amp "$amp")
+while IFS= read -r line; do log "$line"; done <<< "$hardware"
+
 if [ -z "$corpus_dir" ]; then
   corpus_dir=$exp_dir/corpus
   if run_stage 0; then

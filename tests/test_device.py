@@ -70,3 +70,23 @@ def test_bf16_step_runs_bf16_matmuls_on_fp32_weights_and_an_fp32_loss():
     # The bf16 loss is the fp32 loss up to bf16 rounding of the matmuls, not another quantity.
     fp32_loss, _ = compute_loss(AttributeDict(use_bf16=False, device=CPU), model, batch, is_training=False)
     assert loss.item() == pytest.approx(fp32_loss.item(), rel=2e-2)
+
+
+def _cpu_has_bf16_units() -> bool:
+    """From /proc/cpuinfo, independently of torch: AVX512-BF16 or AMX tiles."""
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    return bool({"avx512_bf16", "amx_tile"} & set(flags.split(":", 1)[1].split()))
+
+
+@pytest.mark.parametrize("amp", ["auto", "none", "bf16"])
+def test_asr_kd_hardware_says_what_the_cpu_runs_as_proc_cpuinfo_tells(amp, capsys):
+    from asr_kd.bin.hardware import main
+
+    units = _cpu_has_bf16_units()
+    assert main(["--device", "cpu", "--amp", amp]) == 0
+    out = capsys.readouterr().out
+    assert ("(bf16 units: none)" in out) is not units
+    precision = {"auto": "bf16 autocast" if units else "fp32", "none": "fp32", "bf16": "bf16 autocast"}[amp]
+    assert f"--amp {amp} -> {precision}\n" in out
+    # Only a choice made for the user (auto) that lands on fp32 is warned about.
+    assert ("warning: this CPU has no bf16 matrix units" in out) is (amp == "auto" and not units)

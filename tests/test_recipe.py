@@ -287,3 +287,12 @@ def test_newbob_thresholds_given_to_the_recipe_reach_every_full_data_network(tin
         params = json.loads((exp / "nnet" / name / "params.json").read_text())
         assert (params["lr_schedule"], params["newbob_start_gain"], params["newbob_end_gain"]) == \
             ("newbob", 0.003, 0.001), name
+
+
+def test_run_log_says_where_and_in_which_precision_the_networks_ran(tiny_recipe_exp):
+    run_log = (tiny_recipe_exp / "log" / "run.log").read_text()
+    assert re.search(r"\) hardware: \d+ cores of .+ \(bf16 units: [\w+-]+\), torch ", run_log)
+    # The tiny preset pins --device cpu --amp none: fp32, chosen, so nothing to warn about; the baseline trained so.
+    assert ") networks: --device cpu -> cpu, --amp none -> fp32" in run_log
+    assert "warning:" not in run_log
+    assert " on cpu, " in (tiny_recipe_exp / "nnet" / "baseline" / "train.log").read_text()

@@ -204,6 +204,20 @@ def test_two_gloo_ranks_match_one_process(data, tmp_path):
             (k, float((ddp["state_dict"][k] - w).abs().max()))
 
 
+@pytest.mark.parametrize("amp", ["auto", "none"])
+def test_train_log_warns_when_auto_precision_falls_back_to_fp32_on_the_cpu(data, tmp_path, amp):
+    from tests.test_device import _cpu_has_bf16_units
+
+    exp = tmp_path / amp
+    args = [a for a in TRAIN_ARGS if a not in ("--amp", "none")]  # TRAIN_ARGS pins fp32; this test chooses
+    assert train_main(["--exp-dir", str(exp), "--frame-bank", str(data["bank"]), *args, "--amp", amp,
+                       "--num-epochs", "1", "--max-steps", "1"]) == 0
+    train_log = (exp / "train.log").read_text()
+    units = _cpu_has_bf16_units()
+    assert (" on cpu bf16, " in train_log) is (amp == "auto" and units)
+    assert ("WARNING" in train_log and "no bf16 matrix units" in train_log) is (amp == "auto" and not units)
+
+
 @pytest.mark.parametrize("hard_weight", [0.0, 0.25, 2.0])
 def test_trainer_loss_is_t2_soft_ce_plus_hard_weight_times_hard_ce(data, single_run, tmp_path, hard_weight):
     from asr_kd.distill.ensemble import EnsembleTeacher

@@ -62,3 +62,12 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if enabled:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def fp32_fallback_note(amp: str, device: torch.device) -> str | None:
+    """Why this run will be slow, when --amp auto finds no bf16 units on a CPU; None where bf16 runs (or was set)."""
+    if device.type != "cpu" or amp != "auto" or bf16_is_fast(device):
+        return None
+    return ("this CPU has no bf16 matrix units (AVX512-BF16 or AMX), so --amp auto trains and runs the networks in "
+            "fp32: the mini preset's training steps take ~6x as long as on a CPU with them (README, 'CPUs without "
+            "bf16 units'; bench/bench_train.py measures both here)")
