@@ -88,5 +88,6 @@ def test_asr_kd_hardware_says_what_the_cpu_runs_as_proc_cpuinfo_tells(amp, capsy
     assert ("(bf16 units: none)" in out) is not units
     precision = {"auto": "bf16 autocast" if units else "fp32", "none": "fp32", "bf16": "bf16 autocast"}[amp]
     assert f"--amp {amp} -> {precision}\n" in out
-    # Only a choice made for the user (auto) that lands on fp32 is warned about.
+    # Without bf16 units: auto's fp32 is warned about, and bf16 asked for (emulated, far slower) more so.
     assert ("warning: this CPU has no bf16 matrix units" in out) is (amp == "auto" and not units)
+    assert ("warning: --amp bf16 on a CPU without bf16 matrix units" in out) is (amp == "bf16" and not units)

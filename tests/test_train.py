@@ -204,8 +204,8 @@ def test_two_gloo_ranks_match_one_process(data, tmp_path):
             (k, float((ddp["state_dict"][k] - w).abs().max()))
 
 
-@pytest.mark.parametrize("amp", ["auto", "none"])
-def test_train_log_warns_when_auto_precision_falls_back_to_fp32_on_the_cpu(data, tmp_path, amp):
+@pytest.mark.parametrize("amp", ["auto", "none", "bf16"])
+def test_train_log_warns_when_a_cpu_without_bf16_units_makes_the_precision_slow(data, tmp_path, amp):
     from tests.test_device import _cpu_has_bf16_units
 
     exp = tmp_path / amp
@@ -214,8 +214,9 @@ def test_train_log_warns_when_auto_precision_falls_back_to_fp32_on_the_cpu(data,
                        "--num-epochs", "1", "--max-steps", "1"]) == 0
     train_log = (exp / "train.log").read_text()
     units = _cpu_has_bf16_units()
-    assert (" on cpu bf16, " in train_log) is (amp == "auto" and units)
-    assert ("WARNING" in train_log and "no bf16 matrix units" in train_log) is (amp == "auto" and not units)
+    assert (" on cpu bf16, " in train_log) is (amp == "bf16" or (amp == "auto" and units))
+    assert ("WARNING" in train_log and "this CPU has no bf16 matrix units" in train_log) is (amp == "auto" and not units)
+    assert ("WARNING" in train_log and "bf16 is emulated" in train_log) is (amp == "bf16" and not units)
 
 
 @pytest.mark.parametrize("hard_weight", [0.0, 0.25, 2.0])

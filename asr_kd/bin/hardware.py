@@ -32,14 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
 
     def body() -> None:
-        from asr_kd.utils.device import fp32_fallback_note, resolve_device, use_bf16
+        from asr_kd.utils.device import slow_precision_note, resolve_device, use_bf16
         from asr_kd.utils.hardware import describe_hardware, hardware_line
 
         device = resolve_device(args.device)
         print(f"hardware: {hardware_line(describe_hardware())}")
         print(f"networks: --device {args.device} -> {device}, --amp {args.amp} -> "
               f"{'bf16 autocast' if use_bf16(args.amp, device) else 'fp32'}")
-        note = fp32_fallback_note(args.amp, device)
+        note = slow_precision_note(args.amp, device)
         if note:
             print(f"warning: {note}")
 

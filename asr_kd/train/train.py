@@ -44,7 +44,7 @@ from asr_kd.train.augment import parse_augment
 from asr_kd.train.checkpoint import load_resumable, previous_path, rng_states, save_checkpoint, set_rng_states
 from asr_kd.train.schedule import LrSchedule, make_schedule
 from asr_kd.train.tensorboard_log import TensorBoardLog, row_scalars
-from asr_kd.utils.device import AmpMode, fp32_fallback_note, resolve_device, use_bf16
+from asr_kd.utils.device import AmpMode, slow_precision_note, resolve_device, use_bf16
 from asr_kd.utils.device import autocast as device_autocast
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json
@@ -638,7 +638,7 @@ def _train(params: AttributeDict) -> None:
         log.info("train %s (%d of its frames), dev %s; model %s; %d steps/epoch on %s%s, %d CPU thread(s)",
                  train_bank, len(train_frames), dev_bank, config, params.steps_per_epoch, params.device,
                  " bf16" if params.use_bf16 else "", torch.get_num_threads())
-        note = fp32_fallback_note(params.amp, params.device)
+        note = slow_precision_note(params.amp, params.device)
         if note:
             log.warning("%s", note)
 

@@ -64,10 +64,14 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
-def fp32_fallback_note(amp: str, device: torch.device) -> str | None:
-    """Why this run will be slow, when --amp auto finds no bf16 units on a CPU; None where bf16 runs (or was set)."""
-    if device.type != "cpu" or amp != "auto" or bf16_is_fast(device):
+def slow_precision_note(amp: str, device: torch.device) -> str | None:
+    """A warning when networks on a CPU without bf16 units will be slow: fp32 from --amp auto, or bf16 emulated."""
+    if device.type != "cpu" or amp == "none" or bf16_is_fast(device):
         return None
-    return ("this CPU has no bf16 matrix units (AVX512-BF16 or AMX), so --amp auto trains and runs the networks in "
-            "fp32: the mini preset's training steps take ~6x as long as on a CPU with them (README, 'CPUs without "
-            "bf16 units'; bench/bench_train.py measures both here)")
+    if amp == "auto":
+        return ("this CPU has no bf16 matrix units (AVX512-BF16 or AMX), so --amp auto trains and runs the networks "
+                "in fp32: the mini preset's training steps take ~6x as long as on a CPU with them (README, 'CPUs "
+                "without bf16 units')")
+    return ("--amp bf16 on a CPU without bf16 matrix units (AVX512-BF16 or AMX): bf16 is emulated, and a 3 x 512 "
+            "training step ran at 1/39 of its fp32 speed on such a CPU (README, 'CPUs without bf16 units'); "
+            "--amp auto picks fp32 here")
