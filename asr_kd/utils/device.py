@@ -70,7 +70,7 @@ def slow_precision_note(amp: str, device: torch.device) -> str | None:
         return None
     if amp == "auto":
         return ("this CPU has no bf16 matrix units (AVX512-BF16 or AMX), so --amp auto trains and runs the networks "
-                "in fp32: the mini preset's training steps take ~6x as long as on a CPU with them (README, 'CPUs "
+                "in fp32: the mini preset's training steps took 6-8x as long as on a CPU with them (README, 'CPUs "
                 "without bf16 units')")
     return ("--amp bf16 on a CPU without bf16 matrix units (AVX512-BF16 or AMX): bf16 is emulated, and a 3 x 512 "
             "training step ran at 1/39 of its fp32 speed on such a CPU (README, 'CPUs without bf16 units'); "
