@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
 
     def body() -> None:
-        from asr_kd.utils.device import slow_precision_note, resolve_device, use_bf16
+        from asr_kd.utils.device import resolve_device, slow_precision_note, use_bf16
         from asr_kd.utils.hardware import describe_hardware, hardware_line
 
         device = resolve_device(args.device)

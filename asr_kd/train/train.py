@@ -44,7 +44,7 @@ from asr_kd.train.augment import parse_augment
 from asr_kd.train.checkpoint import load_resumable, previous_path, rng_states, save_checkpoint, set_rng_states
 from asr_kd.train.schedule import LrSchedule, make_schedule
 from asr_kd.train.tensorboard_log import TensorBoardLog, row_scalars
-from asr_kd.utils.device import AmpMode, slow_precision_note, resolve_device, use_bf16
+from asr_kd.utils.device import AmpMode, resolve_device, slow_precision_note, use_bf16
 from asr_kd.utils.device import autocast as device_autocast
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 
 from asr_kd.utils.errors import InputError
+from asr_kd.utils.hardware import cpu_bf16_units
 
 AmpMode = Literal["auto", "bf16", "none"]
 AMP_CHOICES = ("auto", "bf16", "none")
@@ -44,7 +45,7 @@ def bf16_is_fast(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return bool(cpu_bf16_units())
     return False
 
 
