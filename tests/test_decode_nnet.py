@@ -168,3 +168,42 @@ def test_bad_inputs_end_with_one_line_and_exit_code_2(tiny_recipe_exp, tmp_path,
     model = str(tiny_recipe_exp / "nnet" / "baseline" / "final.pt")
     assert decode_nnet.main(["--model", model, "--out-dir", str(tmp_path / "d"), "--device", "cpu"]) == 2
     assert "--graph-dir" in capsys.readouterr().err
+
+
+def test_an_utterance_decodes_to_the_same_words_whatever_its_worker_decoded_before(tiny_recipe_exp):
+    """A decoder reused across utterances kept state that broke ties between equal-cost tokens by history, so
+    with two workers an utterance's words depended on timing (the fault-injection test's reference once decoded
+    one test-other utterance differently from a rerun of its own command). Scores rounded to a coarse grid
+    make such ties common: every utterance must come out as it does decoded alone, in any order, with 1 or 2
+    workers."""
+    import random
+
+    from lhotse import load_manifest
+
+    from asr_kd.data.cmvn import CmvnStats
+    from asr_kd.decode.decoder import DecodeOptions
+    from asr_kd.decode.hybrid import HybridSearch
+    from asr_kd.decode.nnet import PartScores
+    from asr_kd.gmm.model_io import load_transition_model
+
+    exp = tiny_recipe_exp
+    scorer = HybridScorer([exp / "nnet" / "baseline" / "final.pt"], torch.device("cpu"))
+    cmvn = CmvnStats.load(exp / "bank" / "cmvn.json")
+    scores = {}
+    for part in ("gmm/tri2/ali/cuts_dev-clean.jsonl.gz", "gmm/tri2/ali/cuts_test-clean.jsonl.gz",
+                 "data/fbank/cuts_test-other.jsonl.gz"):
+        for chunk in PartScores(scorer, cmvn, chunk_utts=100).chunks(load_manifest(exp / part)):
+            scores.update(chunk)
+    search = HybridSearch.load(exp / "gmm" / "tri2" / "graph", load_transition_model(exp / "gmm" / "tri2" / "final.mdl"),
+                               DecodeOptions(beam=8, max_active=700, decoder="faster"))
+    lm_weight = json.loads((exp / "decode" / "baseline" / "results.json").read_text())["lmwt"]
+    for step in (0.1, 0.25):
+        grid = {u: (np.round(m / step) * step).astype(np.float32) for u, m in scores.items()}
+        alone = {u: search.decode({u: m}, lm_weight).hyps[u] for u, m in grid.items()}
+        assert sum(map(len, alone.values())) > 0
+        for seed, workers in ((0, 1), (1, 2)):
+            search.options.num_workers = workers
+            order = list(grid)
+            random.Random(seed).shuffle(order)
+            together = search.decode({u: grid[u] for u in order}, lm_weight).hyps
+            assert {u: together[u] for u in alone} == alone, (step, seed, workers)

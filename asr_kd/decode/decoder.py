@@ -117,14 +117,17 @@ _SHARED: dict = {}
 
 def _worker(utt: str) -> tuple[str, list[int] | None, int]:
     s = _SHARED
-    if "decoder" not in s:
-        s["decoder"] = _make_decoder(s["graph"], s["opts"])
+    # A decoder per utterance (10 us to make on the mini preset's 90 MB HCLG): one reused across
+    # utterances keeps state from them (most likely its token hash, which keeps the size it grew to)
+    # that decides which of two equal-cost tokens survives, so an utterance's words depended on what
+    # its worker had decoded before, and with several workers on timing (tests/test_decode_nnet.py).
+    decoder = _make_decoder(s["graph"], s["opts"])
     feats = s["inputs"][utt]
     if s["am"] is not None:
         decodable = khg.DecodableAmDiagGmmScaled(am=s["am"], tm=s["tm"], feats=feats, scale=s["opts"].acoustic_scale)
     else:
         decodable = matrix_decodable(feats, s["columns"], s["opts"].acoustic_scale)
-    return utt, decode_one(s["decoder"], decodable, s["tm"], utt, s["opts"]), feats.shape[0]
+    return utt, decode_one(decoder, decodable, s["tm"], utt, s["opts"]), feats.shape[0]
 
 
 def decode_utterances(graph: kaldifst.StdVectorFst, transition_model: khg.TransitionModel,
