@@ -70,7 +70,7 @@ lm_order=3; lm_text_lines=0   # 0: the whole LM text; N: a sample of N sentences
 mono_iters=25; mono_gauss=1000; mono_utts=1000
 tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
 tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
-input_norm=speaker    # network inputs: global | speaker | utterance mean normalisation, then global CMVN
+input_norm=speaker    # network inputs: global | speaker | speaker_mvn | utterance normalisation, then global CMVN
 transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
 model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512
 num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob

@@ -16,7 +16,7 @@ from asr_kd.data.cmvn import CmvnStats, load_speaker_cmvn
 from asr_kd.data.features import compute_fbank, cuts_path
 from asr_kd.data.prepare import manifest_paths, prepare_manifests
 from asr_kd.utils.errors import InputError
-from tests.conftest import PARTS, TRAIN
+from tests.conftest import NEVER_HEARD, PARTS, TRAIN
 
 
 def _transcript_ids(corpus: Path, part: str) -> set[str]:
@@ -51,6 +51,33 @@ def test_global_cmvn_normalises_the_training_features(tiny_exp):
     normalised = stats.apply(feats)
     np.testing.assert_allclose(normalised.mean(axis=0), 0.0, atol=1e-3)
     np.testing.assert_allclose(normalised.std(axis=0), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("part", [TRAIN, NEVER_HEARD])
+def test_speaker_mvn_gives_every_speaker_zero_mean_and_unit_variance_before_the_global_step(tiny_exp, part):
+    """Mode speaker_mvn (apply-cmvn --norm-vars=true per speaker): checked against numpy per speaker, on the
+    training part and on a part of speakers never seen in training (the never-heard voices)."""
+    from collections import defaultdict
+
+    from asr_kd.data.cmvn import normalised_features
+
+    fbank = tiny_exp / "data" / "fbank"
+    stats = CmvnStats.load(fbank / "cmvn_speaker_mvn.json")
+    assert stats.mode == "speaker_mvn"
+    cuts = list(load_manifest(cuts_path(fbank, part)))
+    by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
+    ours: dict[str, list[np.ndarray]] = defaultdict(list)
+    for cut, feats in normalised_features(cuts, stats):
+        by_speaker[cut.supervisions[0].speaker].append(cut.load_features().astype(np.float64))
+        ours[cut.supervisions[0].speaker].append(feats)
+    assert len(by_speaker) > 1
+    for speaker, feats in by_speaker.items():
+        x = np.concatenate(feats)
+        expected = ((x - x.mean(0)) / x.std(0) - stats.mean) / stats.std
+        np.testing.assert_allclose(np.concatenate(ours[speaker]), expected, atol=1e-4)
+    if part == TRAIN:  # after the speaker step the training data is already zero-mean, unit-variance
+        np.testing.assert_allclose(stats.mean, 0.0, atol=1e-4)
+        np.testing.assert_allclose(stats.std, 1.0, atol=1e-4)
 
 
 def test_per_speaker_cmvn_covers_each_speaker_of_the_part(tiny_exp):

@@ -2,10 +2,12 @@
 
 Network inputs follow Kaldi's nnet recipes for unseen speakers: with mode "speaker" every
 utterance first loses its speaker's mean (computed over that speaker's utterances in the same
-part, as apply-cmvn with spk2utt does), with "utterance" its own mean; then one global mean and
-standard deviation, estimated on the training part after that step, bring every dimension to
-zero mean and unit variance. Mode "global" is the last step alone. The same `CmvnStats` file is
-applied when a frame bank is built and when a model scores or decodes cuts (`normalised_features`).
+part, as apply-cmvn with spk2utt does), with "speaker_mvn" its speaker's mean and standard
+deviation (apply-cmvn --norm-vars=true with spk2utt), with "utterance" its own mean; then one
+global mean and standard deviation, estimated on the training part after that step, bring every
+dimension to zero mean and unit variance. Mode "global" is the last step alone. The same
+`CmvnStats` file is applied when a frame bank is built and when a model scores or decodes cuts
+(`normalised_features`).
 """
 
 from __future__ import annotations
@@ -22,15 +24,25 @@ from asr_kd.utils.io import atomic_write_json, read_json
 
 _STD_FLOOR = 1e-5
 
-NormMode = Literal["global", "speaker", "utterance"]
-NORM_MODES: tuple[str, ...] = ("global", "speaker", "utterance")
+NormMode = Literal["global", "speaker", "speaker_mvn", "utterance"]
+NORM_MODES: tuple[str, ...] = ("global", "speaker", "speaker_mvn", "utterance")
+SPEAKER_MODES: tuple[str, ...] = ("speaker", "speaker_mvn")
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Mean (and standard deviation) of one speaker's or utterance's features, float64."""
+
+    mean: np.ndarray
+    std: np.ndarray | None = None
 
 
 @dataclass
 class CmvnStats:
     """Per-dimension mean and standard deviation of features, from `count` frames.
 
-    `mode` says what is removed first: nothing ("global"), the speaker's mean or the utterance's.
+    `mode` says what is removed first: nothing ("global"), the speaker's mean ("speaker"), the speaker's
+    mean and standard deviation ("speaker_mvn") or the utterance's mean ("utterance").
     """
 
     mean: np.ndarray
@@ -53,19 +65,20 @@ class CmvnStats:
         """Feature dimension."""
         return int(self.mean.shape[0])
 
-    def apply(self, feats: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
-        """Normalise (frames, dim) features; `offset` is the speaker's or utterance's mean in those modes.
+    def apply(self, feats: np.ndarray, group: "GroupStats | None" = None) -> np.ndarray:
+        """Normalise (frames, dim) features; `group` is the speaker's (or utterance's) stats in those modes.
 
-        In "utterance" mode the offset defaults to the features' own mean; in "speaker" mode it must be given.
+        In "utterance" mode the group defaults to the features' own mean; the speaker modes need it given.
         """
         if feats.shape[-1] != self.dim:
             raise InputError(f"features of dim {feats.shape[-1]}, {self.name} have dim {self.dim}")
-        if self.mode == "utterance" and offset is None:
-            offset = utterance_mean(feats)
-        if self.mode == "speaker" and offset is None:
-            raise InputError("speaker CMVN needs the speaker's mean (normalised_features computes it)")
-        shifted = feats - offset if offset is not None and self.mode != "global" else feats
-        return ((shifted - self.mean) / self.std).astype(np.float32)
+        if self.mode == "utterance" and group is None:
+            group = GroupStats(utterance_mean(feats))
+        if self.mode in SPEAKER_MODES and group is None:
+            raise InputError("speaker CMVN needs the speaker's stats (normalised_features computes them)")
+        if self.mode != "global" and group is not None:
+            feats = group_step(self.mode, feats, group)
+        return ((feats - self.mean) / self.std).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
@@ -105,10 +118,20 @@ class _Accumulator:
         self.total_sq += np.square(feats).sum(axis=0)
         self.count += feats.shape[0]
 
-    def stats(self) -> CmvnStats:
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (floored), float64."""
         mean = self.total / self.count
-        var = np.maximum(self.total_sq / self.count - np.square(mean), _STD_FLOOR**2)
-        return CmvnStats(mean.astype(np.float32), np.sqrt(var).astype(np.float32), self.count)
+        return mean, np.sqrt(np.maximum(self.total_sq / self.count - np.square(mean), _STD_FLOOR**2))
+
+    def stats(self) -> CmvnStats:
+        mean, std = self.mean_std()
+        return CmvnStats(mean.astype(np.float32), std.astype(np.float32), self.count)
+
+
+def group_step(mode: str, feats: np.ndarray, group: GroupStats) -> np.ndarray:
+    """The step before the global one: the group's mean removed, and in "speaker_mvn" its deviation divided out."""
+    feats = feats - group.mean
+    return feats / group.std if mode == "speaker_mvn" else feats
 
 
 def utterance_mean(feats: np.ndarray) -> np.ndarray:
@@ -125,24 +148,24 @@ def speaker_of(cut: Any) -> str:
     return speaker
 
 
-def speaker_means(cuts: Iterable) -> dict[str, np.ndarray]:
-    """Mean feature vector (float64) of each speaker over its cuts."""
+def speaker_stats(cuts: Iterable) -> dict[str, GroupStats]:
+    """Mean and standard deviation (float64) of each speaker's features over its cuts."""
     accumulators: dict[str, _Accumulator] = {}
     for cut in cuts:
         accumulators.setdefault(speaker_of(cut), _Accumulator()).add(_load(cut))
-    return {spk: acc.total / acc.count for spk, acc in accumulators.items()}
+    return {spk: GroupStats(*acc.mean_std()) for spk, acc in accumulators.items()}
 
 
 def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarray], np.ndarray]:
     """A function (cut, features) -> normalised features for the cuts of one part.
 
-    In "speaker" mode it holds the mean of every speaker over `cuts` (one pass over their features).
+    In the speaker modes it holds every speaker's stats over `cuts` (one pass over their features).
     """
-    means = speaker_means(cuts) if stats.mode == "speaker" else {}
+    groups = speaker_stats(cuts) if stats.mode in SPEAKER_MODES else {}
 
     def normalise(cut: Any, feats: np.ndarray) -> np.ndarray:
         try:
-            return stats.apply(feats, means[speaker_of(cut)] if stats.mode == "speaker" else None)
+            return stats.apply(feats, groups[speaker_of(cut)] if stats.mode in SPEAKER_MODES else None)
         except InputError as err:
             raise InputError(f"cut {cut.id}: {err}") from err
 
@@ -150,24 +173,23 @@ def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarr
 
 
 def normalised_features(cuts: Sequence, stats: CmvnStats) -> Iterator[tuple[Any, np.ndarray]]:
-    """(cut, normalised features) for every cut, speaker means taken over these cuts in "speaker" mode."""
+    """(cut, normalised features) for every cut, speaker stats taken over these cuts in the speaker modes."""
     normalise = part_normaliser(cuts, stats)
     for cut in cuts:
         yield cut, normalise(cut, _load(cut))
 
 
 def compute_input_norm(cuts: Sequence, mode: NormMode) -> CmvnStats:
-    """Global mean/std of the training cuts' features after removing speaker or utterance means (`mode`)."""
+    """Global mean/std of the training cuts' features after the speaker or utterance step of `mode`."""
     if mode not in NORM_MODES:
         raise InputError(f"CMVN mode must be one of {', '.join(NORM_MODES)}, got {mode!r}")
-    means = speaker_means(cuts) if mode == "speaker" else {}
+    groups = speaker_stats(cuts) if mode in SPEAKER_MODES else {}
     acc = _Accumulator()
     for cut in tqdm(cuts, desc=f"{mode} CMVN stats", leave=False):
         feats = _load(cut)
-        if mode == "speaker":
-            feats = feats - means[speaker_of(cut)]
-        elif mode == "utterance":
-            feats = feats - utterance_mean(feats)
+        if mode != "global":
+            group = groups[speaker_of(cut)] if mode in SPEAKER_MODES else GroupStats(utterance_mean(feats))
+            feats = group_step(mode, feats, group)
         acc.add(feats)
     if acc.count == 0:
         raise InputError("no frames to compute CMVN statistics from")
