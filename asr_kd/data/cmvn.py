@@ -65,7 +65,7 @@ class CmvnStats:
         """Feature dimension."""
         return int(self.mean.shape[0])
 
-    def apply(self, feats: np.ndarray, group: "GroupStats | None" = None) -> np.ndarray:
+    def apply(self, feats: np.ndarray, group: GroupStats | None = None) -> np.ndarray:
         """Normalise (frames, dim) features; `group` is the speaker's (or utterance's) stats in those modes.
 
         In "utterance" mode the group defaults to the features' own mean; the speaker modes need it given.
