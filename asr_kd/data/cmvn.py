@@ -72,13 +72,7 @@ class CmvnStats:
         """
         if feats.shape[-1] != self.dim:
             raise InputError(f"features of dim {feats.shape[-1]}, {self.name} have dim {self.dim}")
-        if self.mode == "utterance" and group is None:
-            group = GroupStats(utterance_mean(feats))
-        if self.mode in SPEAKER_MODES and group is None:
-            raise InputError("speaker CMVN needs the speaker's stats (normalised_features computes them)")
-        if self.mode != "global" and group is not None:
-            feats = group_step(self.mode, feats, group)
-        return ((feats - self.mean) / self.std).astype(np.float32)
+        return ((group_step(self.mode, feats, group) - self.mean) / self.std).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
@@ -128,8 +122,18 @@ class _Accumulator:
         return CmvnStats(mean.astype(np.float32), std.astype(np.float32), self.count)
 
 
-def group_step(mode: str, feats: np.ndarray, group: GroupStats) -> np.ndarray:
-    """The step before the global one: the group's mean removed, and in "speaker_mvn" its deviation divided out."""
+def group_step(mode: str, feats: np.ndarray, group: GroupStats | None = None) -> np.ndarray:
+    """The step before the global one: the group's mean removed, and in "speaker_mvn" its deviation divided out.
+
+    "global" has no such step; "utterance" takes the features' own mean when no group is given; the speaker
+    modes need the speaker's stats.
+    """
+    if mode == "global":
+        return feats
+    if group is None and mode == "utterance":
+        group = GroupStats(utterance_mean(feats))
+    if group is None:
+        raise InputError("speaker CMVN needs the speaker's stats (normalised_features computes them)")
     feats = feats - group.mean
     return feats / group.std if mode == "speaker_mvn" else feats
 
@@ -186,11 +190,7 @@ def compute_input_norm(cuts: Sequence, mode: NormMode) -> CmvnStats:
     groups = speaker_stats(cuts) if mode in SPEAKER_MODES else {}
     acc = _Accumulator()
     for cut in tqdm(cuts, desc=f"{mode} CMVN stats", leave=False):
-        feats = _load(cut)
-        if mode != "global":
-            group = groups[speaker_of(cut)] if mode in SPEAKER_MODES else GroupStats(utterance_mean(feats))
-            feats = group_step(mode, feats, group)
-        acc.add(feats)
+        acc.add(group_step(mode, _load(cut), groups[speaker_of(cut)] if mode in SPEAKER_MODES else None))
     if acc.count == 0:
         raise InputError("no frames to compute CMVN statistics from")
     stats = acc.stats()
