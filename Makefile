@@ -9,5 +9,7 @@ install:
 demo: install
 	PATH=$(CURDIR)/.venv/bin:$$PATH bash egs/synth/run.sh --preset $(PRESET) --exp-dir $(EXP)
 
+# Two pytest-xdist workers, a test file each at a time, the longest files first (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: install
-	.venv/bin/python -m pytest -q tests
+	.venv/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests

@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny synthesized corpus and its features, made once per test session.
+"""Shared fixtures: the tiny synthesized corpus, its features and recipe run, made once per test session
+(once for all the xdist workers: tests/shared_build.py).
 
 The suite runs the same checks on every machine: a test names its device (the CPU, or CUDA in
 tests/cuda/, collected only where CUDA is available), and `--device auto` fails it (`device_pinned`).
@@ -12,6 +13,8 @@ from typing import Callable, Iterator
 import pytest
 import torch
 
+from tests.shared_build import build_once, shared_path
+
 CUDA_TESTS = Path(__file__).parent / "cuda"
 
 
@@ -20,6 +23,21 @@ def pytest_ignore_collect(collection_path: Path) -> bool | None:
     if collection_path.is_relative_to(CUDA_TESTS) and not torch.cuda.is_available():
         return True
     return None
+
+# The longest modules start first, so that `make test`'s two workers (--dist loadfile, files in this order)
+# run them side by side: the first builds the tiny recipe run that the third also needs, while the second runs
+# its own LibriSpeech-layout recipe; the short modules then fill in behind them.
+FIRST_MODULES = ("test_decode_nnet.py", "test_librispeech_recipe.py", "test_fault_injection.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put FIRST_MODULES' tests first, in that order; the others keep their order."""
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return FIRST_MODULES.index(name) if name in FIRST_MODULES else len(FIRST_MODULES)
+
+    items.sort(key=rank)
+
 
 TRAIN, DEV, TEST = "train-clean-100", "dev-clean", "test-clean"
 TRANSFER = "train-clean-360"  # the tiny corpus's unlabelled transfer audio
@@ -49,9 +67,8 @@ def tiny_corpus(tmp_path_factory) -> Path:
     """The `tiny` size of the embedded corpus (~10 minutes of real synthesized speech)."""
     from asr_kd.data.synth import synthesize_corpus
 
-    out = tmp_path_factory.mktemp("corpus")
-    synthesize_corpus(out, size="tiny", seed=0, num_workers=2)
-    return out
+    return build_once(shared_path(tmp_path_factory, "corpus"),
+                      lambda out: synthesize_corpus(out, size="tiny", seed=0, num_workers=2))
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +78,13 @@ def tiny_exp(tiny_corpus, tmp_path_factory) -> Path:
     from asr_kd.data.features import compute_cmvn_stats, compute_fbank
     from asr_kd.data.prepare import prepare_manifests
 
-    exp = tmp_path_factory.mktemp("exp")
-    parts = (*PARTS, TRANSFER, NEVER_HEARD)
-    prepare_manifests(tiny_corpus, exp / "data" / "manifests", parts)
-    compute_fbank(exp / "data" / "manifests", exp / "data" / "fbank", parts, num_workers=2)
-    compute_cmvn_stats(exp / "data" / "fbank", TRAIN, parts)
-    return exp
+    def build(exp: Path) -> None:
+        parts = (*PARTS, TRANSFER, NEVER_HEARD)
+        prepare_manifests(tiny_corpus, exp / "data" / "manifests", parts)
+        compute_fbank(exp / "data" / "manifests", exp / "data" / "fbank", parts, num_workers=2)
+        compute_cmvn_stats(exp / "data" / "fbank", TRAIN, parts)
+
+    return build_once(shared_path(tmp_path_factory, "exp"), build)
 
 
 @pytest.fixture(scope="session")
@@ -74,4 +92,13 @@ def tiny_recipe_exp(tiny_corpus, tiny_exp, tmp_path_factory) -> Path:
     """recipes/run.sh --preset tiny through every stage: SIGKILLed once while a member trains, then rerun."""
     from tests.recipe_run import ensure_recipe_run
 
-    return ensure_recipe_run(tiny_corpus, tiny_exp, tmp_path_factory.getbasetemp())
+    return build_once(shared_path(tmp_path_factory, "recipe_tiny"),
+                      lambda exp: ensure_recipe_run(tiny_corpus, tiny_exp, exp))
+
+
+@pytest.fixture(scope="session")
+def small_gmm_exp(tmp_path_factory) -> Path:
+    """A small real corpus (4 espeak-ng speakers) with mono -> tri2 trained and aligned (tests/test_gmm.py)."""
+    from tests.test_gmm import build_small_gmm_exp
+
+    return build_once(shared_path(tmp_path_factory, "gmm_small"), build_small_gmm_exp) / "exp"

@@ -83,11 +83,8 @@ def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
             "status_next_stage": status.next_stage, "status_command": status.continue_command()}
 
 
-def ensure_recipe_run(tiny_corpus: Path, tiny_exp: Path, base: Path) -> Path:
-    """The tiny recipe's experiment dir under `base`, made (kill, then rerun) unless already complete."""
-    exp = base / "recipe_tiny"
-    if (exp / ".stage11.done").exists():
-        return exp
+def ensure_recipe_run(tiny_corpus: Path, tiny_exp: Path, exp: Path) -> Path:
+    """The tiny recipe's experiment `exp` on `tiny_exp`'s features: killed in member2's training, then rerun."""
     if not (exp / ".stage1.done").exists():
         shutil.copytree(tiny_exp / "data", exp / "data", dirs_exist_ok=True)
         (exp / ".stage1.done").touch()

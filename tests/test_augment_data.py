@@ -15,7 +15,6 @@ from asr_kd.data.augment import AugmentSettings, augment_cuts, make_noise_bank, 
 from asr_kd.gmm.align import AlignOptions
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import read_json
-from tests.test_gmm import build_small_gmm_exp
 
 NON_SPEED = ("volume", "noise", "babble", "reverb", "narrowband")
 SETTINGS = AugmentSettings(seed=0, num_noises=4)
@@ -29,9 +28,9 @@ WIDE_BEAMS = AlignOptions(beam=40.0, retry_beam=160.0, num_workers=1)
 
 
 @pytest.fixture(scope="module")
-def gmm_exp(tmp_path_factory) -> Path:
+def gmm_exp(small_gmm_exp) -> Path:
     """A small real corpus (4 espeak-ng speakers, 48 utterances) with mono -> tri2 and tri1/tri2 alignments."""
-    return build_small_gmm_exp(tmp_path_factory.getbasetemp() / "gmm_small")
+    return small_gmm_exp
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,16 @@ from asr_kd.decode.decoder import DecodeOptions, decode_utterances, load_graph
 from asr_kd.gmm.estimate import pdf_loglikes
 from asr_kd.gmm.features import compute_gmm_features
 from asr_kd.gmm.system import GmmSystem
-from tests.test_gmm import BAD_CUT, build_small_gmm_exp
+from tests.test_gmm import BAD_CUT
 
 
 @pytest.fixture(scope="module")
-def decoding_setup(tmp_path_factory):
+def decoding_setup(small_gmm_exp):
     """tri1 of the small corpus, its HCLG with a bigram of the training sentences, the aligned cuts' features."""
     from asr_kd.gmm.graph import make_hclg
     from asr_kd.lang.lm import make_lang_test, train_arpa
 
-    exp = build_small_gmm_exp(tmp_path_factory.getbasetemp() / "gmm_small")
+    exp = small_gmm_exp
     cuts = load_manifest(exp / "data" / "fbank" / "cuts_train-clean-100.jsonl.gz").filter(lambda c: c.id != BAD_CUT)
     text = exp / "lm_text.txt"
     text.write_text("".join(c.supervisions[0].text + "\n" for c in cuts))

@@ -66,10 +66,11 @@ def _kill_inside_each_stage(exp: Path, corpus: Path, stages: list[int], seconds:
             started = [(n, skipped) for _, n, skipped in _stage_starts(log)[seen:]]
             running = next((n for n, skipped in reversed(started) if not skipped), None)
             if running in stages and running not in killed:
-                # A random point of the stage, from how long it took in the uninterrupted run.
-                # (In its first half: the run.log times are whole seconds, and a kill after the stage
-                # finished could not be tried again.)
-                delay = rng.uniform(0.05, 0.5) * seconds.get(running, 5.0)
+                # A random point of the stage, from how long it took in the uninterrupted run: in its first
+                # third, as a kill after the stage finished could not be tried again, and the run.log times are
+                # whole seconds, and this run may go up to ~3x faster than that one did (`make test` runs two
+                # test files at a time, so either may have shared the cores with another recipe run).
+                delay = rng.uniform(0.05, 0.35) * seconds.get(running, 5.0)
                 time.sleep(delay)
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)

@@ -31,7 +31,7 @@ def _speak(text: str, voice: tuple[str, int, int], wav: Path) -> None:
 def build_small_gmm_exp(base: Path) -> Path:
     """Synthesize a digit/colour corpus, fbank cuts, a lang dir, then train mono + tri1 and align.
 
-    Every step is resumable, so a second caller (test_decode) reuses the first one's work.
+    Built once per session for every module that uses it (the `small_gmm_exp` fixture of tests/conftest.py).
     """
     from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, MonoCut, Recording, SupervisionSegment
 
@@ -68,11 +68,6 @@ def build_small_gmm_exp(base: Path) -> Path:
         assert align.main(["--exp-dir", str(exp), "--lang-dir", str(exp / "lang"), "--system", system,
                            "--parts", "train-clean-100"]) == 0
     return exp
-
-
-@pytest.fixture(scope="session")
-def small_gmm_exp(tmp_path_factory) -> Path:
-    return build_small_gmm_exp(tmp_path_factory.getbasetemp() / "gmm_small")
 
 
 def test_full_dct_is_orthonormal_so_mfcc_inverts_to_the_fbank():
