@@ -90,10 +90,10 @@ def tiny_exp(tiny_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_recipe_exp(tiny_corpus, tiny_exp, tmp_path_factory) -> Path:
     """recipes/run.sh --preset tiny through every stage: SIGKILLed once while a member trains, then rerun."""
-    from tests.recipe_run import ensure_recipe_run
+    from tests.recipe_run import make_recipe_run
 
     return build_once(shared_path(tmp_path_factory, "recipe_tiny"),
-                      lambda exp: ensure_recipe_run(tiny_corpus, tiny_exp, exp))
+                      lambda exp: make_recipe_run(tiny_corpus, tiny_exp, exp))
 
 
 @pytest.fixture(scope="session")

@@ -83,11 +83,10 @@ def _kill_during_member_training(exp: Path, corpus: Path) -> dict:
             "status_next_stage": status.next_stage, "status_command": status.continue_command()}
 
 
-def ensure_recipe_run(tiny_corpus: Path, tiny_exp: Path, exp: Path) -> Path:
+def make_recipe_run(tiny_corpus: Path, tiny_exp: Path, exp: Path) -> Path:
     """The tiny recipe's experiment `exp` on `tiny_exp`'s features: killed in member2's training, then rerun."""
-    if not (exp / ".stage1.done").exists():
-        shutil.copytree(tiny_exp / "data", exp / "data", dirs_exist_ok=True)
-        (exp / ".stage1.done").touch()
+    shutil.copytree(tiny_exp / "data", exp / "data")
+    (exp / ".stage1.done").touch()
     info = _kill_during_member_training(exp, tiny_corpus)
     proc = run_recipe(exp, tiny_corpus)
     info["rerun_stdout"] = proc.stdout
