@@ -1,9 +1,10 @@
 """AUGMENT.md of egs/synth/run_augment.sh: in-domain and never-heard WER of baselines with and without augmentation.
 
-Each row names a label, the model's training dir (params.json: frames per epoch, updates; "" for an
-ensemble: its members' params.json beside the decode's model files), its decoding dir (results.json:
-dev and test frame accuracy, dev, test and test-other WER at dev's LM weight) and the training set's
-summary (<set>.json of `asr-kd augment-data`: the copies; "" for the source's own train set).
+Each row names a label, the model's training dir (params.json and metrics.csv: frames per epoch,
+updates made; "" for an ensemble: its members' training dirs, those of the decode's model files),
+its decoding dir (results.json: dev and test frame accuracy, dev, test and test-other WER at dev's
+LM weight) and the training set's summary (<set>.json of `asr-kd augment-data`: the copies; "" for
+the source's own train set).
 Each gain names a label and the decoding dirs of a baseline, an ensemble and a student trained on
 the same data: the share of the ensemble's gain over the baseline that the student recovers,
 (student - baseline) / (ensemble - baseline), on test frame accuracy and on each WER (none where the
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.report.collect import NEVER_HEARD, read_json_or_none
+from asr_kd.report.collect import NEVER_HEARD, read_json_or_none, read_metrics
 from asr_kd.report.markdown import markdown_table
 
 __all__ = ["AugmentRow", "GainRow", "augment_table"]
@@ -49,29 +50,30 @@ def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
-def _updates(params: dict) -> int | None:
-    return params["num_epochs"] * params["steps_per_epoch"] if params else None
+def _updates(train_dir: Path) -> int | None:
+    """Updates a trainer made: the epochs its metrics.csv ended (newbob may stop before num_epochs) x steps each."""
+    params = read_json_or_none(train_dir / "params.json")
+    epochs = max((epoch for epoch, _ in read_metrics(train_dir / "metrics.csv")), default=None)
+    return None if params is None or epochs is None else epochs * params["steps_per_epoch"]
 
 
 def _pct(value: float | None) -> float | None:
     return None if value is None else 100 * value
 
 
-def _member_params(model: str, src_exp: Path) -> dict:
-    """params.json beside a decoded model file; a path relative to another directory is looked up under src_exp/nnet."""
-    beside = Path(model).parent / "params.json"
-    if not beside.is_file():
-        beside = src_exp / "nnet" / Path(model).parent.name / "params.json"
-    return read_json_or_none(beside) or {}
+def _member_dir(model: str, src_exp: Path) -> Path:
+    """The training dir of a decoded model file; a path relative to another directory is looked up under src_exp/nnet."""
+    beside = Path(model).parent
+    return beside if (beside / "params.json").is_file() else src_exp / "nnet" / beside.name
 
 
 def system_cells(row: AugmentRow, summary: dict, src_frames: int, src_exp: Path) -> list[str]:
     """One system's cells: training data, updates, frame accuracies, WERs and the never-heard / test ratio."""
     results = read_json_or_none(row.decode_dir / "results.json") or {}
     if row.train_dir:
-        updates = _fmt(_updates(read_json_or_none(Path(row.train_dir) / "params.json") or {}), "d")
-    else:  # an ensemble: its members' updates, from the params.json beside each decoded model file
-        member = [_updates(_member_params(m, src_exp)) for m in results.get("models", [])]
+        updates = _fmt(_updates(Path(row.train_dir)), "d")
+    else:  # an ensemble: its members' updates, from the training dir of each decoded model file
+        member = [_updates(_member_dir(m, src_exp)) for m in results.get("models", [])]
         updates = (f"{len(member)} x {member[0]}" if member and len(set(member)) == 1 and member[0]
                    else f"{len(member)} x ?" if member else "–")
     frames = summary.get("frames", src_frames)
