@@ -28,22 +28,16 @@ WIDE_BEAMS = AlignOptions(beam=40.0, retry_beam=160.0, num_workers=1)
 
 
 @pytest.fixture(scope="module")
-def gmm_exp(small_gmm_exp) -> Path:
-    """A small real corpus (4 espeak-ng speakers, 48 utterances) with mono -> tri2 and tri1/tri2 alignments."""
-    return small_gmm_exp
+def ali_cuts(small_gmm_exp) -> Path:
+    return small_gmm_exp / "gmm" / SYSTEM / "ali" / "cuts_train-clean-100.jsonl.gz"
 
 
 @pytest.fixture(scope="module")
-def ali_cuts(gmm_exp) -> Path:
-    return gmm_exp / "gmm" / SYSTEM / "ali" / "cuts_train-clean-100.jsonl.gz"
-
-
-@pytest.fixture(scope="module")
-def augmented(gmm_exp, ali_cuts, tmp_path_factory) -> Path:
+def augmented(small_gmm_exp, ali_cuts, tmp_path_factory) -> Path:
     """Every perturbation of the aligned cuts, speed copies aligned by the system that aligned the cuts."""
     out = tmp_path_factory.mktemp("augmented")
-    augment_cuts(ali_cuts, out, ["sp0.9", "sp1.1", *NON_SPEED], SETTINGS, gmm_dir=gmm_exp / "gmm" / SYSTEM,
-                 lang_dir=gmm_exp / "lang", align_options=WIDE_BEAMS)
+    augment_cuts(ali_cuts, out, ["sp0.9", "sp1.1", *NON_SPEED], SETTINGS, gmm_dir=small_gmm_exp / "gmm" / SYSTEM,
+                 lang_dir=small_gmm_exp / "lang", align_options=WIDE_BEAMS)
     return out
 
 
