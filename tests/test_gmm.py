@@ -40,25 +40,24 @@ def build_small_gmm_exp(base: Path) -> Path:
 
     exp = base / "exp"
     cuts_path = exp / "data" / "fbank" / "cuts_train-clean-100.jsonl.gz"
-    if not cuts_path.is_file():
-        rng = random.Random(0)
-        wav_dir = base / "wav"
-        wav_dir.mkdir(parents=True, exist_ok=True)
-        cuts = []
-        items = [(f"spk{i % 4}-utt{i:03d}", [rng.choice(VOCAB) for _ in range(rng.randint(2, 6))], i % 4, None)
-                 for i in range(NUM_UTTS)]
-        items.append((BAD_CUT, ["RED", "CAT"], 0, [rng.choice(VOCAB) for _ in range(40)]))
-        for uid, spoken, spk, written in items:
-            wav = wav_dir / f"{uid}.wav"
-            _speak(" ".join(spoken), VOICES[spk], wav)
-            rec = Recording.from_file(wav, recording_id=uid)
-            sup = SupervisionSegment(id=uid, recording_id=uid, start=0, duration=rec.duration,
-                                     text=" ".join(written or spoken), speaker=f"spk{spk}")
-            cuts.append(MonoCut(id=uid, start=0, duration=rec.duration, channel=0, recording=rec, supervisions=[sup]))
-        cut_set = CutSet.from_cuts(cuts).compute_and_store_features(
-            Fbank(FbankConfig(num_mel_bins=40)), storage_path=str(base / "fbank"), storage_type=LilcomChunkyWriter)
-        cuts_path.parent.mkdir(parents=True, exist_ok=True)
-        cut_set.to_file(cuts_path)
+    rng = random.Random(0)
+    wav_dir = base / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    cuts = []
+    items = [(f"spk{i % 4}-utt{i:03d}", [rng.choice(VOCAB) for _ in range(rng.randint(2, 6))], i % 4, None)
+             for i in range(NUM_UTTS)]
+    items.append((BAD_CUT, ["RED", "CAT"], 0, [rng.choice(VOCAB) for _ in range(40)]))
+    for uid, spoken, spk, written in items:
+        wav = wav_dir / f"{uid}.wav"
+        _speak(" ".join(spoken), VOICES[spk], wav)
+        rec = Recording.from_file(wav, recording_id=uid)
+        sup = SupervisionSegment(id=uid, recording_id=uid, start=0, duration=rec.duration,
+                                 text=" ".join(written or spoken), speaker=f"spk{spk}")
+        cuts.append(MonoCut(id=uid, start=0, duration=rec.duration, channel=0, recording=rec, supervisions=[sup]))
+    cut_set = CutSet.from_cuts(cuts).compute_and_store_features(
+        Fbank(FbankConfig(num_mel_bins=40)), storage_path=str(base / "fbank"), storage_type=LilcomChunkyWriter)
+    cuts_path.parent.mkdir(parents=True, exist_ok=True)
+    cut_set.to_file(cuts_path)
     prepare_lang(exp / "lang", VOCAB)
     assert train_gmm.main(["--exp-dir", str(exp), "--lang-dir", str(exp / "lang"), "--systems", "mono", "tri1", "tri2",
                            "--mono-iters", "12", "--mono-gauss", "250", "--tri1-iters", "8",
