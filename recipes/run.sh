@@ -44,7 +44,8 @@
 #   7  the ensemble's soft targets at temperature T for the transfer set (or train), stored top-k
 #   8  the distilled student (T, hard_weight), epochs of the baseline's size under its schedule
 #   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
-#      baseline without; and of the ensemble
+#      baseline without (hard-label weight subset_hard_weight); and of the ensemble; with subset_copies, the
+#      two soft-target models also train on perturbed copies of the subset's utterances (subset_copies/)
 #  10  hybrid decoding of baseline / ensemble / student on every dev and test part, frame accuracies on every bank
 #  11  RESULTS.md (paper Table 1 and Table 5 forms, plots) in the experiment dir
 # A finished stage leaves $exp_dir/.stageN.done and is skipped when the recipe is rerun.
@@ -88,6 +89,10 @@ subset_batch_size=""   # empty: batch_size; a subset too small for many steps pe
 subset_augment=none    # window augmentation of the soft-target 3% students (train --augment); their teacher labels the perturbed input
 subset_dev_every=1     # the soft-target 3% students (blind to dev) evaluate dev after every N-th epoch and the last
 subset_lr_schedule=cosine  # the 3% models' schedule, blind to dev whatever lr_schedule the full-data networks use
+subset_hard_weight=""  # hard-label weight of the soft-target 3% students; empty: hard_weight
+# Perturbed copies of the 3% utterances (asr-kd augment-data --perturbations, comma-separated) that the
+# soft-target 3% students train on beside them, their teacher labelling each copy; empty: none
+subset_copies=""
 # LM weights tried on dev (acoustic scale 1/w): GMM likelihoods want larger weights than network posteriors.
 lm_weights=6,8,10,12,14; gmm_lm_weights=10,12,14,16,18,20,22; decode_beam=13; decode_max_active=7000
 # When dev's best weight is at an edge of the list, up to this many more weights past it (decode --extend-lm-weights).
@@ -322,16 +327,31 @@ if run_stage 9; then
   subset_opts=(--train-bank "$bank_dir/train" --subset-fraction "$subset_fraction" --subset-seed "$subset_seed"
     --num-epochs "$subset_num_epochs" --batch-size "${subset_batch_size:-$batch_size}" --seed "$net_seed"
     --lr-schedule "$subset_lr_schedule")
+  soft_subset_opts=("${subset_opts[@]}")
+  if [ -n "$subset_copies" ]; then
+    # Copies of exactly the subset's utterances (this experiment's own directory: seeds share bank/), the
+    # speed copies aligned by tri2; one bank of the subset and its copies, normalised as bank/train.
+    copies_dir=$exp_dir/subset_copies
+    step augment_subset python -m asr_kd.bin.augment_data --cuts "$ali_dir/cuts_$train_set.jsonl.gz" \
+      --subset-of "$bank_dir/train" --subset-fraction "$subset_fraction" --subset-seed "$subset_seed" \
+      --out-dir "$copies_dir/data" --name subset --perturbations ${subset_copies//,/ } --gmm-dir "$gmm_dir/tri2" \
+      --lang-dir "$lang_dir" --seed "$seed" --num-workers "$num_workers"
+    step bank_subset_copies python -m asr_kd.bin.build_frame_bank --cuts "$copies_dir/data/cuts_subset.jsonl.gz" \
+      --out-dir "$copies_dir/bank" --cmvn "$bank_dir/cmvn.json"
+    soft_subset_opts=(--train-bank "$copies_dir/bank" --num-epochs "$subset_num_epochs"
+      --batch-size "${subset_batch_size:-$batch_size}" --seed "$net_seed" --lr-schedule "$subset_lr_schedule")
+  fi
   # The longest first (four teachers run online), so that the other two share the other core.
   # shellcheck disable=SC2086
   queue_job train_student_subset_ensemble python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset_ensemble" \
-    "${train_opts[@]}" "${subset_opts[@]}" --teacher-checkpoints $members --teacher-mean "$teacher_mean" \
-    --temperature "$temperature" --hard-weight "$hard_weight" --augment "$subset_augment" --dev-every "$subset_dev_every"
+    "${train_opts[@]}" "${soft_subset_opts[@]}" --teacher-checkpoints $members --teacher-mean "$teacher_mean" \
+    --temperature "$temperature" --hard-weight "${subset_hard_weight:-$hard_weight}" --augment "$subset_augment" \
+    --dev-every "$subset_dev_every"
   queue_job train_baseline_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline_subset" "${train_opts[@]}" \
     "${subset_opts[@]}" --early-stopping-patience "$early_stopping_patience"
   queue_job train_student_subset python -m asr_kd.bin.train --exp-dir "$nnet_dir/student_subset" "${train_opts[@]}" \
-    "${subset_opts[@]}" --teacher-checkpoints "$nnet_dir/baseline/final.pt" --temperature "$temperature" \
-    --hard-weight "$hard_weight" --augment "$subset_augment" --dev-every "$subset_dev_every"
+    "${soft_subset_opts[@]}" --teacher-checkpoints "$nnet_dir/baseline/final.pt" --temperature "$temperature" \
+    --hard-weight "${subset_hard_weight:-$hard_weight}" --augment "$subset_augment" --dev-every "$subset_dev_every"
 fi
 run_jobs "$train_jobs" "$num_members"
 

@@ -203,3 +203,27 @@ def test_features_of_another_frame_count_than_the_copies_are_refused_by_name(ali
     with pytest.raises(InputError, match=rf"cut {first.id}: its volume copy has \d+ frames but "
                                          rf"the cut and its alignment have {first.num_frames}"):
         augment_cuts(tmp_path / "cuts.jsonl.gz", tmp_path / "out", ["volume"], SETTINGS)
+
+
+def test_subset_of_a_bank_copies_exactly_the_utterances_a_subset_trained_model_sees(ali_cuts, tmp_path, capsys):
+    from asr_kd.bin.build_frame_bank import main as build_bank_main
+    from asr_kd.data.frame_bank import FrameBank
+
+    assert build_bank_main(["--cuts", str(ali_cuts), "--out-dir", str(tmp_path / "bank")]) == 0
+    bank = FrameBank.load(tmp_path / "bank")
+    # The trainer's --subset-fraction 0.25 --subset-seed 3 frames, as cut ids: what the copies must be made of.
+    frames = bank.subset_frames(0.25, 3)
+    offsets = bank.utt_offsets.cpu().numpy()
+    seen = {bank.cut_ids[u] for u in np.searchsorted(offsets, frames, side="right") - 1}
+    assert 0 < len(seen) < bank.num_utterances
+    args = ["--cuts", str(ali_cuts), "--out-dir", str(tmp_path / "out"), "--perturbations", "volume", "noise",
+            "--num-noises", "2", "--subset-of", str(tmp_path / "bank"), "--subset-fraction", "0.25", "--subset-seed", "3"]
+    assert augment_data_main(args) == 0
+    combined = load_manifest(tmp_path / "out" / "cuts_augmented.jsonl.gz")
+    assert {c.id for c in combined} == seen | {f"{i}_{p}" for i in seen for p in ("volume", "noise")}
+    # Another subset into the same directory is refused; --subset-fraction without a bank names what is missing.
+    capsys.readouterr()
+    assert augment_data_main([*args[:-1], "4"]) == 2
+    assert "its copies were made with other only_cuts" in capsys.readouterr().err
+    assert augment_data_main(["--cuts", str(ali_cuts), "--out-dir", str(tmp_path / "x"), "--subset-fraction", "0.5"]) == 2
+    assert "--subset-fraction needs --subset-of" in capsys.readouterr().err

@@ -296,3 +296,39 @@ def test_run_log_says_where_and_in_which_precision_the_networks_ran(tiny_recipe_
     assert ") networks: --device cpu -> cpu, --amp none -> fp32" in run_log
     assert "warning:" not in run_log
     assert " on cpu, " in (tiny_recipe_exp / "nnet" / "baseline" / "train.log").read_text()
+
+
+def _preset_values(preset: str, *names: str) -> list[str]:
+    """Values of `names` in recipes/conf/<preset>.conf, read by bash as the recipe reads them."""
+    script = f'. "{REPO}/recipes/conf/{preset}.conf"; ' + "; ".join(f'echo "${{{n}}}"' for n in names)
+    return subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout.splitlines()
+
+
+def test_soft_target_subset_students_train_on_the_subset_and_its_copies_at_their_hard_weight(tiny_recipe_exp):
+    from asr_kd.data.frame_bank import FrameBank
+
+    copies, subset_hw, hard_weight, fraction, seed = _preset_values(
+        "tiny", "subset_copies", "subset_hard_weight", "hard_weight", "subset_fraction", "subset_seed")
+    assert copies and subset_hw != hard_weight  # the preset exercises both options
+    train = FrameBank.load(tiny_recipe_exp / "bank" / "train")
+    subset = {train.cut_ids[u] for u in train.subset_utterances(float(fraction), int(seed))}
+    copies_bank = tiny_recipe_exp / "subset_copies" / "bank"
+    bank = FrameBank.load(copies_bank)
+    ids = bank.cut_ids
+    # The subset's utterances, each perturbation's copies of them (a speed copy that fails to align is left out).
+    assert subset <= set(ids)
+    assert set(ids) - subset <= {f"{i}_{p}" for i in subset for p in copies.split(",")}
+    assert {f"{i}_volume" for i in subset} <= set(ids)
+    for system in ("student_subset", "student_subset_ensemble"):
+        params = json.loads((tiny_recipe_exp / "nnet" / system / "params.json").read_text())
+        assert params["train_bank"] == str(copies_bank) and params["subset_fraction"] == 1.0
+        assert params["hard_weight"] == float(subset_hw)
+    hard_subset = json.loads((tiny_recipe_exp / "nnet" / "baseline_subset" / "params.json").read_text())
+    assert hard_subset["train_bank"] == str(tiny_recipe_exp / "bank" / "train")
+    assert hard_subset["subset_fraction"] == float(fraction)
+    student = json.loads((tiny_recipe_exp / "nnet" / "student" / "params.json").read_text())
+    assert student["hard_weight"] == float(hard_weight)
+    md = (tiny_recipe_exp / "RESULTS.md").read_text()
+    table5 = md[md.index("## Table 5"):]
+    assert (f"with hard-label weight {float(subset_hw):g}, on its {len(subset)} utterances and their perturbed "
+            f"copies ({copies.replace(',', ', ')}; {bank.num_frames} frames against ") in table5

@@ -12,7 +12,9 @@ Example (Kaldi's and icefall's 3-way speed perturbation, plus reverberation and 
       --perturbations sp0.9 sp1.1 reverb narrowband --gmm-dir exp/gmm/tri2 --lang-dir exp/lang
 writes exp/augment/cuts_augmented.jsonl.gz (the source cuts + the copies, each with features and
 `pdf_ids`) for `asr-kd build-frame-bank --cuts exp/augment/cuts_augmented.jsonl.gz`, and
-exp/augment/augmented.json (cuts, frames, failed alignments and seconds per copy).
+exp/augment/augmented.json (cuts, frames, failed alignments and seconds per copy). With
+`--subset-of exp/bank/train --subset-fraction 0.03`, only the 3% of utterances a subset-trained model
+sees are sources (recipes/run.sh stage 9's `subset_copies`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Sequence
 
 from asr_kd.bin.common import add_trust_pickle_option, run_cli
 from asr_kd.data.augment import PERTURBATIONS_HELP, AugmentSettings, augment_cuts, parse_perturbations
+from asr_kd.data.frame_bank import FrameBank
 from asr_kd.gmm.align import AlignOptions
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
@@ -40,6 +43,18 @@ def float_range(text: str) -> tuple[float, float]:
     return values[0], values[-1]
 
 
+def subset_cut_ids(args: argparse.Namespace) -> list[str] | None:
+    """The cut ids of --subset-of's seeded subset; None without --subset-of."""
+    if args.subset_of is None:
+        if args.subset_fraction is not None:
+            raise InputError("--subset-fraction needs --subset-of (the frame bank whose subset it is)")
+        return None
+    if args.subset_fraction is None:
+        raise InputError(f"--subset-of {args.subset_of} needs --subset-fraction")
+    bank = FrameBank.load(args.subset_of)
+    return [bank.cut_ids[u] for u in bank.subset_utterances(args.subset_fraction, args.subset_seed)]
+
+
 def get_parser() -> argparse.ArgumentParser:
     d = AugmentSettings()
     p = argparse.ArgumentParser(prog="asr-kd augment-data", description=__doc__,
@@ -50,6 +65,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--perturbations", nargs="+", default=["sp0.9", "sp1.1"], help=f"one copy each: {PERTURBATIONS_HELP}")
     p.add_argument("--name", default="augmented",
                    help="the combined manifest is <out-dir>/cuts_<name>.jsonl.gz (several sets can share one --out-dir)")
+    p.add_argument("--subset-of", type=Path, metavar="BANK",
+                   help="copy only the utterances of this frame bank's seeded subset (--subset-fraction, --subset-seed): "
+                        "those `asr-kd train --train-bank BANK` trains on with the same two options")
+    p.add_argument("--subset-fraction", type=float, help="with --subset-of: the fraction of its utterances")
+    p.add_argument("--subset-seed", type=int, default=0, help="with --subset-of: the subset's seed")
     p.add_argument("--gmm-dir", type=Path, help="GMM system that aligns the speed copies (e.g. exp/gmm/tri2)")
     p.add_argument("--lang-dir", type=Path, help="the lang dir that system was trained with (e.g. exp/lang)")
     p.add_argument("--rir-recordings", type=Path,
@@ -85,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    drr_db=args.drr_db, num_noises=args.num_noises)
         augment_cuts(args.cuts, args.out_dir, parse_perturbations(args.perturbations), settings,
                      gmm_dir=args.gmm_dir, lang_dir=args.lang_dir, rir_recordings=args.rir_recordings,
-                     num_workers=args.num_workers, name=args.name,
+                     num_workers=args.num_workers, name=args.name, only=subset_cut_ids(args),
                      align_options=AlignOptions(beam=args.beam, retry_beam=args.retry_beam, num_workers=args.num_workers))
 
     return run_cli(body, "asr-kd augment-data", trust_pickle_files=args.trust_pickle)

@@ -373,10 +373,12 @@ def _check_settings(out_dir: Path, wanted: dict[str, Any]) -> None:
 def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequence[str],
                  settings: AugmentSettings | None = None, gmm_dir: str | Path | None = None,
                  lang_dir: str | Path | None = None, rir_recordings: str | Path | None = None,
-                 num_workers: int = 1, align_options: AlignOptions | None = None, name: str = "augmented") -> Path:
+                 num_workers: int = 1, align_options: AlignOptions | None = None, name: str = "augmented",
+                 only: Sequence[str] | None = None) -> Path:
     """Make the copies of `perturbations` (finished ones are kept); write `cuts_<name>.jsonl.gz` and `<name>.json`.
 
-    The training cuts need recordings, features and `pdf_ids` (the tri2 alignment cuts). Speed copies
+    The training cuts need recordings, features and `pdf_ids` (the tri2 alignment cuts); with `only`,
+    just the cuts of those ids are sources (each must be there), e.g. a training subset. Speed copies
     are aligned with the GMM system in `gmm_dir` and the lang dir it was trained with; their cuts
     that fail to align are left out and counted. Returns the combined manifest's path (the source
     cuts and the copies), written last; `info.json` beside it carries num_pdfs for build-frame-bank.
@@ -390,9 +392,16 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
         raise InputError(f"speed perturbation ({', '.join(speeds)}) needs a GMM system and its lang dir to "
                          "align the copies")
     sources = check_source_cuts(load_manifest(cuts_path), cuts_path)
+    if only is not None:
+        missing = sorted(set(only) - set(sources))
+        if missing:
+            raise InputError(f"{cuts_path}: {len(missing)} of the {len(set(only))} cuts asked for are not in it "
+                             f"(first: {missing[0]})")
+        sources = {cut_id: cut for cut_id, cut in sources.items() if cut_id in set(only)}
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, {"source_cuts": str(cuts_path.resolve()), **settings.to_dict(),
-                              "rir_recordings": str(Path(rir_recordings).resolve()) if rir_recordings else None})
+                              "rir_recordings": str(Path(rir_recordings).resolve()) if rir_recordings else None,
+                              **({} if only is None else {"only_cuts": sorted(set(only))})})
     cuts = list(sources.values())
     todo = [p for p in perturbations if not (out_dir / f"cuts_{p}.jsonl.gz").is_file()]
     kinds = [k for k in ("noise", "babble", "reverb") if k in todo]

@@ -227,15 +227,20 @@ class FrameBank:
         parts = [np.arange(offsets[u], offsets[u + 1], dtype=np.int64) for u in utterances]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    def subset_frames(self, fraction: float, seed: int) -> np.ndarray:
-        """Frame indices of a seeded random subset of whole utterances (all frames when fraction is 1)."""
+    def subset_utterances(self, fraction: float, seed: int) -> np.ndarray:
+        """Sorted indices of a seeded random subset of the utterances (all of them when fraction is 1)."""
         if not 0.0 < fraction <= 1.0:
             raise InputError(f"subset fraction must be in (0, 1], got {fraction}")
         if fraction == 1.0:
-            return np.arange(self.num_frames, dtype=np.int64)
+            return np.arange(self.num_utterances, dtype=np.int64)
         count = max(1, round(fraction * self.num_utterances))
-        utts = np.sort(np.random.default_rng(seed).choice(self.num_utterances, size=count, replace=False))
-        return self.utterance_frames(utts)
+        return np.sort(np.random.default_rng(seed).choice(self.num_utterances, size=count, replace=False))
+
+    def subset_frames(self, fraction: float, seed: int) -> np.ndarray:
+        """Frame indices of the utterances of `subset_utterances` (all frames when fraction is 1)."""
+        if fraction == 1.0:
+            return np.arange(self.num_frames, dtype=np.int64)
+        return self.utterance_frames(self.subset_utterances(fraction, seed))
 
     def utterance(self, u: int) -> tuple[np.ndarray, np.ndarray]:
         """Features (T, D) float32 and labels (T,) of utterance `u`."""

@@ -102,8 +102,18 @@ def student_teaching(student_dir: Path) -> dict | None:
         out.update(kind="online", num_members=len(params.get("teacher_checkpoints") or []))
     bank = read_json_or_none(Path(out["train_bank"]) / "manifest.json")
     if bank is not None:
-        out.update(num_frames=bank["num_frames"], num_labelled_frames=bank.get("num_labelled_frames", bank["num_frames"]))
+        out.update(num_frames=bank["num_frames"], num_labelled_frames=bank.get("num_labelled_frames", bank["num_frames"]),
+                   num_utterances=bank.get("num_utterances"), copies=_bank_copies(bank.get("source_cuts")))
     return out
+
+
+def _bank_copies(source_cuts: str | None) -> dict | None:
+    """What `asr-kd augment-data` wrote beside a bank's cuts_<name>.jsonl.gz (<name>.json), None for other cuts."""
+    if not source_cuts or not Path(source_cuts).name.startswith("cuts_"):
+        return None
+    name = Path(source_cuts).name.removeprefix("cuts_").removesuffix(".jsonl.gz")
+    summary = read_json_or_none(Path(source_cuts).parent / f"{name}.json")
+    return summary if summary and "perturbations" in summary else None
 
 
 def count_params(checkpoint: Path) -> int | None:
@@ -134,6 +144,7 @@ class Results:
     corpus: dict | None = None
     input_norm: str | None = None
     teaching: dict | None = None
+    subset_teaching: dict | None = None  # the soft-target subset student's (Table 5), as `teaching`
     # The parts decoded at dev's LM weight beside dev and test, by their corpus names: the other test parts
     # (NEVER_HEARD), then the other dev parts; frame-scored where they aligned.
     more_tests: list[str] = field(default_factory=list)
@@ -179,6 +190,7 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     cmvn = read_json_or_none(exp / "bank" / "cmvn.json")
     res.input_norm = None if cmvn is None else cmvn.get("mode", "global")
     res.teaching = student_teaching(exp / "nnet" / "student")
+    res.subset_teaching = student_teaching(exp / "nnet" / "student_subset")
     nnet = exp / "nnet"
     members = [f"member{m}" for m in range(1, num_members + 1)]
     res.baseline_in_ensemble = (nnet / "baseline").is_dir() and (nnet / "member1").resolve() == (nnet / "baseline").resolve()

@@ -126,10 +126,24 @@ def table5(res: Results) -> str:
         paper = _paper(PAPER_TABLE5[system]) if system in PAPER_TABLE5 else ("–", "–")
         rows.append((name, res.acc(system, "train"), res.acc(system, "test"), *paper))
     header = ["system", "train frame acc %", "test frame acc %", "paper train %", "paper test %"]
+    taught = _subset_teaching_note(res.subset_teaching)
     return markdown_table(header, rows) + (
-        "\nThe soft targets of the third row are the full-data baseline's (the paper's Table 5 teacher); the "
-        "fourth row's are the ensemble's. All three subset models share one learning-rate schedule that never "
+        f"\nThe soft targets of the third row are the full-data baseline's (the paper's Table 5 teacher){taught}; "
+        "the fourth row's are the ensemble's. All three subset models share one learning-rate schedule that never "
         "looks at dev; only the hard-label model stops early on dev.\n")
+
+
+def _subset_teaching_note(t: dict | None) -> str:
+    """', taught at T=.. with hard-label weight ..' and, when it trained on augmented copies of its subset, which."""
+    if t is None:
+        return ""
+    note = f", taught at T={t.get('temperature'):g} with hard-label weight {t.get('hard_weight'):g}"
+    copies = t.get("copies")
+    if copies:
+        source = copies.get("source", {})
+        note += (f", on its {source.get('cuts')} utterances and their perturbed copies ({', '.join(copies['perturbations'])}; "
+                 f"{t.get('num_frames')} frames against {source.get('frames')}), each labelled by its teacher")
+    return note
 
 
 def teaching_note(res: Results) -> str:
