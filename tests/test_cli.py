@@ -16,7 +16,9 @@ def test_help_gives_every_verb_a_purpose_under_the_stages_in_recipe_order(capsys
     listed = dict(re.findall(r"^  ([a-z][\w-]*) +(\S.*)$", out, flags=re.M))
     for verb in available_verbs():
         assert listed.get(verb, "").strip(), f"{verb} has no purpose in --help"
-    assert len(re.findall(r"^  train ", out, flags=re.M)) == 1  # listed once, under its first stage
+    for verb in available_verbs():  # each listed once: train under its first stage, build-frame-bank under 4
+        assert len(re.findall(rf"^  {verb} ", out, flags=re.M)) == 1, verb
+    assert re.search(r"^stage 4: .*\n  build-frame-bank ", out, flags=re.M)
     firsts = [int(n) for n in re.findall(r"^stages? (\d+)", out, flags=re.M)]
     assert firsts == sorted(firsts) and firsts[0] == 0 and firsts[-1] == 11
 

@@ -39,16 +39,25 @@ def help_text() -> str:
     lines = ["usage: asr-kd <verb> [options]      (asr-kd <verb> --help: the verb's options)", "",
              "recipes/run.sh (egs/synth/run.sh on the embedded corpus) runs these verbs stage by stage, from a",
              "corpus to RESULTS.md; `asr-kd status --exp-dir DIR` tells how far an experiment has got.", ""]
-    # A verb that several stages run (train) is listed once, under the first of them.
-    groups: dict[tuple[str, ...], list[int]] = {}
+    # A verb that several stages run (train) is listed once, under the first of them; a stage that runs no
+    # verb of its own joins the heading of the stage that first ran its verbs.
+    first_stage: dict[str, int] = {}
     for stage in RECIPE_STAGES:
-        groups.setdefault(stage.verbs, []).append(stage.number)
-    summaries = {stage.number: stage.summary for stage in RECIPE_STAGES}
-    for stage_verbs, numbers in groups.items():
+        for verb in stage.verbs:
+            first_stage.setdefault(verb, stage.number)
+    groups: dict[int, list[int]] = {}
+    for stage in RECIPE_STAGES:
+        home = stage.number if any(first_stage[v] == stage.number for v in stage.verbs) else first_stage[stage.verbs[0]]
+        groups.setdefault(home, []).append(stage.number)
+    stages = {stage.number: stage for stage in RECIPE_STAGES}
+    for home, numbers in groups.items():
         label = f"stage {numbers[0]}" if len(numbers) == 1 else "stages " + ", ".join(map(str, numbers))
-        lines.append(textwrap.fill(f"{label}: " + "; ".join(summaries[n] for n in numbers), 100,
+        own = [v for v in stages[home].verbs if first_stage[v] == home]
+        earlier = [v for v in stages[home].verbs if first_stage[v] != home]
+        also = f" (also runs {', '.join(earlier)})" if earlier else ""
+        lines.append(textwrap.fill(f"{label}: " + "; ".join(stages[n].summary for n in numbers) + also, 100,
                                    subsequent_indent="    "))
-        lines += [f"  {verb:<{width}}{verb_purpose(verb)}" for verb in stage_verbs]
+        lines += [f"  {verb:<{width}}{verb_purpose(verb)}" for verb in own]
     others = [v for v in verbs if all(v not in stage.verbs for stage in RECIPE_STAGES)]
     lines.append("other verbs (egs/synth/run_*.sh, egs/mnist/run.sh, and tools):")
     lines += [f"  {verb:<{width}}{verb_purpose(verb)}" for verb in others]

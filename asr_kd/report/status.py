@@ -41,7 +41,8 @@ RECIPE_STAGES = (
     RecipeStage(6, "the ensemble: members differing only in their seed", ("train",)),
     RecipeStage(7, "the ensemble's soft targets at temperature T", ("make-soft-targets",)),
     RecipeStage(8, "the distilled student", ("train",)),
-    RecipeStage(9, "3% of train: hard labels with early stopping, soft targets without", ("train",)),
+    RecipeStage(9, "3% of train: hard labels with early stopping, soft targets without, optionally also on "
+                "perturbed copies of the 3%", ("augment-data", "build-frame-bank", "train")),
     RecipeStage(10, "hybrid decoding of baseline, ensemble and student on every dev and test part; frame accuracies",
                 ("decode-nnet", "frame-accuracy")),
     RecipeStage(11, "RESULTS.md: paper Table 1 / Table 5 forms, plots", ("report",)),
