@@ -392,16 +392,17 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
         raise InputError(f"speed perturbation ({', '.join(speeds)}) needs a GMM system and its lang dir to "
                          "align the copies")
     sources = check_source_cuts(load_manifest(cuts_path), cuts_path)
-    if only is not None:
-        missing = sorted(set(only) - set(sources))
+    only_ids = None if only is None else set(only)
+    if only_ids is not None:
+        missing = sorted(only_ids - set(sources))
         if missing:
-            raise InputError(f"{cuts_path}: {len(missing)} of the {len(set(only))} cuts asked for are not in it "
+            raise InputError(f"{cuts_path}: {len(missing)} of the {len(only_ids)} cuts asked for are not in it "
                              f"(first: {missing[0]})")
-        sources = {cut_id: cut for cut_id, cut in sources.items() if cut_id in set(only)}
+        sources = {cut_id: cut for cut_id, cut in sources.items() if cut_id in only_ids}
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, {"source_cuts": str(cuts_path.resolve()), **settings.to_dict(),
                               "rir_recordings": str(Path(rir_recordings).resolve()) if rir_recordings else None,
-                              **({} if only is None else {"only_cuts": sorted(set(only))})})
+                              **({} if only_ids is None else {"only_cuts": sorted(only_ids)})})
     cuts = list(sources.values())
     todo = [p for p in perturbations if not (out_dir / f"cuts_{p}.jsonl.gz").is_file()]
     kinds = [k for k in ("noise", "babble", "reverb") if k in todo]
