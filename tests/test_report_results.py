@@ -213,8 +213,12 @@ def test_other_test_and_dev_parts_get_their_wers_and_the_frame_accuracy_of_those
     assert "– / – / 30.00%" in baseline and baseline.endswith("20.00% / 25.00% / 50.00% / 45.00%")
 
 
-def test_a_newbob_students_budget_lists_the_epochs_each_network_trained(tmp_path):
-    # Under newbob every network stops on its own: the note names each one's epochs, read from its metrics.csv.
+@pytest.mark.parametrize("schedule, rule", [
+    ("newbob", "halved from the first epoch that gained less than 0.5 points of dev accuracy"),
+    ("plateau", "halved after each epoch that gained less than 0.5 points of dev accuracy")])
+def test_a_newbob_students_budget_lists_the_epochs_each_network_trained(tmp_path, schedule, rule):
+    # Under newbob or plateau every network stops on its own: the note names the rule and each one's epochs,
+    # read from its metrics.csv.
     header = "epoch,step,lr,loss,train_acc,dev_acc,dev_ce,frames_per_s\n"
     epochs = {"baseline": 11, "member2": 13, "student": 9}
     for name, n in epochs.items():
@@ -223,10 +227,10 @@ def test_a_newbob_students_budget_lists_the_epochs_each_network_trained(tmp_path
     (tmp_path / "nnet" / "member1").symlink_to("baseline")
     _write(tmp_path / "nnet/student/params.json",
            {"frame_bank": str(tmp_path / "bank"), "epoch_frames": 1000, "steps_per_epoch": 10, "num_epochs": 30,
-            "batch_size": 100, "temperature": 2.0, "hard_weight": 0.5, "lr_schedule": "newbob",
+            "batch_size": 100, "temperature": 2.0, "hard_weight": 0.5, "lr_schedule": schedule,
             "newbob_start_gain": 0.005, "newbob_end_gain": 0.0005, "teacher_checkpoints": ["a", "b"]})
     assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
     md = (tmp_path / "RESULTS.md").read_text()
-    assert "gained less than 0.5 points of dev accuracy" in md and "gained less than 0.05; at most 30 epochs" in md
+    assert rule in md and "gained less than 0.05; at most 30 epochs" in md
     assert "epochs trained: baseline 11, member2 13, student 9." in md
     assert "The ensemble's first member is the baseline itself" in md

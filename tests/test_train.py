@@ -24,7 +24,7 @@ from asr_kd.data.frame_bank import FrameBank
 from asr_kd.models import FrameClassifier
 from asr_kd.models.frame_classifier import read_checkpoint
 from asr_kd.score.frame_accuracy import frame_accuracy_bank, frame_accuracy_cuts
-from asr_kd.train.schedule import NewbobSchedule
+from asr_kd.train.schedule import NewbobSchedule, PlateauSchedule
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 
 # Pinned to the fp32 CPU path, so that a GPU host or a CPU without bf16 units tests the same thing.
@@ -339,7 +339,7 @@ def test_trainer_refuses_with_status_2_and_a_line_naming_the_problem(data, singl
         "dev every under early stopping": (["--dev-every", "2", "--lr-schedule", "cosine",
                                             "--early-stopping-patience", "1"],
                                            ["--dev-every 2: must be >= 1, and 1 under early stopping or the newbob"]),
-        "dev every under newbob": (["--dev-every", "2"], ["--dev-every 2:", "newbob schedule (both read dev"]),
+        "dev every under newbob": (["--dev-every", "2"], ["--dev-every 2:", "newbob and plateau schedules (they read dev"]),
         "dev bank classes": (["--frame-bank", str(tmp_path / "bank")],  # the last --frame-bank counts
                              [f"{tmp_path / 'bank' / 'dev'}: feat_dim/num_classes 40/{NUM_CLASSES + 1} differ",
                               f"training bank's 40/{NUM_CLASSES}"]),
@@ -517,6 +517,19 @@ def test_newbob_keeps_lr_while_gaining_then_halves_and_stops():
     # Gains: first, .10, .05, .005 (< .01: halving starts), .01 (halving goes on), .001 (< .002: stop).
     assert lrs[:5] == [0.08, 0.08, 0.08, 0.04, 0.02]
     assert stops == [False] * 5 + [True]
+
+
+def test_plateau_halves_only_after_epochs_that_stall_and_stops_at_the_floor():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = PlateauSchedule(opt, 0.08, start_gain=0.01, end_gain=0.002, min_lr=0.02)
+    lrs, stops = [], []
+    for acc in [0.30, 0.40, 0.405, 0.45, 0.46, 0.44, 0.465, 0.466]:
+        stops.append(schedule.epoch_end(acc))
+        lrs.append(opt.param_groups[0]["lr"])
+    # Gains over the best so far: first, .10, .005 (halve), .045 (keep: newbob would halve again), .01 (keep),
+    # -.02 (halve to the floor .02), .005 (at the floor, above end_gain: go on), .001 (at the floor: stop).
+    assert lrs[:7] == [0.08, 0.08, 0.04, 0.04, 0.04, 0.02, 0.02]
+    assert stops == [False] * 7 + [True]
 
 
 def test_early_stopping_keeps_the_best_model_as_final(data, tmp_path):

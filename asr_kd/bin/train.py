@@ -73,10 +73,13 @@ def get_parser(given_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help="base learning rate")
     g.add_argument("--momentum", type=float, help="SGD momentum")
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--lr-schedule", choices=["newbob", "cosine", "constant"],
-                   help="newbob: halve the LR once the dev accuracy gain per epoch drops below --newbob-start-gain")
-    g.add_argument("--newbob-start-gain", type=float, help="dev accuracy gain (fraction) that starts halving")
-    g.add_argument("--newbob-end-gain", type=float, help="stop when halving and the gain is below this (0: never)")
+    g.add_argument("--lr-schedule", choices=["newbob", "plateau", "cosine", "constant"],
+                   help="newbob: halve the LR once the dev accuracy gain per epoch drops below --newbob-start-gain, "
+                        "then every epoch; plateau: halve it after each epoch that gains less than that")
+    g.add_argument("--newbob-start-gain", type=float,
+                   help="dev accuracy gain (fraction) below which an epoch starts newbob's halving (plateau: halves the LR)")
+    g.add_argument("--newbob-end-gain", type=float,
+                   help="stop when halving (plateau: at --min-lr) and the gain is below this (0: never)")
     g.add_argument("--warmup-steps", type=int, help="linear warm-up steps (cosine schedule)")
     g.add_argument("--min-lr", type=float)
     g.add_argument("--grad-clip", type=float, help="max gradient norm (0: no clipping)")

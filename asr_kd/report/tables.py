@@ -178,7 +178,7 @@ def teaching_note(res: Results) -> str:
 def _budget_note(res: Results, t: dict) -> str:
     """The student's training budget against the baseline's and the members': fixed, or each until dev stopped gaining."""
     epoch = f"epochs of {t['steps_per_epoch']} updates of {t['batch_size']} frames"
-    if t.get("lr_schedule") != "newbob":
+    if t.get("lr_schedule") not in ("newbob", "plateau"):
         return f" Budget: {t['num_epochs']} {epoch}, the same number of updates as the baseline and each member."
     trained = {name: max((e for e, _ in res.curves.get(name, [])), default=None)
                for name in ("baseline", *(f"member{m}" for m in range(1, res.num_members + 1)), "student")}
@@ -186,10 +186,14 @@ def _budget_note(res: Results, t: dict) -> str:
         trained.pop("member1")
     counts = ", ".join(f"{name} {n if n is not None else '–'}" for name, n in trained.items())
     start, end = (100 * (t.get(k) or 0.0) for k in ("newbob_start_gain", "newbob_end_gain"))
-    return (f" Budget: each network trained until its dev accuracy stopped gaining (newbob: the learning rate halved "
-            f"from the first epoch that gained less than {start:g} points of dev accuracy, training stopped at the "
-            f"first halving epoch that gained less than {end:g}; at most {t['num_epochs']} {epoch}); epochs "
-            f"trained: {counts}.")
+    if t["lr_schedule"] == "newbob":
+        rule = (f"newbob: the learning rate halved from the first epoch that gained less than {start:g} points of dev "
+                f"accuracy, training stopped at the first halving epoch that gained less than {end:g}")
+    else:
+        rule = (f"plateau: the learning rate halved after each epoch that gained less than {start:g} points of dev "
+                f"accuracy, training stopped at the first epoch at the lowest learning rate that gained less than {end:g}")
+    return (f" Budget: each network trained until its dev accuracy stopped gaining ({rule}; at most {t['num_epochs']} "
+            f"{epoch}); epochs trained: {counts}.")
 
 
 def sizes_and_speed(res: Results) -> str:

@@ -1,4 +1,4 @@
-"""Learning-rate schedules with resumable state: newbob (Kaldi nnet1), cosine, constant."""
+"""Learning-rate schedules with resumable state: newbob (Kaldi nnet1), plateau, cosine, constant."""
 
 from __future__ import annotations
 
@@ -62,6 +62,29 @@ class NewbobSchedule(LrSchedule):
         return False
 
 
+class PlateauSchedule(LrSchedule):
+    """Halve the LR after each epoch whose dev accuracy gains less than `start_gain` over the best so far,
+    and only then: each LR is kept while it still helps (newbob, once halving, halves every epoch).
+    Stop when an epoch at `min_lr` gains less than `end_gain` (if > 0)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, start_gain: float = 0.005,
+                 end_gain: float = 0.0005, factor: float = 0.5, min_lr: float = 0.0):
+        self.start_gain, self.end_gain, self.factor, self.min_lr = start_gain, end_gain, factor, min_lr
+        self.best_accuracy: float | None = None
+        super().__init__(optimizer, base_lr)
+
+    def epoch_end(self, dev_accuracy: float) -> bool:
+        gain = math.inf if self.best_accuracy is None else dev_accuracy - self.best_accuracy
+        self.best_accuracy = dev_accuracy if self.best_accuracy is None else max(self.best_accuracy, dev_accuracy)
+        if gain >= self.start_gain:
+            return False
+        if self.end_gain > 0 and self.lr <= self.min_lr and gain < self.end_gain:
+            return True
+        self.lr = max(self.lr * self.factor, self.min_lr)
+        self._apply()
+        return False
+
+
 class CosineSchedule(LrSchedule):
     """Linear warm-up over `warmup_steps`, then cosine decay to `min_lr` at `total_steps`."""
 
@@ -84,11 +107,13 @@ class CosineSchedule(LrSchedule):
 def make_schedule(name: str, optimizer: torch.optim.Optimizer, base_lr: float, total_steps: int,
                   warmup_steps: int = 0, min_lr: float = 0.0, start_gain: float = 0.005,
                   end_gain: float = 0.0005) -> LrSchedule:
-    """Schedule `name` (newbob, cosine or constant) over an optimizer."""
+    """Schedule `name` (newbob, plateau, cosine or constant) over an optimizer."""
     if name == "newbob":
         return NewbobSchedule(optimizer, base_lr, start_gain=start_gain, end_gain=end_gain, min_lr=min_lr)
+    if name == "plateau":
+        return PlateauSchedule(optimizer, base_lr, start_gain=start_gain, end_gain=end_gain, min_lr=min_lr)
     if name == "cosine":
         return CosineSchedule(optimizer, base_lr, total_steps, warmup_steps=warmup_steps, min_lr=min_lr)
     if name == "constant":
         return LrSchedule(optimizer, base_lr)
-    raise InputError(f"unknown --lr-schedule {name!r}; choose newbob, cosine or constant")
+    raise InputError(f"unknown --lr-schedule {name!r}; choose newbob, plateau, cosine or constant")

@@ -93,7 +93,7 @@ class TrainConfig:
     lr: float = 0.08
     momentum: float = 0.9
     weight_decay: float = 0.0
-    lr_schedule: Literal["newbob", "cosine", "constant"] = "newbob"
+    lr_schedule: Literal["newbob", "plateau", "cosine", "constant"] = "newbob"
     newbob_start_gain: float = 0.005
     newbob_end_gain: float = 0.0005
     warmup_steps: int = 0
@@ -607,9 +607,9 @@ def _train(params: AttributeDict) -> None:
         log.info("%s is complete (final.pt written); nothing to do", exp_dir)
         return
     if params.dev_every < 1 or (params.dev_every > 1 and (params.early_stopping_patience > 0
-                                                          or params.lr_schedule == "newbob")):
+                                                          or params.lr_schedule in ("newbob", "plateau"))):
         raise InputError(f"--dev-every {params.dev_every}: must be >= 1, and 1 under early stopping or the newbob "
-                         "schedule (both read dev after every epoch)")
+                         "and plateau schedules (they read dev after every epoch)")
     params.use_bf16 = use_bf16(params.amp, params.device)
     params.shuffle_seed = params.seed if params.shuffle_seed is None else params.shuffle_seed
     augment = parse_augment(params.augment)
