@@ -49,9 +49,14 @@ class NewbobSchedule(LrSchedule):
         self.prev_accuracy: float | None = None
         super().__init__(optimizer, base_lr)
 
-    def epoch_end(self, dev_accuracy: float) -> bool:
+    def _gain_over_best(self, dev_accuracy: float) -> float:
+        """This epoch's dev accuracy gain over the best before it (inf for the first); records the best."""
         gain = math.inf if self.prev_accuracy is None else dev_accuracy - self.prev_accuracy
         self.prev_accuracy = dev_accuracy if self.prev_accuracy is None else max(self.prev_accuracy, dev_accuracy)
+        return gain
+
+    def epoch_end(self, dev_accuracy: float) -> bool:
+        gain = self._gain_over_best(dev_accuracy)
         if self.halving and self.end_gain > 0 and gain < self.end_gain:
             return True
         if gain < self.start_gain:
@@ -62,20 +67,13 @@ class NewbobSchedule(LrSchedule):
         return False
 
 
-class PlateauSchedule(LrSchedule):
-    """Halve the LR after each epoch whose dev accuracy gains less than `start_gain` over the best so far,
-    and only then: each LR is kept while it still helps (newbob, once halving, halves every epoch).
-    Stop when an epoch at `min_lr` gains less than `end_gain` (if > 0)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, start_gain: float = 0.005,
-                 end_gain: float = 0.0005, factor: float = 0.5, min_lr: float = 0.0):
-        self.start_gain, self.end_gain, self.factor, self.min_lr = start_gain, end_gain, factor, min_lr
-        self.best_accuracy: float | None = None
-        super().__init__(optimizer, base_lr)
+class PlateauSchedule(NewbobSchedule):
+    """Newbob's thresholds, but the LR is halved after each epoch whose dev accuracy gains less than
+    `start_gain` over the best so far, and only then: each LR is kept while it still helps (newbob, once
+    halving, halves every epoch). Stop when an epoch at `min_lr` gains less than `end_gain` (if > 0)."""
 
     def epoch_end(self, dev_accuracy: float) -> bool:
-        gain = math.inf if self.best_accuracy is None else dev_accuracy - self.best_accuracy
-        self.best_accuracy = dev_accuracy if self.best_accuracy is None else max(self.best_accuracy, dev_accuracy)
+        gain = self._gain_over_best(dev_accuracy)
         if gain >= self.start_gain:
             return False
         if self.end_gain > 0 and self.lr <= self.min_lr and gain < self.end_gain:
