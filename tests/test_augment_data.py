@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import soundfile
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, NumpyHdf5Writer, Recording, RecordingSet, load_manifest
+from lhotse.utils import fastcopy
 
 from asr_kd.bin.augment_data import main as augment_data_main
-from asr_kd.data.augment import AugmentSettings, augment_cuts, make_noise_bank, perturbed_copies
+from asr_kd.data.augment import AugmentSettings, augment_cuts, make_noise_bank, perturbed_copies, revoiced_copies
+from asr_kd.data.voices import revoice_catalog
 from asr_kd.gmm.align import AlignOptions
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import read_json
@@ -231,3 +233,57 @@ def test_subset_of_a_bank_copies_exactly_the_utterances_a_subset_trained_model_s
     # Ids the cuts do not hold (a bank of another corpus): the error names the manifest and the first missing id.
     with pytest.raises(InputError, match=rf"{re.escape(str(ali_cuts))}: 1 of the 2 cuts asked for are not in it \(first: not-a-cut\)"):
         augment_cuts(ali_cuts, tmp_path / "y", ["volume"], only=[sorted(seen)[0], "not-a-cut"])
+
+
+def test_revoice_copies_speak_each_speakers_sentences_in_one_new_voice(small_gmm_exp, ali_cuts, tmp_path):
+    cuts = few_cuts(ali_cuts, tmp_path / "cuts.jsonl.gz")
+    out = tmp_path / "out"
+    augment_cuts(cuts, out, ["revoice", "revoice2"], SETTINGS, gmm_dir=small_gmm_exp / "gmm" / SYSTEM,
+                 lang_dir=small_gmm_exp / "lang", align_options=WIDE_BEAMS)
+    sources = {c.id: c for c in load_manifest(cuts)}
+    new_voices = {s.describe() for s in revoice_catalog()}
+    voices_of_copy = {}
+    for name in ("revoice", "revoice2"):
+        copies = copies_of(out, name)
+        failed = read_json(out / f"stats_{name}.json")["failed_alignments"]
+        assert len(copies) + len(failed) == len(sources) and len(copies) >= 0.75 * len(sources)
+        voice_of: dict[str, set[str]] = {}
+        for source_id, copy in copies.items():
+            source = sources[source_id]
+            speaker = source.supervisions[0].speaker
+            voice_of.setdefault(speaker, set()).add(copy.custom["augment"]["voice"])
+            assert copy.supervisions[0].text == source.supervisions[0].text
+            assert copy.supervisions[0].speaker == f"{speaker}_{name}" and copy.id == f"{source_id}_{name}"
+            assert Path(copy.recording.sources[0].source).parent == out / f"audio_{name}"
+            # Spoken anew and aligned anew: its own length, its own labels, one per frame.
+            assert len(copy.load_custom("pdf_ids")) == copy.num_frames == copy.load_features().shape[0]
+        # One new voice per speaker, no voice for two speakers.
+        assert all(len(v) == 1 for v in voice_of.values()) and len(set().union(*voice_of.values())) == len(voice_of)
+        voices_of_copy[name] = set().union(*voice_of.values())
+        assert voices_of_copy[name] <= new_voices
+        lengths = [(copies[i].num_frames, sources[i].num_frames) for i in copies]
+        assert sum(a != b for a, b in lengths) >= len(lengths) // 2, lengths
+    assert not voices_of_copy["revoice"] & voices_of_copy["revoice2"]
+    # A rerun speaks only what is missing, and speaks it the same.
+    audio = sorted((out / "audio_revoice").glob("*.flac"))
+    kept, lost = audio[0], audio[1]
+    made, samples = kept.stat().st_mtime_ns, soundfile.read(lost)[0]
+    lost.unlink()
+    (out / "cuts_revoice.jsonl.gz").unlink()
+    augment_cuts(cuts, out, ["revoice"], SETTINGS, gmm_dir=small_gmm_exp / "gmm" / SYSTEM,
+                 lang_dir=small_gmm_exp / "lang", align_options=WIDE_BEAMS)
+    assert kept.stat().st_mtime_ns == made
+    np.testing.assert_array_equal(soundfile.read(lost)[0], samples)
+
+
+def test_revoice_needs_the_gmm_and_a_transcript(ali_cuts, tmp_path, capsys):
+    with pytest.raises(InputError, match=r"revoice copies need a GMM system and its lang dir"):
+        augment_cuts(ali_cuts, tmp_path / "a", ["revoice"], SETTINGS)
+    cuts = list(load_manifest(few_cuts(ali_cuts, tmp_path / "few.jsonl.gz", per_speaker=1)))
+    cuts[1] = fastcopy(cuts[1], supervisions=[fastcopy(cuts[1].supervisions[0], text="")])
+    with pytest.raises(InputError, match=rf"cut {cuts[1].id}: revoice needs exactly one supervision with text"):
+        revoiced_copies(cuts, tmp_path / "audio", seed=0)
+    # The first copy is `revoice`; later ones count from 2.
+    assert augment_data_main(["--cuts", str(ali_cuts), "--out-dir", str(tmp_path / "b"),
+                              "--perturbations", "revoice1"]) == 2
+    assert "unknown perturbation 'revoice1'" in capsys.readouterr().err

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import functools
+import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from asr_kd.data.voices import (ARPABET, ENGINES, FESTIVAL_VOICES, FLITE_VOICES, Speaker, check_engine,
-                                phones_from_end_times, speaker_catalog, synthesize)
+from asr_kd.data.voices import (ARPABET, ENGINES, FESTIVAL_VOICES, FLITE_VOICES, NEVER_HEARD_VARIANTS,
+                                REVOICE_VARIANTS, Speaker, check_engine, never_heard_catalog, phones_from_end_times,
+                                revoice_catalog, speaker_catalog, synthesize)
 from asr_kd.utils.errors import InputError
 
 SHORT = "THE DOG BARKED"
 LONG = "THE OLD MAN WALKED SLOWLY DOWN THE ROAD TOWARDS THE RIVER AND SAT ON A STONE"  # 15 words
 SILENCE_FLOOR = 1e-3  # -60 dBFS; speech sits around -20 dBFS
-# The espeak-ng list ends with never-heard (Klatt) voices: they must speak real audio as the others do.
-VOICES = {"espeak-ng": ["en-us+m1", "en-gb-scotland+f2", "en-gb-x-rp+m3", "en-us+klatt", "en-gb-x-rp+klatt4"],
+# The espeak-ng list ends with never-heard (Klatt) voices and revoice voices (breathy, rough, whispered):
+# they must speak real audio as the others do.
+VOICES = {"espeak-ng": ["en-us+m1", "en-gb-scotland+f2", "en-gb-x-rp+m3", "en-us+klatt", "en-gb-x-rp+klatt4",
+                        "en-us+Annie", "en-gb-scotland+croak", "en-029+whisper"],
           "flite": list(FLITE_VOICES), "festival": list(FESTIVAL_VOICES)}
 
 
@@ -105,6 +111,28 @@ def test_catalog_has_hundreds_of_distinct_speakers():
     assert len(set(speakers)) == len(speakers) > 500
     assert {s.engine for s in speakers} == set(ENGINES)
     assert {s.sex for s in speakers} == {"M", "F"}
+
+
+def espeak_variant_settings(name: str) -> list[str]:
+    """The setting lines of one of the installed espeak-ng's voice variant files (comments dropped)."""
+    data = re.search(r"Data at: (\S+)", subprocess.run(["espeak-ng", "--version"], capture_output=True,
+                                                       text=True, check=True).stdout).group(1)
+    lines = (Path(data) / "voices" / "!v" / name).read_text(errors="replace").splitlines()
+    return [line.split("//")[0].strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_revoice_voices_are_new_and_none_drives_the_klatt_synthesizer():
+    """The re-voiced copies' voices: none a corpus split could draw, none of the never-heard set's synthesizer."""
+    catalog = revoice_catalog()
+    assert len(set(catalog)) == len(catalog) > 1000
+    voices = {s.voice for s in catalog}
+    assert not voices & {s.voice for e in ENGINES for s in speaker_catalog(e)}
+    assert not voices & {s.voice for s in never_heard_catalog()}
+    # espeak-ng switches a variant to its Klatt synthesizer with a `klatt` line: the never-heard ones have it.
+    for variant in NEVER_HEARD_VARIANTS:
+        assert any(line.startswith("klatt") for line in espeak_variant_settings(variant)), variant
+    for variant in REVOICE_VARIANTS:
+        assert not any(line.startswith("klatt") for line in espeak_variant_settings(variant)), variant
 
 
 def test_missing_program_names_it_and_its_package(monkeypatch, tmp_path):

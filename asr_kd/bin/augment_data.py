@@ -1,9 +1,11 @@
-"""`asr-kd augment-data`: perturbed copies of aligned training cuts (speed, volume, noise, babble, reverb, narrow-band).
+"""`asr-kd augment-data`: perturbed copies of aligned training cuts (speed, volume, noise, babble, reverb,
+narrow-band, new voices).
 
 Each perturbation makes one copy of every cut through lhotse (perturb_speed, perturb_volume,
-cut.mix with noise made offline, reverb_rir, resample to 8 kHz and back), computes its fbank, and
-gives it frame labels: speed copies are force-aligned with the GMM system (--gmm-dir, --lang-dir),
-the others keep the original's alignment (same frame count, checked). Copies get `_<perturbation>`
+cut.mix with noise made offline, reverb_rir, resample to 8 kHz and back) or, for revoice, by speaking
+each speaker's sentences again in an espeak-ng voice no corpus split uses; it computes the copy's fbank
+and gives it frame labels: speed and revoice copies are force-aligned with the GMM system (--gmm-dir,
+--lang-dir), the others keep the original's alignment (same frame count, checked). Copies get `_<perturbation>`
 on their cut id and speaker. Finished copies are kept when rerun; a rerun with other settings into
 the same --out-dir is refused.
 
@@ -70,7 +72,7 @@ def get_parser() -> argparse.ArgumentParser:
                         "those `asr-kd train --train-bank BANK` trains on with the same two options")
     p.add_argument("--subset-fraction", type=float, help="with --subset-of: the fraction of its utterances")
     p.add_argument("--subset-seed", type=int, default=0, help="with --subset-of: the subset's seed")
-    p.add_argument("--gmm-dir", type=Path, help="GMM system that aligns the speed copies (e.g. exp/gmm/tri2)")
+    p.add_argument("--gmm-dir", type=Path, help="GMM system that aligns the speed and revoice copies (e.g. exp/gmm/tri2)")
     p.add_argument("--lang-dir", type=Path, help="the lang dir that system was trained with (e.g. exp/lang)")
     p.add_argument("--rir-recordings", type=Path,
                    help="a lhotse RecordingSet of room impulse responses for reverb (default: simulated ones)")
@@ -85,8 +87,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="LOW,HIGH direct-to-reverberant ratio (dB) of simulated rooms")
     p.add_argument("--num-noises", type=int, default=d.num_noises,
                    help="recordings made offline of each kind: coloured noise, babble, simulated impulse responses")
-    p.add_argument("--num-workers", type=int, default=1, help="feature and alignment processes")
-    p.add_argument("--beam", type=float, default=AlignOptions.beam, help="alignment beam of the speed copies")
+    p.add_argument("--num-workers", type=int, default=1, help="feature and alignment processes (and revoice's synthesis threads)")
+    p.add_argument("--beam", type=float, default=AlignOptions.beam, help="alignment beam of the speed and revoice copies")
     p.add_argument("--retry-beam", type=float, default=AlignOptions.retry_beam, help="beam of the second try")
     add_trust_pickle_option(p)
     return p

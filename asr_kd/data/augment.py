@@ -13,20 +13,26 @@ Each perturbation makes one copy of every training cut, with its own fbank featu
               uniform in `drr_db`), or drawn from a given RIR recording set
   narrowband  the channel of a telephone: resampled to 8 kHz and back (two lhotse `resample` steps;
               lhotse's short filter leaves a transition band to ~4.4 kHz, the bands above are 35+ dB down)
+  revoice     new voices: each training speaker's sentences spoken again by one espeak-ng voice no corpus
+              split uses (`asr_kd.data.voices.revoice_catalog`: named variants on espeak-ng's default
+              synthesizer, never the never-heard set's Klatt one; rate and pitch drawn too); the copies
+              are force-aligned anew. revoice2, revoice3, ... are further copies, each in voices no
+              other revoice copy of the seed has
 Noise, babble and impulse responses are made offline, once, into `<out_dir>/noise/` (FLAC).
 lhotse's own simulated impulse responses need torchaudio, which has no build beside the CPU torch
 here (DESIGN.md), hence the simulation in this module.
 
-Only speed changes the frame count; every other copy takes the original's alignment, after a check
+Speed and revoice change the frame count; every other copy takes the original's alignment, after a check
 that the frame counts agree. A copy's cut id and speaker get the suffix `_<perturbation>`, so speaker
-CMVN (Kaldi's sp0.9-<speaker> convention) takes its means over one condition.
+CMVN (Kaldi's sp0.9-<speaker> convention) takes its means over one condition (for revoice: one new voice).
 
 Layout of `out_dir` (every file atomic; a copy's `cuts_<name>.jsonl.gz` is written last, so a rerun
 skips finished copies):
   settings.json              the AugmentSettings the copies were made with (a rerun with others is refused)
   noise/                     the noise, babble and impulse-response recordings
+  audio_revoice<k>/          a re-voiced copy's audio (FLAC), kept when rerun
   feats_<name>.lca           lilcom fbank of a copy (a directory with num_workers > 1); pdf_ids_<name>.h5: the
-                             speed copies' alignments
+                             speed and revoice copies' alignments
   cuts_<name>.jsonl.gz       one copy: features + `pdf_ids` (+ the perturbation in `custom["augment"]`)
   stats_<name>.json          its cut, frame and failed-alignment counts and wall seconds
   cuts_<set>.jsonl.gz        the source cuts and every asked copy (default set name: augmented), last, after
@@ -41,6 +47,7 @@ import re
 import time
 import zlib
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +57,9 @@ import numpy as np
 import soundfile
 import torch
 from lhotse import CutSet, LilcomChunkyWriter, Recording, RecordingSet, load_manifest
-from lhotse.cut import Cut
+from lhotse.cut import Cut, MonoCut
 from lhotse.utils import fastcopy
+from tqdm import tqdm
 
 from asr_kd.data.cmvn import speaker_of
 from asr_kd.data.features import check_frame_counts, fbank_extractor, feature_workers
@@ -61,13 +69,15 @@ from asr_kd.gmm.features import compute_gmm_features
 from asr_kd.gmm.lang_files import load_gmm_lang
 from asr_kd.gmm.stages import system_config, transcripts_of
 from asr_kd.gmm.system import GmmSystem, TransitionArrays
+from asr_kd.data.voices import Speaker, revoice_catalog, synthesize
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
+REVOICE = "revoice"
 NON_SPEED = ("volume", "noise", "babble", "reverb", "narrowband")
-PERTURBATIONS_HELP = "sp<factor> (e.g. sp0.9, sp1.1), " + ", ".join(NON_SPEED)
+PERTURBATIONS_HELP = "sp<factor> (e.g. sp0.9, sp1.1), " + ", ".join(NON_SPEED) + ", revoice (revoice2, ...)"
 NARROWBAND_RATE = 8000
 
 
@@ -102,12 +112,23 @@ def speed_factor(name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def revoice_index(name: str) -> int | None:
+    """Which re-voiced copy a name is (revoice -> 1, revoice2 -> 2); None for the other perturbations."""
+    match = re.fullmatch(rf"{REVOICE}([2-9]|[1-9]\d+)?", name)
+    return (int(match.group(1) or 1)) if match else None
+
+
+def realigned(name: str) -> bool:
+    """Whether a perturbation's copies get a new alignment (speed, revoice) rather than their source's."""
+    return revoice_index(name) is not None or speed_factor(name) is not None
+
+
 def parse_perturbations(given: Sequence[str]) -> tuple[str, ...]:
     """Perturbation names, checked, each once in the order given; InputError naming an unknown one."""
     names = tuple(dict.fromkeys(n.strip() for n in given if n.strip()))
     for name in names:
         factor = speed_factor(name)
-        if name not in NON_SPEED and (factor is None or not 0.5 <= factor <= 2.0 or factor == 1.0):
+        if name not in NON_SPEED and revoice_index(name) is None and (factor is None or not 0.5 <= factor <= 2.0 or factor == 1.0):
             raise InputError(f"unknown perturbation {name!r}: use {PERTURBATIONS_HELP} (speed factors 0.5-2, not 1)")
     if not names:
         raise InputError(f"no perturbation given: use {PERTURBATIONS_HELP}")
@@ -281,10 +302,70 @@ def perturbed_copies(cuts: Sequence[Cut], name: str, settings: AugmentSettings,
                 raise InputError(f"cut {cut.id}: every babble recording holds its speaker {speaker}; "
                                  f"raise num_noises above {settings.num_noises}")
             copy = _mixed(base, name, pool, settings.babble_snr, rng)
+        elif revoice_index(name) is not None:
+            raise InputError("revoice copies are spoken anew, not perturbed: use revoiced_copies")
         else:
             raise InputError(f"unknown perturbation {name!r}: use {PERTURBATIONS_HELP}")
         out.append(copy)
     return CutSet.from_cuts(out)
+
+
+def revoice_plan(cuts: Sequence[Cut], seed: int, copy: int = 1) -> dict[str, Speaker]:
+    """Source speaker -> the new voice that speaks all their sentences again in re-voiced copy `copy` (1, 2, ...).
+
+    One draw of the catalog per seed, dealt out speaker by speaker and copy after copy: no voice
+    speaks for two speakers or in two copies.
+    """
+    speakers = sorted(_speaker_audio(cuts))
+    catalog = revoice_catalog()
+    if copy * len(speakers) > len(catalog):
+        raise InputError(f"revoice copy {copy}: {len(speakers)} training speakers a copy, but only "
+                         f"{len(catalog)} new voices")
+    order = _rng(seed, REVOICE).permutation(len(catalog))[(copy - 1) * len(speakers): copy * len(speakers)]
+    return {speaker: catalog[i] for speaker, i in zip(speakers, order)}
+
+
+def _revoiced(cut: Cut, name: str, voice: Speaker, audio: Path) -> Cut:
+    """The copy `name` of `cut` whose recording is `audio` (its text in `voice`): one supervision over all of it."""
+    copy_id = f"{cut.id}_{name}"
+    recording = Recording.from_file(audio, recording_id=copy_id)
+    supervision = fastcopy(cut.supervisions[0], id=f"{cut.supervisions[0].id}_{name}", recording_id=copy_id,
+                           start=0.0, duration=recording.duration, speaker=f"{speaker_of(cut)}_{name}")
+    custom = {k: v for k, v in (cut.custom or {}).items() if k != "pdf_ids"}
+    custom["augment"] = {"perturbation": name, "source_cut": cut.id, "voice": voice.describe()}
+    return MonoCut(id=copy_id, start=0.0, duration=recording.duration, channel=0, recording=recording,
+                   supervisions=[supervision], custom=custom)
+
+
+def revoiced_copies(cuts: Sequence[Cut], audio_dir: Path, seed: int, num_workers: int = 1,
+                    name: str = REVOICE) -> CutSet:
+    """The cuts' texts spoken again, each speaker's by its `revoice_plan` voice, as FLAC in `audio_dir`.
+
+    `name` is revoice or revoice<k>, the k-th copy. Audio already in `audio_dir` is kept (a rerun
+    synthesizes only what is missing). The engines are separate processes, so `num_workers` threads
+    synthesize speakers side by side.
+    """
+    copy = revoice_index(name)
+    if copy is None:
+        raise InputError(f"{name!r} is not a revoice copy (revoice, revoice2, ...)")
+    plan = revoice_plan(cuts, seed, copy)
+    for cut in cuts:
+        if len(cut.supervisions) != 1 or not cut.supervisions[0].text:
+            raise InputError(f"cut {cut.id}: revoice needs exactly one supervision with text, "
+                             f"got {len(cut.supervisions)}")
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    by_speaker = _speaker_audio(cuts)
+
+    def speak(speaker: str) -> None:
+        todo = [(f"{c.id}_{name}", c.supervisions[0].text) for c in by_speaker[speaker]
+                if not (audio_dir / f"{c.id}_{name}.flac").is_file()]
+        if todo:
+            synthesize(plan[speaker], todo, audio_dir)
+
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+        list(tqdm(pool.map(speak, sorted(by_speaker)), total=len(by_speaker), desc="revoice speakers",
+                  disable=None))
+    return CutSet.from_cuts(_revoiced(c, name, plan[speaker_of(c)], audio_dir / f"{c.id}_{name}.flac") for c in cuts)
 
 
 def _compute_features(copies: CutSet, storage: Path, num_workers: int) -> CutSet:
@@ -328,7 +409,7 @@ class Aligner:
     def __call__(self, cuts: CutSet, what: str) -> tuple[dict[str, np.ndarray], list[str]]:
         """pdf-ids per frame of the cuts that aligned, and the ids of those that did not."""
         if not GmmSystem.exists(self.gmm_dir):
-            raise InputError(f"{self.gmm_dir} has no trained GMM system (tree + final.mdl) to align speed copies")
+            raise InputError(f"{self.gmm_dir} has no trained GMM system (tree + final.mdl) to align the copies")
         system = GmmSystem.load(self.gmm_dir)
         lang = load_gmm_lang(self.lang_dir)
         feats = compute_gmm_features(cuts, cmvn=system_config(self.gmm_dir).get("cmvn", "speaker"),
@@ -378,8 +459,8 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
     """Make the copies of `perturbations` (finished ones are kept); write `cuts_<name>.jsonl.gz` and `<name>.json`.
 
     The training cuts need recordings, features and `pdf_ids` (the tri2 alignment cuts); with `only`,
-    just the cuts of those ids are sources (each must be there), e.g. a training subset. Speed copies
-    are aligned with the GMM system in `gmm_dir` and the lang dir it was trained with; their cuts
+    just the cuts of those ids are sources (each must be there), e.g. a training subset. Speed and revoice
+    copies are aligned with the GMM system in `gmm_dir` and the lang dir it was trained with; their cuts
     that fail to align are left out and counted. Returns the combined manifest's path (the source
     cuts and the copies), written last; `info.json` beside it carries num_pdfs for build-frame-bank.
     """
@@ -387,10 +468,9 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
     cuts_path, out_dir = Path(cuts_path), Path(out_dir)
     if not cuts_path.is_file():
         raise InputError(f"{cuts_path}: no such cuts manifest")
-    speeds = [p for p in perturbations if speed_factor(p) is not None]
+    speeds = [p for p in perturbations if realigned(p)]
     if speeds and (gmm_dir is None or lang_dir is None):
-        raise InputError(f"speed perturbation ({', '.join(speeds)}) needs a GMM system and its lang dir to "
-                         "align the copies")
+        raise InputError(f"{', '.join(speeds)} copies need a GMM system and its lang dir to align them")
     sources = check_source_cuts(load_manifest(cuts_path), cuts_path)
     only_ids = None if only is None else set(only)
     if only_ids is not None:
@@ -414,9 +494,12 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
     aligner = Aligner(Path(gmm_dir), Path(lang_dir), align_options or AlignOptions()) if speeds else None
     for perturbation in todo:
         start = time.perf_counter()
-        copies = _compute_features(perturbed_copies(cuts, perturbation, settings, noise_bank),
-                                   out_dir / f"feats_{perturbation}", num_workers)
-        if speed_factor(perturbation) is not None:
+        if revoice_index(perturbation) is not None:
+            raw = revoiced_copies(cuts, out_dir / f"audio_{perturbation}", settings.seed, num_workers, perturbation)
+        else:
+            raw = perturbed_copies(cuts, perturbation, settings, noise_bank)
+        copies = _compute_features(raw, out_dir / f"feats_{perturbation}", num_workers)
+        if realigned(perturbation):
             assert aligner is not None
             pdf_ids, failed = aligner(copies, f"alignment of the {perturbation} copies")
             kept = [c for c in copies if c.id in pdf_ids]

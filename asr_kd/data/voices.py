@@ -7,7 +7,8 @@ voice, phone times from the utterance's Segment relation, many sentences per pro
 start-up costs 0.2 s). Audio is written as 16 kHz mono 16-bit FLAC by sox.
 
 One voice family is kept apart for the never-heard test set (`never_heard_catalog`): espeak-ng's
-Klatt variants, which no other catalog ever offers.
+Klatt variants, which no other catalog ever offers. `revoice_catalog` offers espeak-ng's other named
+variants for re-voiced training copies, none of them driving the Klatt synthesizer.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "
 # main were weaker choices: festvox-kallpc8k / kdlpc8k are the kal and ked voices already in training
 # (only band-limited), and espeak-ng's named variants are the default synthesizer with other settings.
 NEVER_HEARD_VARIANTS = ("klatt", "klatt2", "klatt3", "klatt4", "klatt5")
+# espeak-ng's named voice variants that no corpus catalog offers, for re-voiced training copies
+# (`asr_kd.data.augment`'s `revoice`): each sets its own pitch range, formant frequencies, strengths and
+# widths, breathiness, roughness or voicing on espeak-ng's default synthesizer. Left out: every variant
+# that switches to the Klatt synthesizer (the never-heard family's, and robosoft*, adam, announcer,
+# benjamin, caleb, david, edward*, UniRobot), and "Mr serious" (a space in its name).
+REVOICE_VARIANTS = (
+    "Alex", "Alicia", "Andrea", "Andy", "Annie", "AnxiousAndy", "Demonic", "Denis", "Diogo", "Gene", "Gene2",
+    "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen", "RicishayMax",
+    "RicishayMax2", "RicishayMax3", "Storm", "Tweaky", "anika", "anikaRobot", "antonio", "aunty", "belinda",
+    "boris", "croak", "ed", "fast", "grandma", "grandpa", "gustave", "iven", "iven2", "iven3", "iven4", "john",
+    "kaukovalta", "linda", "m8", "marcelo", "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro",
+    "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "travis", "victor", "whisper",
+    "whisperf", "zac")
 FLITE_VOICES = {"kal16": "M", "awb": "M", "rms": "M", "slt": "F"}
 FESTIVAL_VOICES = {"kal_diphone": "M", "ked_diphone": "M", "cmu_us_slt_arctic_hts": "F"}
 # Rate and pitch are factors around each voice's default: 7 x 7 per voice.
@@ -116,6 +130,17 @@ def never_heard_catalog() -> list[Speaker]:
     """
     voices = [f"{a}+{v}" for a, v in itertools.product(ESPEAK_ACCENTS, NEVER_HEARD_VARIANTS)]
     return [Speaker("espeak-ng", voice, rate, pitch, "M")
+            for voice, rate, pitch in itertools.product(voices, RATES, PITCHES)]
+
+
+def revoice_catalog() -> list[Speaker]:
+    """espeak-ng speakers of the variants no corpus split uses (`REVOICE_VARIANTS` x accents x rate x pitch).
+
+    Disjoint from every `speaker_catalog` and from `never_heard_catalog`: copies spoken by them add
+    voices to training without touching the never-heard family.
+    """
+    voices = [f"{a}+{v}" for a, v in itertools.product(ESPEAK_ACCENTS, REVOICE_VARIANTS)]
+    return [Speaker("espeak-ng", voice, rate, pitch, "-")
             for voice, rate, pitch in itertools.product(voices, RATES, PITCHES)]
 
 
