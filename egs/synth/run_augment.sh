@@ -10,8 +10,9 @@
 #   --exp-dir DIR        where this writes (default: $src_exp/augment)
 #   --augment-sets "NAME:P,P ..."  the augmented training sets, each the original train cuts plus one copy per
 #                        perturbation P (asr-kd augment-data --help); default "sp:sp0.9,sp1.1" (Kaldi's and
-#                        icefall's 3-way speed perturbation) and "all:" every perturbation. The copies are made
-#                        once and shared by the sets.
+#                        icefall's 3-way speed perturbation), "all:" every lhotse perturbation, and "voices:" three
+#                        re-voiced copies (revoice, revoice2, revoice3: train's sentences in 120 espeak-ng voices
+#                        no split uses). The copies are made once and shared by the sets.
 #   --epochs-as U        updates (default): each epoch draws as many frames as the source baseline's, so every
 #                        model makes the same number of updates at the same cost and the sets differ in data
 #                        only; passes: each epoch is one pass over the augmented set (N copies: N+1 times the
@@ -46,7 +47,7 @@ src_exp=""
 exp_dir=""
 stage=1
 stop_stage=100
-augment_sets="sp:sp0.9,sp1.1 all:sp0.9,sp1.1,volume,noise,babble,reverb,narrowband"
+augment_sets="sp:sp0.9,sp1.1 all:sp0.9,sp1.1,volume,noise,babble,reverb,narrowband voices:revoice,revoice2,revoice3"
 epochs_as=updates
 seed=0
 num_workers=1
