@@ -63,13 +63,13 @@ from tqdm import tqdm
 
 from asr_kd.data.cmvn import speaker_of
 from asr_kd.data.features import check_frame_counts, fbank_extractor, feature_workers
+from asr_kd.data.voices import Speaker, revoice_catalog, synthesize
 from asr_kd.gmm.ali_io import write_alignment_cuts
 from asr_kd.gmm.align import AlignOptions, align_with_system
 from asr_kd.gmm.features import compute_gmm_features
 from asr_kd.gmm.lang_files import load_gmm_lang
 from asr_kd.gmm.stages import system_config, transcripts_of
 from asr_kd.gmm.system import GmmSystem, TransitionArrays
-from asr_kd.data.voices import Speaker, revoice_catalog, synthesize
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_path, atomic_write_json, read_json
 
@@ -115,7 +115,7 @@ def speed_factor(name: str) -> float | None:
 def revoice_index(name: str) -> int | None:
     """Which re-voiced copy a name is (revoice -> 1, revoice2 -> 2); None for the other perturbations."""
     match = re.fullmatch(rf"{REVOICE}([2-9]|[1-9]\d+)?", name)
-    return (int(match.group(1) or 1)) if match else None
+    return int(match.group(1) or 1) if match else None
 
 
 def realigned(name: str) -> bool:
@@ -468,9 +468,9 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
     cuts_path, out_dir = Path(cuts_path), Path(out_dir)
     if not cuts_path.is_file():
         raise InputError(f"{cuts_path}: no such cuts manifest")
-    speeds = [p for p in perturbations if realigned(p)]
-    if speeds and (gmm_dir is None or lang_dir is None):
-        raise InputError(f"{', '.join(speeds)} copies need a GMM system and its lang dir to align them")
+    to_align = [p for p in perturbations if realigned(p)]
+    if to_align and (gmm_dir is None or lang_dir is None):
+        raise InputError(f"{', '.join(to_align)} copies need a GMM system and its lang dir to align them")
     sources = check_source_cuts(load_manifest(cuts_path), cuts_path)
     only_ids = None if only is None else set(only)
     if only_ids is not None:
@@ -491,7 +491,7 @@ def augment_cuts(cuts_path: str | Path, out_dir: str | Path, perturbations: Sequ
         rirs = RecordingSet.from_file(rir_recordings) if rir_recordings else None
         # Absolute: the copies' manifests name these files (reverb transforms, mixes).
         noise_bank = make_noise_bank(cuts, (out_dir / "noise").resolve(), settings, kinds, rirs)
-    aligner = Aligner(Path(gmm_dir), Path(lang_dir), align_options or AlignOptions()) if speeds else None
+    aligner = Aligner(Path(gmm_dir), Path(lang_dir), align_options or AlignOptions()) if to_align else None
     for perturbation in todo:
         start = time.perf_counter()
         if revoice_index(perturbation) is not None:
