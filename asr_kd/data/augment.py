@@ -310,13 +310,13 @@ def perturbed_copies(cuts: Sequence[Cut], name: str, settings: AugmentSettings,
     return CutSet.from_cuts(out)
 
 
-def revoice_plan(cuts: Sequence[Cut], seed: int, copy: int = 1) -> dict[str, Speaker]:
+def revoice_plan(speakers: Sequence[str], seed: int, copy: int = 1) -> dict[str, Speaker]:
     """Source speaker -> the new voice that speaks all their sentences again in re-voiced copy `copy` (1, 2, ...).
 
-    One draw of the catalog per seed, dealt out speaker by speaker and copy after copy: no voice
+    One draw of the catalog per seed, dealt out over the sorted speakers and copy after copy: no voice
     speaks for two speakers or in two copies.
     """
-    speakers = sorted(_speaker_audio(cuts))
+    speakers = sorted(speakers)
     catalog = revoice_catalog()
     if copy * len(speakers) > len(catalog):
         raise InputError(f"revoice copy {copy}: {len(speakers)} training speakers a copy, but only "
@@ -348,13 +348,13 @@ def revoiced_copies(cuts: Sequence[Cut], audio_dir: Path, seed: int, num_workers
     copy = revoice_index(name)
     if copy is None:
         raise InputError(f"{name!r} is not a revoice copy (revoice, revoice2, ...)")
-    plan = revoice_plan(cuts, seed, copy)
     for cut in cuts:
         if len(cut.supervisions) != 1 or not cut.supervisions[0].text:
             raise InputError(f"cut {cut.id}: revoice needs exactly one supervision with text, "
                              f"got {len(cut.supervisions)}")
-    audio_dir.mkdir(parents=True, exist_ok=True)
     by_speaker = _speaker_audio(cuts)
+    plan = revoice_plan(list(by_speaker), seed, copy)
+    audio_dir.mkdir(parents=True, exist_ok=True)
 
     def speak(speaker: str) -> None:
         todo = [(f"{c.id}_{name}", c.supervisions[0].text) for c in by_speaker[speaker]
