@@ -26,6 +26,8 @@
 #   --train-jobs N|auto  networks trained at once in stages 5-6 and in stage 9, each on (cores / N) CPU threads; auto:
 #                        one per CPU core, at most num_members, when the networks train on the CPU; 1 on a GPU
 #   --seed N             corpus synthesis seed
+#   --transfer-part P    a part whose audio, unlabelled, joins the student's transfer set (the ensemble labels it);
+#                        the synthesized corpus's is train-clean-360, of --corpus-transfer-hours H hours
 #   --net-seed N         network seed: baseline (= member 1), student and 3% models N, member m>1 100*N+m
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
 # Stages:
@@ -61,6 +63,7 @@ num_workers=2
 seed=0
 net_seed=1
 corpus_size=""        # stage 0: the synthesized corpus's size (asr-kd synth-corpus --size)
+corpus_transfer_hours=""  # stage 0: hours of unlabelled train-clean-360 audio it adds (--transfer-part train-clean-360 uses them); empty: the size's own
 train_parts=train-clean-100
 dev_parts=dev-clean
 test_parts=test-clean,test-other
@@ -155,7 +158,7 @@ if [ -z "$corpus_dir" ]; then
   if run_stage 0; then
     log "Stage 0: synthesize the '$corpus_size' corpus into $corpus_dir"
     python -m asr_kd.bin.synth_corpus --out-dir "$corpus_dir" --size "$corpus_size" \
-      --seed "$seed" --num-workers "$num_workers"
+      ${corpus_transfer_hours:+--transfer-hours "$corpus_transfer_hours"} --seed "$seed" --num-workers "$num_workers"
     touch "$exp_dir/.stage0.done"
   fi
 fi

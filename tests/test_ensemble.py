@@ -210,3 +210,48 @@ def test_frame_accuracy_cli_per_member_writes_what_the_library_computes(tmp_path
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == written
     assert frame_accuracy.main(["--model", str(paths[0]), "--frame-bank", str(tmp_path / "none"),
                                 "--device", "cpu"]) == 2
+
+
+def test_frame_accuracy_teacher_kl_and_agreement_match_each_utterance_scored_by_hand(tmp_path):
+    from asr_kd.bin import frame_accuracy
+
+    rng = np.random.default_rng(4)
+    feats = [rng.normal(size=(n, CONFIG.feat_dim)).astype(np.float32) for n in (9, 6, 11)]
+    labels = [rng.integers(0, CONFIG.num_outputs, size=len(f)) for f in feats]
+    FrameBank.from_arrays(feats, labels, ["a", "b", "c"], tmp_path / "bank", num_classes=CONFIG.num_outputs)
+    members = _members(3, seed=7)
+    paths = []
+    for i, m in enumerate(members):
+        paths.append(tmp_path / f"m{i}.pt")
+        m.save(paths[-1])
+    t = 2.0
+
+    def scored(model: str, teacher: list[str]) -> dict:
+        out = tmp_path / f"{model}-{len(teacher)}.json"
+        assert frame_accuracy.main(["--model", model, "--frame-bank", str(tmp_path / "bank"), "--output", str(out),
+                                    "--teacher", *teacher, "--temperature", str(t), "--batch-size", "4",
+                                    "--device", "cpu", "--amp", "none"]) == 0
+        return json.loads(out.read_text())["teacher"]
+
+    # Itself as teacher: nothing to learn, and the entropy of its own tempered distribution.
+    alone = scored(str(paths[0]), [str(paths[0])])
+    assert alone["kl"] == pytest.approx(0.0, abs=1e-6) and alone["agreement"] == 1.0
+    # The other two members as teacher, against each utterance through FrameClassifier.posteriors.
+    near = scored(str(paths[0]), [str(paths[1]), str(paths[2])])
+    kl = agree = entropy = entropy_self = 0.0
+    for f in feats:
+        f16 = torch.from_numpy(f.astype(np.float16).astype(np.float32))  # the bank stores fp16
+        q = members[0].posteriors(f16, temperature=t).double()
+        p = (members[1].posteriors(f16, temperature=t) + members[2].posteriors(f16, temperature=t)).double() / 2
+        kl += float((p * (p.log() - q.log())).sum())
+        agree += float((p.argmax(-1) == q.argmax(-1)).sum())
+        entropy += float(-(p * p.log()).sum())
+        entropy_self += float(-(q * q.log()).sum())
+    n = sum(len(f) for f in feats)
+    assert near["num_frames"] == alone["num_frames"] == n
+    assert near["kl"] == pytest.approx(kl / n, rel=1e-4) and near["kl"] > 0.01
+    assert near["agreement"] == pytest.approx(agree / n) and near["agreement"] < 1
+    assert near["teacher_entropy"] == pytest.approx(entropy / n, rel=1e-4)
+    assert alone["teacher_entropy"] == pytest.approx(entropy_self / n, rel=1e-4)
+    assert frame_accuracy.main(["--model", str(paths[0]), "--cuts", str(tmp_path / "c.jsonl.gz"),
+                                "--teacher", str(paths[1])]) == 2

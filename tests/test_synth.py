@@ -13,10 +13,11 @@ import pytest
 import soundfile
 
 from asr_kd.bin.synth_corpus import main as synth_corpus_main
-from asr_kd.data.synth import (CORPUS_SIZES, NEVER_HEARD_SPLIT, SPLITS, TRANSFER_SPLIT, CorpusSize, plan_corpus,
-                               synthesize_corpus)
+from asr_kd.data.synth import (CORPUS_SIZES, NEVER_HEARD_SPLIT, SPLITS, TRANSFER_SPLIT, CorpusSize, corpus_size,
+                               estimated_seconds, plan_corpus, synthesize_corpus)
 from asr_kd.data.text import cmudict_words, load_sentence_pool
 from asr_kd.data.voices import ARPABET, ENGINES, NEVER_HEARD_VARIANTS, never_heard_catalog, speaker_catalog
+from asr_kd.utils.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,25 @@ def test_adding_a_transfer_split_leaves_the_other_splits_as_they_were(corpus):
         without.chapters)
     assert any(c.split == TRANSFER_SPLIT for c in with_transfer.chapters)
     assert with_transfer.lm_sentences == without.lm_sentences
+
+
+def test_transfer_hours_add_a_transfer_split_of_that_size_to_any_corpus_size(corpus):
+    root, _ = corpus
+    sentences = [s for _, s in load_sentence_pool(root / "sentence-pool.tsv")]
+    mini = corpus_size("mini")
+    assert TRANSFER_SPLIT not in mini.splits and corpus_size("mini", transfer_hours=None) == mini
+    extended = corpus_size("mini", transfer_hours=3.0)
+    assert extended == dataclasses.replace(mini, transfer_hours=3.0) and TRANSFER_SPLIT in extended.splits
+    assert corpus_size(hours=4.0, transfer_hours=1.5).transfer_hours == 1.5
+    assert TRANSFER_SPLIT not in corpus_size("tiny", transfer_hours=0).splits
+    with pytest.raises(InputError, match="--transfer-hours"):
+        corpus_size("mini", transfer_hours=-1)
+    plain, with_transfer = plan_corpus(sentences, mini, seed=0), plan_corpus(sentences, extended, seed=0)
+    labelled = [c for c in with_transfer.chapters if c.split in SPLITS]
+    assert labelled == [c for c in plain.chapters if c.split in SPLITS]
+    planned = sum(estimated_seconds(s, c.speaker) for c in with_transfer.chapters if c.split == TRANSFER_SPLIT
+                  for _, s in c.utterances)
+    assert 3.0 <= planned / 3600 < 3.1  # each chapter stops at the first sentence past its share
 
 
 def _speakers_by_split(plan) -> dict[str, set[tuple[str, str]]]:

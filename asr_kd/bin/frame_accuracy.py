@@ -7,11 +7,16 @@ bank or cuts file. An output that exists is kept (the recipe's stages rerun chea
 --overwrite. --per-member also scores each member alone and the geometric mean (paper Table 1:
 one model vs the ensemble); --specialists scores a generalist combined with its specialists. --subset-fraction/--subset-seed score only the utterances that
 `asr-kd train` selects with the same options (the 3% subset's own train accuracy, paper Table 5).
+--teacher also measures how near the model is to a teacher ensemble on the bank's frames at
+--temperature: mean KL(teacher || model), arg-max agreement and the teacher's entropy (where a
+student matches its teacher: on its transfer set, off it).
 
 Examples:
   asr-kd frame-accuracy --model exp/nnet/baseline/final.pt --frame-bank exp/bank/dev exp/bank/test \\
       --output exp/results/acc_baseline_dev.json exp/results/acc_baseline_test.json
   asr-kd frame-accuracy --model exp/nnet/member{1..10}/final.pt --frame-bank exp/bank/test --per-member
+  asr-kd frame-accuracy --model exp/nnet/student/final.pt --frame-bank exp/bank/train exp/bank/dev \
+      --subset-fraction 0.05 --teacher exp/nnet/member{1..10}/final.pt --temperature 2
   asr-kd frame-accuracy --model exp/nnet/baseline/final.pt \\
       --cuts exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz --cmvn exp/data/fbank/cmvn.json
 Prints one JSON line per data set: {"accuracy", "cross_entropy", "num_frames", ...}.
@@ -53,6 +58,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset-fraction", type=float, default=1.0,
                    help="with --frame-bank: only this seeded fraction of its utterances, as `asr-kd train` picks them")
     p.add_argument("--subset-seed", type=int, default=0, help="seed choosing the subset's utterances")
+    p.add_argument("--teacher", type=Path, nargs="+",
+                   help="with --frame-bank: teacher member checkpoints; adds the model's KL to and agreement with "
+                        "their arithmetic-mean ensemble")
+    p.add_argument("--temperature", type=float, default=2.0, help="temperature of both sides of --teacher's KL")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=8192, help="frames per forward pass")
     p.add_argument("--overwrite", action="store_true", help="rescore even where --output exists")
@@ -84,6 +93,15 @@ def _score_bank(args: argparse.Namespace, scorer: HybridScorer, bank_dir: Path, 
                                       frame_idx=None if idx is None else torch.as_tensor(idx))
         record["members"] = [per[f"member{i + 1}"] for i in range(len(args.model))]
         record["geometric_mean_accuracy"] = per["geometric"]
+    if args.teacher:
+        from asr_kd.distill.ensemble import EnsembleTeacher
+        from asr_kd.score.frame_accuracy import teacher_agreement
+
+        teacher = EnsembleTeacher.load([str(p) for p in args.teacher], device)
+        near = teacher_agreement(scorer.log_posteriors_windows, teacher, bank, scorer.left, scorer.right,
+                                 temperature=args.temperature, frame_idx=idx, batch_size=args.batch_size,
+                                 amp=scorer.amp)
+        record["teacher"] = near.as_dict() | {"models": [str(p) for p in args.teacher]}
     return record
 
 
@@ -112,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources = args.frame_bank or args.cuts
         if args.frame_bank and args.cmvn is not None:
             raise InputError("--cmvn applies to --cuts only: a frame bank already has CMVN applied")
-        if args.cuts and (args.subset_fraction < 1 or args.per_member):
-            raise InputError("--subset-fraction and --per-member apply to --frame-bank only")
+        if args.cuts and (args.subset_fraction < 1 or args.per_member or args.teacher):
+            raise InputError("--subset-fraction, --per-member and --teacher apply to --frame-bank only")
         outs = args.output or [None] * len(sources)
         if len(outs) != len(sources):
             raise InputError(f"give one --output per data set ({len(sources)} given, {len(outs)} outputs)")

@@ -33,6 +33,9 @@ def get_parser() -> argparse.ArgumentParser:
                              "small 10 h, train-clean-100 100 h (LibriSpeech's sizes)")
     parser.add_argument("--hours", type=float, default=None,
                         help="train hours instead of a named --size (dev and test get a tenth each, at most 5.4 h)")
+    parser.add_argument("--transfer-hours", type=float, default=None,
+                        help="hours of unlabelled train-clean-360 audio (other speakers, other sentences) for a "
+                             "student's transfer set; default: the size's own (3 minutes for tiny, none otherwise)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the plan (speakers, sentences, ids)")
     parser.add_argument("--num-workers", type=int, default=2, help="parallel synthesis processes")
     return parser
@@ -45,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> None:
         start = time.time()
         summary = synthesize_corpus(args.out_dir, size=args.size, hours=args.hours, seed=args.seed,
-                                    num_workers=args.num_workers)
+                                    num_workers=args.num_workers, transfer_hours=args.transfer_hours)
         print(summary_markdown(summary))
         print(f"corpus: {args.out_dir} ({time.time() - start:.1f} s)")
 

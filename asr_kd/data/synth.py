@@ -97,16 +97,24 @@ _SECONDS_PER_UTTERANCE = 0.35
 _CHAPTER_MINUTES = 15.0
 
 
-def corpus_size(name: str | None = None, hours: float | None = None) -> CorpusSize:
-    """Size from `hours` of train (dev and test each a tenth of it, at most 5.4 h) or by name (CORPUS_SIZES)."""
+def corpus_size(name: str | None = None, hours: float | None = None,
+                transfer_hours: float | None = None) -> CorpusSize:
+    """Size from `hours` of train (dev and test each a tenth of it, at most 5.4 h) or by name (CORPUS_SIZES);
+    `transfer_hours` of unlabelled TRANSFER_SPLIT audio (None: the named size's own, none for all but tiny)."""
     if hours is not None:
         if hours <= 0:
             raise InputError(f"--hours must be positive, got {hours}")
         held_out = min(0.1 * hours, 5.4)
-        return CorpusSize(hours, held_out, held_out, never_heard=True)
-    if name not in CORPUS_SIZES:
+        size = CorpusSize(hours, held_out, held_out, never_heard=True)
+    elif name not in CORPUS_SIZES:
         raise InputError(f"unknown corpus size {name!r}; choose from {', '.join(CORPUS_SIZES)} or give hours")
-    return CORPUS_SIZES[name]
+    else:
+        size = CORPUS_SIZES[name]
+    if transfer_hours is None:
+        return size
+    if transfer_hours < 0:
+        raise InputError(f"--transfer-hours must be 0 or more, got {transfer_hours}")
+    return dataclasses.replace(size, transfer_hours=transfer_hours)
 
 
 def num_speakers(split: str, hours: float) -> int:
@@ -167,7 +175,8 @@ def plan_corpus(sentences: Sequence[str], size: CorpusSize, seed: int = 0) -> Co
     Sentences are drawn without replacement, dev and test first; the LM text is every sentence
     not drawn for dev or test (train sentences included, as in LibriSpeech's LM corpus). The
     transfer split, then the never-heard split, are planned last, each from its own random stream,
-    so adding either leaves the other splits exactly as they are without it.
+    so adding either leaves train, dev and test exactly as they are without it; the never-heard
+    speakers' ids are drawn from those no other split holds, so they change with the transfer split.
     """
     rng = random.Random(seed)
     order = list(range(len(sentences)))
@@ -367,12 +376,12 @@ def _check_settings(out_dir: Path, settings: dict) -> None:
 
 
 def synthesize_corpus(out_dir: str | Path, size: str | None = "tiny", hours: float | None = None,
-                      seed: int = 0, num_workers: int = 2) -> dict:
+                      seed: int = 0, num_workers: int = 2, transfer_hours: float | None = None) -> dict:
     """Synthesize (or finish) a LibriSpeech-layout corpus under `out_dir` of a named `size` (CORPUS_SIZES) or of
     `hours` of train; returns the summary."""
     start = time.time()
     out_dir = Path(out_dir)
-    planned = corpus_size(size, hours)
+    planned = corpus_size(size, hours, transfer_hours)
     for engine in ENGINES:
         check_engine(engine)
     out_dir.mkdir(parents=True, exist_ok=True)
