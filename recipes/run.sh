@@ -165,6 +165,11 @@ fi
 
 if run_stage 1; then
   log "Stage 1: lhotse manifests, 40-dim fbank and CMVN stats of $corpus_dir"
+  if [ -n "$transfer_part" ] && [ "$corpus_dir" = "$exp_dir/corpus" ] && [ ! -d "$corpus_dir/LibriSpeech/$transfer_part" ]; then
+    echo "$0: the synthesized corpus $corpus_dir has no $transfer_part audio (it was made without" \
+      "--corpus-transfer-hours, and a finished corpus is not extended): run into a new --exp-dir, or give --transfer-part \"\"" >&2
+    exit 2
+  fi
   # shellcheck disable=SC2086
   python -m asr_kd.bin.prepare_data --corpus-dir "$corpus_dir" --exp-dir "$exp_dir" \
     --parts $data_parts --train-parts ${train_parts//,/ } --decode-parts $decode_parts --num-workers "$num_workers"
