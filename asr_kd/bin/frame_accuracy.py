@@ -8,14 +8,14 @@ bank or cuts file. An output that exists is kept (the recipe's stages rerun chea
 one model vs the ensemble); --specialists scores a generalist combined with its specialists. --subset-fraction/--subset-seed score only the utterances that
 `asr-kd train` selects with the same options (the 3% subset's own train accuracy, paper Table 5).
 --teacher also measures how near the model is to a teacher ensemble on the bank's frames at
---temperature: mean KL(teacher || model), arg-max agreement and the teacher's entropy (where a
-student matches its teacher: on its transfer set, off it).
+--temperature: mean KL(teacher || model), arg-max agreement and the teacher's entropy (whether a
+student matches its teacher on its transfer set, and off it).
 
 Examples:
   asr-kd frame-accuracy --model exp/nnet/baseline/final.pt --frame-bank exp/bank/dev exp/bank/test \\
       --output exp/results/acc_baseline_dev.json exp/results/acc_baseline_test.json
   asr-kd frame-accuracy --model exp/nnet/member{1..10}/final.pt --frame-bank exp/bank/test --per-member
-  asr-kd frame-accuracy --model exp/nnet/student/final.pt --frame-bank exp/bank/train exp/bank/dev \
+  asr-kd frame-accuracy --model exp/nnet/student/final.pt --frame-bank exp/bank/train exp/bank/dev \\
       --subset-fraction 0.05 --teacher exp/nnet/member{1..10}/final.pt --temperature 2
   asr-kd frame-accuracy --model exp/nnet/baseline/final.pt \\
       --cuts exp/gmm/tri2/ali/cuts_test-clean.jsonl.gz --cmvn exp/data/fbank/cmvn.json
