@@ -94,8 +94,7 @@ def _score_bank(args: argparse.Namespace, scorer: HybridScorer, bank_dir: Path, 
         record["members"] = [per[f"member{i + 1}"] for i in range(len(args.model))]
         record["geometric_mean_accuracy"] = per["geometric"]
     if args.teacher:
-        from asr_kd.distill.ensemble import EnsembleTeacher
-        from asr_kd.score.frame_accuracy import teacher_agreement
+        from asr_kd.distill.ensemble import EnsembleTeacher, teacher_agreement
 
         teacher = EnsembleTeacher.load([str(p) for p in args.teacher], device)
         near = teacher_agreement(scorer.log_posteriors_windows, teacher, bank, scorer.left, scorer.right,

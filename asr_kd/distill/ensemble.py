@@ -17,15 +17,18 @@ import hashlib
 import logging
 import math
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from asr_kd.distill.losses import soft_kl_divergence
 from asr_kd.models import FrameClassifier
+from asr_kd.utils.device import autocast
 from asr_kd.utils.errors import InputError
 
 __all__ = ["MeanType", "average_posteriors", "normalise_weights", "EnsembleTeacher", "ensemble_frame_accuracy", "file_sha256",
@@ -351,3 +354,49 @@ def ensemble_frame_accuracy(
     result = {f"member{i + 1}": a for i, a in enumerate(acc[:-2])}
     result.update(arithmetic=acc[-2], geometric=acc[-1], num_frames=float(len(idx_all)))
     return result
+
+
+@dataclass
+class TeacherAgreement:
+    """How near a model is to a teacher on a bank's frames, both at `temperature`: mean KL(teacher || model) and
+    the teacher's mean entropy (nats), the share of frames where their arg-max classes agree, frames scored."""
+
+    temperature: float
+    kl: float
+    agreement: float
+    teacher_entropy: float
+    num_frames: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def teacher_agreement(model_log_probs: Callable[[Tensor], Tensor], teacher: EnsembleTeacher, frame_bank: Any,
+                      left: int, right: int, temperature: float = 1.0, frame_idx: Any = None,
+                      batch_size: int = 8192, amp: bool = False) -> TeacherAgreement:
+    """Compare `model_log_probs` (windows of `left`/`right` context -> log posteriors, as
+    HybridScorer.log_posteriors_windows) with `teacher` on every frame of `frame_bank`, or on `frame_idx`.
+
+    The model's distribution at T is softmax(log p / T), which for one network is softmax(logits / T).
+    """
+    if temperature <= 0:
+        raise InputError(f"teacher agreement: temperature must be positive, got {temperature}")
+    t_left, t_right = teacher.context
+    idx_all = (torch.arange(frame_bank.num_frames) if frame_idx is None
+               else torch.as_tensor(frame_idx, dtype=torch.long)).to(frame_bank.device)
+    if idx_all.numel() == 0:
+        raise InputError("teacher agreement: no frames to score")
+    sums = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, idx_all.numel(), batch_size):
+        idx = idx_all[i:i + batch_size]
+        with autocast(frame_bank.device, amp):
+            p = teacher.soft_targets(frame_bank.splice(idx, t_left, t_right), temperature)
+        log_probs = model_log_probs(frame_bank.splice(idx, left, right))
+        p = p.float()
+        sums[0] += float(soft_kl_divergence(log_probs, p, temperature)) * idx.numel() / temperature ** 2
+        sums[1] += float((p.argmax(-1) == log_probs.argmax(-1)).sum())
+        sums[2] += -float(torch.special.xlogy(p, p).sum())
+    n = idx_all.numel()
+    return TeacherAgreement(temperature=temperature, kl=float(sums[0]) / n, agreement=float(sums[1]) / n,
+                            teacher_entropy=float(sums[2]) / n, num_frames=n)

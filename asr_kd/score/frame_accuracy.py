@@ -84,53 +84,6 @@ def frame_accuracy_bank(model: LogitsFn, bank: FrameBank, left: int | None = Non
             model.train()
 
 
-@dataclass
-class TeacherAgreement:
-    """How near a model is to a teacher on a bank's frames, both at `temperature`: mean KL(teacher || model) and
-    the teacher's mean entropy (nats), the share of frames where their arg-max classes agree, frames scored."""
-
-    temperature: float
-    kl: float
-    agreement: float
-    teacher_entropy: float
-    num_frames: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@torch.no_grad()
-def teacher_agreement(model_log_probs: LogitsFn, teacher: Any, bank: FrameBank, left: int, right: int,
-                      temperature: float = 1.0, frame_idx: np.ndarray | None = None, batch_size: int = 8192,
-                      amp: bool = False) -> TeacherAgreement:
-    """Compare `model_log_probs` (windows -> log posteriors, as HybridScorer.log_posteriors_windows) with `teacher`
-    (an EnsembleTeacher: `context` and `soft_targets(windows, T)`) on every frame of `bank`, or on `frame_idx`.
-
-    The model's distribution at T is softmax(log p / T), which for one network is softmax(logits / T).
-    """
-    if temperature <= 0:
-        raise InputError(f"teacher agreement: temperature must be positive, got {temperature}")
-    t_left, t_right = teacher.context
-    idx_all = (torch.arange(bank.num_frames) if frame_idx is None
-               else torch.as_tensor(frame_idx, dtype=torch.long)).to(bank.device)
-    if idx_all.numel() == 0:
-        raise InputError("teacher agreement: no frames to score")
-    sums = torch.zeros(3, dtype=torch.float64)
-    for i in range(0, idx_all.numel(), batch_size):
-        idx = idx_all[i:i + batch_size]
-        with autocast(bank.device, amp):
-            p = teacher.soft_targets(bank.splice(idx, t_left, t_right), temperature)
-        p = p.float()
-        log_q = torch.log_softmax(model_log_probs(bank.splice(idx, left, right)).float() / temperature, dim=-1)
-        log_p = p.clamp_min(1e-30).log()
-        sums[0] += (p * (log_p - log_q)).sum().double().cpu()
-        sums[1] += (p.argmax(-1) == log_q.argmax(-1)).sum().double().cpu()
-        sums[2] += -(p * log_p).sum().double().cpu()
-    n = idx_all.numel()
-    return TeacherAgreement(temperature=temperature, kl=float(sums[0]) / n, agreement=float(sums[1]) / n,
-                            teacher_entropy=float(sums[2]) / n, num_frames=n)
-
-
 @torch.no_grad()
 def frame_accuracy_cuts(model: LogitsFn, cuts: Iterable[Any], cmvn: CmvnStats | str | os.PathLike | None = None,
                         left: int | None = None, right: int | None = None, label_field: str = "pdf_ids",
