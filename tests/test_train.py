@@ -25,6 +25,7 @@ from asr_kd.models import FrameClassifier
 from asr_kd.models.frame_classifier import read_checkpoint
 from asr_kd.score.frame_accuracy import frame_accuracy_bank, frame_accuracy_cuts
 from asr_kd.train.schedule import NewbobSchedule, PlateauSchedule
+from asr_kd.utils.errors import InputError
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 
 # Pinned to the fp32 CPU path, so that a GPU host or a CPU without bf16 units tests the same thing.
@@ -584,3 +585,77 @@ def test_temperature_schedule_needs_the_online_teacher(data, tmp_path, capsys):
                        "--soft-targets-dir", str(tmp_path / "soft"), "--temperature-schedule", "linear:5:1:1:3"])
     assert code == 2
     assert "--temperature-schedule needs the online teacher" in capsys.readouterr().err
+
+
+def test_mix_shares_groups_copies_by_the_suffix_of_their_source_id():
+    from asr_kd.train.mixing import parse_mix_shares, utterance_groups
+
+    ids = ["a-1", "a-2", "a-1_revoice", "a-2_revoice2", "a-1_sp0.9", "b_x", "c-3_noise"]
+    # b_x has no source "b" in the bank and c-3_noise no "c-3": originals whatever their spelling.
+    assert utterance_groups(ids) == ["original", "original", "revoice", "revoice2", "sp0.9", "original", "original"]
+    assert parse_mix_shares("original=0.5, revoice=0.25") == {"original": 0.5, "revoice": 0.25}
+    for bad in ("original", "original=0", "original=1.5", "original=x", "a=0.6,b=0.6", "a=0.2,a=0.3", ""):
+        with pytest.raises(InputError):
+            parse_mix_shares(bad)
+
+
+def test_mixed_epochs_draw_each_groups_share_and_walk_it_before_repeating():
+    from asr_kd.train.mixing import MixedEpochs
+    from asr_kd.train.train import epoch_order
+
+    groups = np.array(["original"] * 30 + ["noise"] * 50 + ["reverb"] * 120)
+    mixed = MixedEpochs(groups, {"original": 0.5}, frames_per_epoch=40, seed=3, epoch_order=epoch_order)
+    epochs = [mixed(e) for e in range(1, 5)]
+    for order in epochs:
+        assert len(order) == 40
+        assert (groups[order.numpy()] == "original").sum() == 20  # half of every epoch, though 15% of the frames
+    first_two = torch.cat([o[groups[o.numpy()] == "original"] for o in epochs[:2]])
+    # 40 originals drawn in two epochs out of 30: pass 1 whole (each once), then 10 of pass 2.
+    assert sorted(set(first_two.tolist())) == list(range(30))
+    assert sorted(torch.bincount(first_two, minlength=30).tolist()) == [1] * 20 + [2] * 10
+    rest = torch.cat([o[groups[o.numpy()] != "original"] for o in epochs]).tolist()
+    assert len(set(rest)) == len(rest) == 80  # 80 of the 170 copies, none twice
+    assert torch.equal(mixed(2), epochs[1])  # a function of the epoch: a resumed run draws the same frames
+    # Shares that round: every epoch still has frames_per_epoch frames.
+    odd = MixedEpochs(groups, {"original": 1 / 3, "noise": 1 / 3}, frames_per_epoch=41, seed=3, epoch_order=epoch_order)
+    assert len(odd(1)) == 41 and sorted(odd.counts) == [13, 14, 14]
+    # All of the epoch to the named groups: the others are never drawn.
+    only = MixedEpochs(groups, {"original": 1.0}, frames_per_epoch=40, seed=3, epoch_order=epoch_order)
+    assert set(groups[only(1).numpy()]) == {"original"}
+    with pytest.raises(InputError, match="babble"):
+        MixedEpochs(groups, {"babble": 0.5}, frames_per_epoch=40, seed=3, epoch_order=epoch_order)
+    with pytest.raises(InputError, match="add up to 1"):
+        MixedEpochs(groups, {"original": 0.2, "noise": 0.2, "reverb": 0.2}, 40, seed=3, epoch_order=epoch_order)
+
+
+def test_mix_shares_decide_what_the_trainer_learns_from_an_augmented_bank(data, tmp_path, capsys):
+    # Copies whose labels are all one class off teach the wrong mapping: a model drawing 10% of each epoch from
+    # the originals scores far lower on dev than one drawing all of it from them, same bank, same updates.
+    train = FrameBank.load(data["bank"] / "train")
+    feats, labels, ids = [], [], []
+    for u, cut_id in enumerate(train.cut_ids):
+        f, y = train.utterance(u)
+        feats += [f.astype(np.float32)] * 4
+        labels += [y] + [(y + 1) % NUM_CLASSES] * 3
+        ids += [cut_id, f"{cut_id}_noise", f"{cut_id}_reverb", f"{cut_id}_narrowband"]
+    FrameBank.from_arrays(feats, labels, ids, tmp_path / "augmented", num_classes=NUM_CLASSES)
+    args = ["--train-bank", str(tmp_path / "augmented"), "--dev-bank", str(data["bank"] / "dev"), *TRAIN_ARGS,
+            "--num-epochs", "3", "--frames-per-epoch", str(train.num_frames)]
+    dev_acc = {}
+    for share in ("1", "0.1"):
+        exp = tmp_path / f"original{share}"
+        assert train_main(["--exp-dir", str(exp), *args, "--mix-shares", f"original={share}"]) == 0
+        dev_acc[share] = float([r for r in read_metrics(exp) if r["dev_acc"]][-1]["dev_acc"])
+        assert json.loads((exp / "params.json").read_text())["mix_shares"] == f"original={share}"
+    assert dev_acc["1"] > dev_acc["0.1"] + 0.3, dev_acc
+    log_line = [line for line in (tmp_path / "original1" / "train.log").read_text().splitlines() if "by group" in line]
+    assert log_line and f"original {train.num_frames} of {train.num_frames}" in log_line[0]
+    # Another mix cannot resume a run made with this one; a group the bank lacks is named.
+    assert train_main(["--exp-dir", str(tmp_path / "stopped"), *args, "--mix-shares", "original=0.1",
+                       "--max-steps", "3"]) == 0
+    capsys.readouterr()
+    assert train_main(["--exp-dir", str(tmp_path / "stopped"), *args, "--mix-shares", "original=0.5"]) == 2
+    assert "mix_shares" in capsys.readouterr().err
+    assert train_main(["--exp-dir", str(tmp_path / "babble"), *args, "--mix-shares", "babble=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "augmented" in err and "babble" in err and "narrowband" in err

@@ -56,6 +56,10 @@ def get_parser(given_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--frames-per-epoch", type=int,
                    help="frames drawn per epoch (0: the training frames once). A transfer set larger than the "
                         "labelled data then gets the same number of updates as a model trained on the labelled data")
+    g.add_argument("--mix-shares",
+                   help="fixed shares of each epoch by group of an augmented bank, e.g. 'original=0.5': half of every "
+                        "epoch from the unperturbed utterances, the rest uniformly from the copies (groups: original "
+                        "and each perturbation, the suffix of a copy's cut id; default: uniform over all frames)")
     g = p.add_argument_group("model")
     g.add_argument("--model-shape", help=f"hidden layers x width, LAYERSxWIDTH (e.g. 3x512), or a named shape: "
                    f"{', '.join(f'{n} = {c.num_layers}x{c.hidden_dim}' for n, c in MODEL_SHAPES.items())}; "

@@ -42,6 +42,7 @@ from asr_kd.score.frame_accuracy import score_bank_sums
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.augment import parse_augment
 from asr_kd.train.checkpoint import load_resumable, previous_path, rng_states, save_checkpoint, set_rng_states
+from asr_kd.train.mixing import MixedEpochs, parse_mix_shares, utterance_groups
 from asr_kd.train.schedule import LrSchedule, make_schedule
 from asr_kd.train.tensorboard_log import TensorBoardLog, row_scalars
 from asr_kd.utils.device import AmpMode, resolve_device, slow_precision_note, use_bf16
@@ -78,6 +79,7 @@ class TrainConfig:
     subset_fraction: float = 1.0
     subset_seed: int = 0
     frames_per_epoch: int = 0
+    mix_shares: str | None = None  # e.g. "original=0.5": fixed shares of each epoch by group (asr_kd.train.mixing)
     # model
     model_shape: str = "tiny"  # a name of asr_kd.models.MODEL_SHAPES, or LAYERSxWIDTH (e.g. 3x512)
     left_context: int | None = None
@@ -192,6 +194,17 @@ def epoch_order(num: int, seed: int, epoch: int, frames_per_epoch: int) -> Tenso
         parts.append(epoch_permutation(num, seed, pass_index + 1)[offset:offset + take])
         pos += take
     return torch.cat(parts)
+
+
+def mixed_epochs(params: AttributeDict, bank: FrameBank, train_frames: np.ndarray,
+                 source: Path) -> MixedEpochs | None:
+    """The --mix-shares sampler over `train_frames` (None without the option)."""
+    if not params.mix_shares:
+        return None
+    groups = np.asarray(utterance_groups(bank.cut_ids))
+    frame_utts = bank.utterance_of(torch.from_numpy(train_frames)).cpu().numpy()
+    return MixedEpochs(groups[frame_utts], parse_mix_shares(params.mix_shares), params.epoch_frames,
+                       params.shuffle_seed, epoch_order, source=str(source))
 
 
 def autocast(params: AttributeDict) -> contextlib.AbstractContextManager:
@@ -631,6 +644,7 @@ def _train(params: AttributeDict) -> None:
     if params.steps_per_epoch == 0:
         raise InputError(f"{train_path}: {len(train_frames)} training frames are fewer than one step of "
                          f"{params.batch_size} x {params.world_size} ranks; lower --batch-size")
+    mixed = mixed_epochs(params, train_bank, train_frames, train_path)
     if params.rank == 0:
         # What this run was asked to do, for reports: the options and the model config.
         atomic_write_json(exp_dir / "params.json", {**{k: _jsonable(v) for k, v in params.items()},
@@ -641,6 +655,8 @@ def _train(params: AttributeDict) -> None:
         note = slow_precision_note(params.amp, params.device)
         if note:
             log.warning("%s", note)
+        if mixed is not None:
+            log.info("frames per epoch by group (--mix-shares %s): %s", params.mix_shares, mixed.describe())
 
     torch.manual_seed(params.seed)  # the same initial weights on every rank
     model = FrameClassifier(config)
@@ -656,6 +672,8 @@ def _train(params: AttributeDict) -> None:
     sampler = {"seed": params.shuffle_seed, "batch_size": params.batch_size, "world_size": params.world_size,
                "subset_fraction": params.subset_fraction, "subset_seed": params.subset_seed,
                "num_train_frames": int(len(train_frames)), "frames_per_epoch": int(params.epoch_frames)}
+    if mixed is not None:
+        sampler["mix_shares"] = params.mix_shares
     state = AttributeDict(epoch=1, step_in_epoch=0, global_step=0, best_dev_acc=-1.0, best_epoch=0,
                           csv_rows=0, finished=False, sums=[0.0] * 6, epoch_train={}, sampler=sampler)
     metrics = MetricsCsv(exp_dir / "metrics.csv", enabled=params.rank == 0)
@@ -665,8 +683,9 @@ def _train(params: AttributeDict) -> None:
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(train_state["optimizer"])
         schedule.load_state_dict(train_state["schedule"])
-        diffs = [f"{k}: checkpoint {v!r} != now {sampler.get(k)!r}"
-                 for k, v in train_state["state"]["sampler"].items() if sampler.get(k) != v]
+        saved = train_state["state"]["sampler"]
+        diffs = [f"{k}: checkpoint {saved.get(k)!r} != now {sampler.get(k)!r}"
+                 for k in {**saved, **sampler} if sampler.get(k) != saved.get(k)]
         if diffs:
             raise InputError(f"{resume_path}: cannot resume with other data settings ({'; '.join(diffs)}); "
                              "rerun with the original options or pass --no-resume")
@@ -702,7 +721,10 @@ def _train(params: AttributeDict) -> None:
     while state.epoch <= params.num_epochs and not state.finished:
         if teacher.active:
             apply_distillation_settings(params, distill_schedule, state.epoch)
-        order = epoch_order(len(train_frames), params.shuffle_seed, state.epoch, params.epoch_frames)
+        if mixed is None:
+            order = epoch_order(len(train_frames), params.shuffle_seed, state.epoch, params.epoch_frames)
+        else:
+            order = mixed(state.epoch)
         shard = frames_on_device[order.to(frames_on_device.device)[params.rank::params.world_size]]
         tic = time.perf_counter()
         if not train_one_epoch(params, ddp_model, optimizer, schedule, train_bank, shard, teacher, state, metrics):

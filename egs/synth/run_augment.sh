@@ -17,6 +17,10 @@
 #                        model makes the same number of updates at the same cost and the sets differ in data
 #                        only; passes: each epoch is one pass over the augmented set (N copies: N+1 times the
 #                        updates and the CPU time)
+#   --mix-shares SPEC    fixed shares of every epoch by group, e.g. "original=0.5": half of each epoch from train
+#                        itself, the rest uniformly from the copies (asr-kd train --mix-shares; default "": uniform
+#                        over the set's frames, so train's share falls as copies are added). For every model of the run:
+#                        compare mixes in separate --exp-dir's (a data/ linked from the first keeps its copies)
 #   --seed N             seed of the perturbations (default 0)
 #   --num-workers N      feature, alignment and decoding processes (default 1)
 #   --distil-sets "NAME ..."  the augmented sets that also get an ensemble and a distilled student (stages 5-7;
@@ -49,6 +53,7 @@ stage=1
 stop_stage=100
 augment_sets="sp:sp0.9,sp1.1 all:sp0.9,sp1.1,volume,noise,babble,reverb,narrowband voices:revoice,revoice2,revoice3"
 epochs_as=updates
+mix_shares=""
 seed=0
 num_workers=1
 distil_sets=all
@@ -84,6 +89,11 @@ p = json.load(open(f"{exp}/nnet/baseline/params.json"))
 train = {"--model-shape": f'{p["model"]["num_layers"]}x{p["model"]["hidden_dim"]}',
          "--num-epochs": p["num_epochs"], "--batch-size": p["batch_size"], "--lr": p["lr"], "--min-lr": p["min_lr"],
          "--optimizer": p["optimizer"], "--lr-schedule": p["lr_schedule"], "--seed": p["seed"]}
+# The rest of the optimisation as the source ran it (a source before an option existed has the default).
+for key in ("momentum", "weight_decay", "newbob_start_gain", "newbob_end_gain", "warmup_steps", "grad_clip",
+            "max_norm", "dropout", "augment"):
+    if p.get(key) is not None:
+        train["--" + key.replace("_", "-")] = p[key]
 words = shlex.split(json.load(open(f"{exp}/decode/baseline/results.json"))["command"])
 # An option's values run to the next option (--lm-weights 9 11; a decode from before that form wrote 9,11).
 search = {w: " ".join(v.replace(",", " ") for v in itertools.takewhile(lambda v: not v.startswith("--"), words[i + 1:]))
@@ -99,6 +109,7 @@ read -ra train_opts <<< "$train_line"
 read -ra search_opts <<< "$search_line"
 epochs_note="$epoch_frames frames per epoch, the source baseline's"
 if [ "$epochs_as" = passes ]; then epoch_frames=0; epochs_note="one pass over the set per epoch"; fi
+[ -z "$mix_shares" ] || epochs_note+=", shares of each epoch $mix_shares"
 names=$(for s in $augment_sets; do echo "${s%%:*}"; done)
 for name in $distil_sets; do
   grep -qx "$name" <<< "$names" || { echo "$0: distil set '$name' is not one of --augment-sets ($names)" >&2; exit 2; }
@@ -117,8 +128,11 @@ members_of() { for m in $(seq 1 "$num_members"); do echo "$exp_dir/nnet/member${
 # per epoch as the source baseline.
 train_on() {
   local set=$1 dir=$2; shift 2
+  local mix=()
+  [ -z "$mix_shares" ] || mix=(--mix-shares "$mix_shares")
   step "train_$dir" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/$dir" --frame-bank "$src_exp/bank" \
-    --train-bank "$exp_dir/bank/$set" --frames-per-epoch "$epoch_frames" "$@" --device "$device" --amp "$amp"
+    --train-bank "$exp_dir/bank/$set" --frames-per-epoch "$epoch_frames" "${mix[@]}" "$@" --device "$device" \
+    --amp "$amp"
 }
 # decode DIR MODEL...: dev chooses the LM weight, test-clean and test-other decoded at it, into decode/DIR.
 decode() {
@@ -213,12 +227,13 @@ if run_stage 8; then
   fi
   for s in $augment_sets; do
     name=${s%%:*}
-    rows+=(--row "baseline, augmented: ${s#*:}" "$exp_dir/nnet/baseline_$name" "$exp_dir/decode/baseline_$name" \
+    what="${s#*:}${mix_shares:+ (each epoch $mix_shares)}"
+    rows+=(--row "baseline, augmented: $what" "$exp_dir/nnet/baseline_$name" "$exp_dir/decode/baseline_$name" \
       "$aug_dir/$name.json")
     if grep -qx "$name" <<< "$(printf '%s\n' $distil_sets)"; then
-      rows+=(--row "ensemble ($num_members), augmented: ${s#*:}" "" "$exp_dir/decode/ensemble_$name" "$aug_dir/$name.json"
-        --row "distilled, augmented: ${s#*:}" "$exp_dir/nnet/student_$name" "$exp_dir/decode/student_$name" "$aug_dir/$name.json")
-      gains+=(--gain "augmented: ${s#*:}" "$exp_dir/decode/baseline_$name" "$exp_dir/decode/ensemble_$name" \
+      rows+=(--row "ensemble ($num_members), augmented: $what" "" "$exp_dir/decode/ensemble_$name" "$aug_dir/$name.json"
+        --row "distilled, augmented: $what" "$exp_dir/nnet/student_$name" "$exp_dir/decode/student_$name" "$aug_dir/$name.json")
+      gains+=(--gain "augmented: $what" "$exp_dir/decode/baseline_$name" "$exp_dir/decode/ensemble_$name" \
         "$exp_dir/decode/student_$name")
     fi
   done
