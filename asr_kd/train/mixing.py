@@ -2,11 +2,12 @@
 
 An augmented bank holds the original training utterances and perturbed copies of them, a copy's cut id
 being its source's id + `_<perturbation>` (asr_kd.data.augment). Drawn uniformly, the originals'
-share of an epoch falls as copies are added (1/7 with six re-voiced copies); `--mix-shares
+share of an epoch falls as copies are added (about 1/6 with six re-voiced copies); `--mix-shares
 original=0.5` keeps half of every epoch on them. Groups are `original` and each perturbation name;
 named groups get their share, the rest of the epoch is drawn uniformly from the frames of the
-groups not named (none when the named shares add up to 1). Each group is walked without repeats before its frames come back, and an
-epoch's frames are a function of (seed, epoch) alone, so a resumed run draws what it would have.
+groups not named (none when the named shares add up to 1). Each group is walked without repeats
+before its frames come back, and an epoch's frames are a function of (seed, epoch) alone, so a
+resumed run draws what it would have.
 """
 
 from __future__ import annotations
