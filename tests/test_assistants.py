@@ -18,7 +18,7 @@ from asr_kd.distill.ensemble import file_sha256
 from asr_kd.models import FrameClassifier
 from asr_kd.models.shapes import NetShape, parse_shape, shape_config
 from asr_kd.train.assistants import link_train_config, parse_shape_path, plan_chain, run_chain
-from asr_kd.train.train import epoch_permutation
+from asr_kd.train.sampler import epoch_permutation
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import read_json
 

@@ -17,7 +17,7 @@ from asr_kd.distill.ensemble import EnsembleTeacher
 from asr_kd.distill.soft_targets import SoftTargetStore
 from asr_kd.models import FrameClassifier
 from asr_kd.train.checkpoint import load_train_state
-from asr_kd.train.train import epoch_permutation
+from asr_kd.train.sampler import epoch_permutation
 from tests.test_assistants import NUM_CLASSES, TRAIN_OPTIONS, make_banks
 
 SEED, BATCH, T = 3, 128, 2.0  # TRAIN_OPTIONS' --seed and --batch-size; the distillation temperature

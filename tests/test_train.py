@@ -226,7 +226,7 @@ def test_train_log_warns_when_a_cpu_without_bf16_units_makes_the_precision_slow(
 @pytest.mark.parametrize("hard_weight", [0.0, 0.25, 2.0])
 def test_trainer_loss_is_t2_soft_ce_plus_hard_weight_times_hard_ce(data, single_run, tmp_path, hard_weight):
     from asr_kd.distill.ensemble import EnsembleTeacher
-    from asr_kd.train.train import epoch_order
+    from asr_kd.train.sampler import epoch_order
 
     init, teacher = single_run / "epoch-1.pt", single_run / "final.pt"
     exp = tmp_path / "hw"
@@ -496,7 +496,7 @@ def test_subset_is_seeded_whole_utterances(data):
 
 
 def test_epochs_of_a_set_larger_than_an_epoch_cover_it_before_repeating():
-    from asr_kd.train.train import epoch_order, epoch_permutation
+    from asr_kd.train.sampler import epoch_order, epoch_permutation
 
     # frames_per_epoch == num: epoch e is pass e, exactly the old shuffle.
     for e in (1, 2, 3):
@@ -588,7 +588,7 @@ def test_temperature_schedule_needs_the_online_teacher(data, tmp_path, capsys):
 
 
 def test_mix_shares_groups_copies_by_the_suffix_of_their_source_id():
-    from asr_kd.train.mixing import parse_mix_shares, utterance_groups
+    from asr_kd.train.sampler import parse_mix_shares, utterance_groups
 
     ids = ["a-1", "a-2", "a-1_revoice", "a-2_revoice2", "a-1_sp0.9", "b_x", "c-3_noise"]
     # b_x has no source "b" in the bank and c-3_noise no "c-3": originals whatever their spelling.
@@ -600,11 +600,10 @@ def test_mix_shares_groups_copies_by_the_suffix_of_their_source_id():
 
 
 def test_mixed_epochs_draw_each_groups_share_and_walk_it_before_repeating():
-    from asr_kd.train.mixing import MixedEpochs
-    from asr_kd.train.train import epoch_order
+    from asr_kd.train.sampler import MixedEpochs
 
     groups = np.array(["original"] * 30 + ["noise"] * 50 + ["reverb"] * 120)
-    mixed = MixedEpochs(groups, {"original": 0.5}, frames_per_epoch=40, seed=3, epoch_order=epoch_order)
+    mixed = MixedEpochs(groups, {"original": 0.5}, frames_per_epoch=40, seed=3)
     epochs = [mixed(e) for e in range(1, 5)]
     for order in epochs:
         assert len(order) == 40
@@ -617,15 +616,15 @@ def test_mixed_epochs_draw_each_groups_share_and_walk_it_before_repeating():
     assert len(set(rest)) == len(rest) == 80  # 80 of the 170 copies, none twice
     assert torch.equal(mixed(2), epochs[1])  # a function of the epoch: a resumed run draws the same frames
     # Shares that round: every epoch still has frames_per_epoch frames.
-    odd = MixedEpochs(groups, {"original": 1 / 3, "noise": 1 / 3}, frames_per_epoch=41, seed=3, epoch_order=epoch_order)
+    odd = MixedEpochs(groups, {"original": 1 / 3, "noise": 1 / 3}, frames_per_epoch=41, seed=3)
     assert len(odd(1)) == 41 and sorted(odd.counts) == [13, 14, 14]
     # All of the epoch to the named groups: the others are never drawn.
-    only = MixedEpochs(groups, {"original": 1.0}, frames_per_epoch=40, seed=3, epoch_order=epoch_order)
+    only = MixedEpochs(groups, {"original": 1.0}, frames_per_epoch=40, seed=3)
     assert set(groups[only(1).numpy()]) == {"original"}
     with pytest.raises(InputError, match="babble"):
-        MixedEpochs(groups, {"babble": 0.5}, frames_per_epoch=40, seed=3, epoch_order=epoch_order)
+        MixedEpochs(groups, {"babble": 0.5}, frames_per_epoch=40, seed=3)
     with pytest.raises(InputError, match="add up to 1"):
-        MixedEpochs(groups, {"original": 0.2, "noise": 0.2, "reverb": 0.2}, 40, seed=3, epoch_order=epoch_order)
+        MixedEpochs(groups, {"original": 0.2, "noise": 0.2, "reverb": 0.2}, 40, seed=3)
 
 
 def test_mix_shares_decide_what_the_trainer_learns_from_an_augmented_bank(data, tmp_path, capsys):

@@ -42,7 +42,7 @@ from asr_kd.score.frame_accuracy import score_bank_sums
 from asr_kd.train.attribute_dict import AttributeDict
 from asr_kd.train.augment import parse_augment
 from asr_kd.train.checkpoint import load_resumable, previous_path, rng_states, save_checkpoint, set_rng_states
-from asr_kd.train.mixing import MixedEpochs, parse_mix_shares, utterance_groups
+from asr_kd.train.sampler import MixedEpochs, epoch_order, parse_mix_shares, utterance_groups
 from asr_kd.train.schedule import LrSchedule, make_schedule
 from asr_kd.train.tensorboard_log import TensorBoardLog, row_scalars
 from asr_kd.utils.device import AmpMode, resolve_device, slow_precision_note, use_bf16
@@ -79,7 +79,7 @@ class TrainConfig:
     subset_fraction: float = 1.0
     subset_seed: int = 0
     frames_per_epoch: int = 0
-    mix_shares: str | None = None  # e.g. "original=0.5": fixed shares of each epoch by group (asr_kd.train.mixing)
+    mix_shares: str | None = None  # e.g. "original=0.5": fixed shares of each epoch by group (asr_kd.train.sampler)
     # model
     model_shape: str = "tiny"  # a name of asr_kd.models.MODEL_SHAPES, or LAYERSxWIDTH (e.g. 3x512)
     left_context: int | None = None
@@ -173,29 +173,6 @@ def model_config(params: AttributeDict, bank: FrameBank) -> FrameClassifierConfi
                         input_norm=params.input_norm, feat_dim=bank.feat_dim, num_outputs=bank.num_classes)
 
 
-def epoch_permutation(num: int, seed: int, epoch: int) -> Tensor:
-    """The shuffle of pass `epoch` over `num` frames: a function of (seed, epoch) only, so resuming needs no sampler RNG."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num, generator=gen)
-
-
-def epoch_order(num: int, seed: int, epoch: int, frames_per_epoch: int) -> Tensor:
-    """Positions (into the training frames) that epoch `epoch` visits, `frames_per_epoch` of them.
-
-    The epochs walk one stream made of passes 1, 2, ... (`epoch_permutation` each): with
-    frames_per_epoch == num, epoch e is pass e; with fewer, a large transfer set is covered over
-    several epochs without repeats before any frame comes back.
-    """
-    start = (epoch - 1) * frames_per_epoch
-    parts, pos = [], start
-    while pos < start + frames_per_epoch:
-        pass_index, offset = divmod(pos, num)
-        take = min(num - offset, start + frames_per_epoch - pos)
-        parts.append(epoch_permutation(num, seed, pass_index + 1)[offset:offset + take])
-        pos += take
-    return torch.cat(parts)
-
-
 def mixed_epochs(params: AttributeDict, bank: FrameBank, train_frames: np.ndarray,
                  source: Path) -> MixedEpochs | None:
     """The --mix-shares sampler over `train_frames` (None without the option)."""
@@ -204,7 +181,7 @@ def mixed_epochs(params: AttributeDict, bank: FrameBank, train_frames: np.ndarra
     groups = np.asarray(utterance_groups(bank.cut_ids))
     frame_utts = bank.utterance_of(torch.from_numpy(train_frames)).cpu().numpy()
     return MixedEpochs(groups[frame_utts], parse_mix_shares(params.mix_shares), params.epoch_frames,
-                       params.shuffle_seed, epoch_order, source=str(source))
+                       params.shuffle_seed, source=str(source))
 
 
 def autocast(params: AttributeDict) -> contextlib.AbstractContextManager:

@@ -1,7 +1,9 @@
-"""Fixed shares of each epoch from the groups of an augmented frame bank (lhotse's `CutSet.mux`, for frames).
+"""Which training frames each epoch visits: a seeded walk over all of them, or fixed shares by group.
 
-An augmented bank holds the original training utterances and perturbed copies of them, a copy's cut id
-being its source's id + `_<perturbation>` (asr_kd.data.augment). Drawn uniformly, the originals'
+`epoch_order` walks the training frames pass after pass, `frames_per_epoch` at a time. `MixedEpochs`
+gives the groups of an augmented frame bank fixed shares of each epoch (lhotse's `CutSet.mux`, for
+frames): an augmented bank holds the original training utterances and perturbed copies of them, a
+copy's cut id being its source's id + `_<perturbation>` (asr_kd.data.augment). Drawn uniformly, the originals'
 share of an epoch falls as copies are added (about 1/6 with six re-voiced copies); `--mix-shares
 original=0.5` keeps half of every epoch on them. Groups are `original` and each perturbation name;
 named groups get their share, the rest of the epoch is drawn uniformly from the frames of the
@@ -12,7 +14,7 @@ resumed run draws what it would have.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,10 +22,33 @@ from torch import Tensor
 
 from asr_kd.utils.errors import InputError
 
-__all__ = ["ORIGINAL", "MixedEpochs", "parse_mix_shares", "utterance_groups"]
+__all__ = ["ORIGINAL", "MixedEpochs", "epoch_order", "epoch_permutation", "parse_mix_shares",
+           "utterance_groups"]
 
 ORIGINAL = "original"
-EpochOrder = Callable[[int, int, int, int], Tensor]  # (num, seed, epoch, frames) -> positions
+
+
+def epoch_permutation(num: int, seed: int, epoch: int) -> Tensor:
+    """The shuffle of pass `epoch` over `num` frames: a function of (seed, epoch) only, so resuming needs no sampler RNG."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num, generator=gen)
+
+
+def epoch_order(num: int, seed: int, epoch: int, frames_per_epoch: int) -> Tensor:
+    """Positions (into the training frames) that epoch `epoch` visits, `frames_per_epoch` of them.
+
+    The epochs walk one stream made of passes 1, 2, ... (`epoch_permutation` each): with
+    frames_per_epoch == num, epoch e is pass e; with fewer, a large transfer set is covered over
+    several epochs without repeats before any frame comes back.
+    """
+    start = (epoch - 1) * frames_per_epoch
+    parts, pos = [], start
+    while pos < start + frames_per_epoch:
+        pass_index, offset = divmod(pos, num)
+        take = min(num - offset, start + frames_per_epoch - pos)
+        parts.append(epoch_permutation(num, seed, pass_index + 1)[offset:offset + take])
+        pos += take
+    return torch.cat(parts)
 
 
 def parse_mix_shares(spec: str) -> dict[str, float]:
@@ -61,9 +86,8 @@ class MixedEpochs:
     """The positions (into the training frames) each epoch visits, with fixed shares per group."""
 
     def __init__(self, frame_groups: Sequence[str] | np.ndarray, shares: dict[str, float], frames_per_epoch: int,
-                 seed: int, epoch_order: EpochOrder, source: str = "the training bank"):
-        """`frame_groups`: the group of each training frame; `epoch_order` walks one group's frames (train.epoch_order);
-        `source` names the bank in errors."""
+                 seed: int, source: str = "the training bank"):
+        """`frame_groups`: the group of each training frame; `source` names the bank in errors."""
         frame_groups = np.asarray(frame_groups)
         present = sorted(set(frame_groups.tolist()))
         missing = [g for g in shares if g not in present]
@@ -87,15 +111,13 @@ class MixedEpochs:
         self.counts = [int(c) for c in counts]
         self.positions = [torch.from_numpy(np.flatnonzero(m)) for m in members]
         self.seed = seed
-        self.epoch_order = epoch_order
 
     def __call__(self, epoch: int) -> Tensor:
         """Positions of epoch `epoch`: each group's share from its own stream, shuffled together."""
-        parts = [pos[self.epoch_order(len(pos), self.seed + 7919 * (i + 1), epoch, n)]
+        parts = [pos[epoch_order(len(pos), self.seed + 7919 * (i + 1), epoch, n)]
                  for i, (pos, n) in enumerate(zip(self.positions, self.counts)) if n > 0]
         joined = torch.cat(parts)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return joined[torch.randperm(len(joined), generator=gen)]
+        return joined[epoch_permutation(len(joined), self.seed, epoch)]
 
     def describe(self) -> str:
         """One log line: each group's frames per epoch out of its size."""
