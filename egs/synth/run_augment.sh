@@ -23,6 +23,8 @@
 #                        compare mixes in separate --exp-dir's (a data/ linked from the first keeps its copies)
 #   --seed N             seed of the perturbations (default 0)
 #   --num-workers N      feature, alignment and decoding processes (default 1)
+#   --train-jobs N|auto  networks trained at once in each of stages 3, 5 and 6, each on (cores / N) CPU threads; auto:
+#                        one per CPU core, at most the stage's networks, when they train on the CPU; 1 on a GPU
 #   --distil-sets "NAME ..."  the augmented sets that also get an ensemble and a distilled student (stages 5-7;
 #                        default "all"; "" for none): each costs num_members baselines, a student taught online
 #                        (~2-3 baselines) and two decodes
@@ -56,6 +58,7 @@ epochs_as=updates
 mix_shares=""
 seed=0
 num_workers=1
+train_jobs=auto
 distil_sets=all
 num_members=""
 temperature=2
@@ -124,13 +127,13 @@ for ((i = 0; i < ${#train_opts[@]}; i += 2)); do
   if [ "${train_opts[i]}" = --seed ]; then net_seed=${train_opts[i + 1]}; else base_opts+=("${train_opts[@]:i:2}"); fi
 done
 members_of() { for m in $(seq 1 "$num_members"); do echo "$exp_dir/nnet/member${m}_$1/final.pt"; done; }
-# train_on SET DIR OPTION...: a model in nnet/DIR on the frame bank of SET (dev from the source), as many frames
-# per epoch as the source baseline.
-train_on() {
+# queue_training SET DIR OPTION...: queue a model in nnet/DIR on the frame bank of SET (dev from the source), as many
+# frames per epoch as the source baseline; run_jobs trains the queue train_jobs at a time.
+queue_training() {
   local set=$1 dir=$2; shift 2
   local mix=()
   [ -z "$mix_shares" ] || mix=(--mix-shares "$mix_shares")
-  step "train_$dir" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/$dir" --frame-bank "$src_exp/bank" \
+  queue_job "train_$dir" python -m asr_kd.bin.train --exp-dir "$exp_dir/nnet/$dir" --frame-bank "$src_exp/bank" \
     --train-bank "$exp_dir/bank/$set" --frames-per-epoch "$epoch_frames" "${mix[@]}" "$@" --device "$device" \
     --amp "$amp"
 }
@@ -169,11 +172,12 @@ fi
 
 if run_stage 3; then
   log "Stage 3: the baseline on each set (${train_opts[*]}; $epochs_note)"
+  queue_stage 3
   for name in $names; do
-    train_on "$name" "baseline_$name" "${train_opts[@]}"
+    queue_training "$name" "baseline_$name" "${train_opts[@]}"
   done
-  touch "$exp_dir/.stage3.done"
 fi
+run_jobs "$train_jobs" "$(wc -w <<< "$names")"
 
 if run_stage 4; then
   log "Stage 4: hybrid decoding of each baseline (${search_opts[*]}): dev's LM weight for test-clean and test-other"
@@ -185,24 +189,26 @@ fi
 
 if run_stage 5; then
   log "Stage 5: the ${num_members}-member ensemble on each of ($distil_sets), members trained as its baseline, seeds 100*$net_seed+m"
+  queue_stage 5
   for name in $distil_sets; do
     for m in $(seq 1 "$num_members"); do
       # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
-      train_on "$name" "member${m}_$name" "${base_opts[@]}" --seed $((100 * net_seed + m))
+      queue_training "$name" "member${m}_$name" "${base_opts[@]}" --seed $((100 * net_seed + m))
     done
   done
-  touch "$exp_dir/.stage5.done"
 fi
+run_jobs "$train_jobs" $(($(wc -w <<< "$distil_sets") * num_members))
 
 if run_stage 6; then
   log "Stage 6: distil each ensemble of ($distil_sets) into one model on its set, teacher online, T=$temperature, hard weight $hard_weight, as many updates as the baseline"
+  queue_stage 6
   for name in $distil_sets; do
     # shellcheck disable=SC2046
-    train_on "$name" "student_$name" "${train_opts[@]}" --teacher-checkpoints $(members_of "$name") \
+    queue_training "$name" "student_$name" "${train_opts[@]}" --teacher-checkpoints $(members_of "$name") \
       --teacher-mean "$teacher_mean" --temperature "$temperature" --hard-weight "$hard_weight"
   done
-  touch "$exp_dir/.stage6.done"
 fi
+run_jobs "$train_jobs" "$(wc -w <<< "$distil_sets")"
 
 if run_stage 7; then
   log "Stage 7: hybrid decoding of each ensemble and student of ($distil_sets), as the baselines (${search_opts[*]})"

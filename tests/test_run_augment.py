@@ -1,0 +1,84 @@
+"""egs/synth/run_augment.sh end to end on the tiny recipe run: copies, banks, baseline, ensemble, student, decodes, table.
+
+One augmented set (a `volume` copy of train) with a 2-member ensemble, trained two at a time on a core each.
+Every network must be trained as the source baseline was (its params.json), differing only in data and seed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.recipe_run import REPO, env_with_this_python
+
+RUN_AUGMENT = REPO / "egs" / "synth" / "run_augment.sh"
+# The source baseline's options that every augmented network must share (params.json keys).
+SHARED = ("model", "num_epochs", "batch_size", "lr", "min_lr", "optimizer", "lr_schedule", "momentum",
+          "weight_decay", "newbob_start_gain", "newbob_end_gain", "warmup_steps", "grad_clip", "max_norm", "augment")
+
+
+@pytest.fixture(scope="module")
+def augmented_run(tiny_recipe_exp, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("run_augment") / "augment"
+    cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(exp),
+           "--augment-sets", "vol:volume", "--distil-sets", "vol", "--num-members", "2", "--train-jobs", "2",
+           "--mix-shares", "original=0.5"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"run_augment.sh failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return exp, cmd
+
+
+def _params(path):
+    return json.loads((path / "params.json").read_text())
+
+
+def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(augmented_run, tiny_recipe_exp):
+    exp, _ = augmented_run
+    source = _params(tiny_recipe_exp / "nnet" / "baseline")
+    nets = {name: _params(exp / "nnet" / name) for name in ("baseline_vol", "member1_vol", "member2_vol", "student_vol")}
+    for name, params in nets.items():
+        assert (exp / "nnet" / name / "final.pt").is_file(), name
+        assert {k: params[k] for k in SHARED} == {k: source[k] for k in SHARED}, name
+        assert params["epoch_frames"] == source["epoch_frames"], name
+        assert params["mix_shares"] == "original=0.5", name
+    assert [nets[f"member{m}_vol"]["seed"] for m in (1, 2)] == [100 * source["seed"] + 1, 100 * source["seed"] + 2]
+    assert nets["baseline_vol"]["seed"] == nets["student_vol"]["seed"] == source["seed"]
+    members = [str(exp / "nnet" / f"member{m}_vol" / "final.pt") for m in (1, 2)]
+    assert nets["student_vol"]["teacher_checkpoints"] == members
+
+
+def test_members_train_side_by_side_on_one_thread_each(augmented_run):
+    exp, _ = augmented_run
+    run_log = (exp / "log" / "run.log").read_text()
+    for m in (1, 2):
+        assert re.search(rf"train_member{m}_vol: started, 1 thread\(s\)", run_log), run_log[-2000:]
+        assert "1 CPU thread(s)" in (exp / "log" / f"train_member{m}_vol.log").read_text()
+
+
+def test_table_has_every_system_with_its_never_heard_wer(augmented_run):
+    exp, _ = augmented_run
+    md = (exp / "AUGMENT.md").read_text()
+    rows = {}
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells
+    for label in ("baseline, augmented: volume (each epoch original=0.5)",
+                  "ensemble (2), augmented: volume (each epoch original=0.5)",
+                  "distilled, augmented: volume (each epoch original=0.5)"):
+        assert label in rows, f"no row {label!r} in {md}"
+        test_wer, never_heard_wer = rows[label][7], rows[label][8]
+        assert re.fullmatch(r"\d+\.\d+", test_wer) and re.fullmatch(r"\d+\.\d+", never_heard_wer), rows[label]
+    assert "recovers" in md
+
+
+def test_rerun_skips_every_stage(augmented_run):
+    exp, cmd = augmented_run
+    before = {p: p.stat().st_mtime_ns for p in (exp / "nnet").rglob("final.pt")}
+    proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for n in range(1, 9):
+        assert f"Stage {n}: done before" in proc.stdout, proc.stdout[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in (exp / "nnet").rglob("final.pt")} == before
