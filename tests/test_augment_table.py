@@ -60,3 +60,22 @@ def test_updates_are_the_epochs_each_trainer_ran_times_its_steps_not_its_epoch_l
     assert _cells(md, "augmented baseline")[3] == "140"
     assert _cells(md, "augmented ensemble")[3] == "2 x 110"
     assert _cells(md, "augmented baseline")[8:10] == ["22.00", "2.00"]
+
+
+def test_members_newbob_stopped_at_different_epochs_show_the_range_of_their_updates(tmp_path):
+    src, aug = tmp_path / "src", tmp_path / "src" / "augment"
+    _write(src / "bank" / "train" / "manifest.json", {"num_frames": 1000})
+    for member, epochs in (("member1_v", 15), ("member2_v", 13), ("member3_v", 14)):
+        _trained(aug / "nnet" / member, epochs=epochs)
+    _decoded(aug / "decode" / "ensemble_v", [aug / "nnet" / m / "final.pt" for m in ("member1_v", "member2_v", "member3_v")],
+             10.5, 21.0)
+    (aug / "nnet" / "member4_v").mkdir()  # a member with no metrics.csv: its updates are unknown
+    _decoded(aug / "decode" / "ensemble_w", [aug / "nnet" / m / "final.pt" for m in ("member1_v", "member4_v")],
+             10.5, 21.0)
+    out = aug / "AUGMENT.md"
+    assert augment_table.main(["--src-exp", str(src), "--out", str(out),
+                               "--row", "ensemble v", "", str(aug / "decode" / "ensemble_v"), "",
+                               "--row", "ensemble w", "", str(aug / "decode" / "ensemble_w"), ""]) == 0
+    md = out.read_text()
+    assert _cells(md, "ensemble v")[3] == "3 x 130-150"  # 13 and 15 epochs of 10 steps
+    assert _cells(md, "ensemble w")[3] == "2 x ?"

@@ -67,15 +67,23 @@ def _member_dir(model: str, src_exp: Path) -> Path:
     return beside if (beside / "params.json").is_file() else src_exp / "nnet" / beside.name
 
 
+def _member_updates(member: list[int | None]) -> str:
+    """An ensemble's updates: "4 x 14040", or the range where newbob stopped its members at different epochs."""
+    if not member:
+        return "–"
+    if None in member:
+        return f"{len(member)} x ?"
+    low, high = min(member), max(member)
+    return f"{len(member)} x {low}" if low == high else f"{len(member)} x {low}-{high}"
+
+
 def system_cells(row: AugmentRow, summary: dict, src_frames: int, src_exp: Path) -> list[str]:
     """One system's cells: training data, updates, frame accuracies, WERs and the never-heard / test ratio."""
     results = read_json_or_none(row.decode_dir / "results.json") or {}
     if row.train_dir:
         updates = _fmt(_updates(Path(row.train_dir)), "d")
     else:  # an ensemble: its members' updates, from the training dir of each decoded model file
-        member = [_updates(_member_dir(m, src_exp)) for m in results.get("models", [])]
-        updates = (f"{len(member)} x {member[0]}" if member and len(set(member)) == 1 and member[0]
-                   else f"{len(member)} x ?" if member else "–")
+        updates = _member_updates([_updates(_member_dir(m, src_exp)) for m in results.get("models", [])])
     frames = summary.get("frames", src_frames)
     wer = {part: results.get(part, {}).get("wer") for part in ("dev", "test", NEVER_HEARD)}
     acc = {part: _pct(results.get(part, {}).get("frame_accuracy")) for part in ("dev", "test")}
