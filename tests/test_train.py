@@ -621,6 +621,10 @@ def test_mixed_epochs_draw_each_groups_share_and_walk_it_before_repeating():
     # All of the epoch to the named groups: the others are never drawn.
     only = MixedEpochs(groups, {"original": 1.0}, frames_per_epoch=40, seed=3)
     assert set(groups[only(1).numpy()]) == {"original"}
+    # The class counts an epoch draws (the priors): originals all class 0, copies class 1 or -1 (unlabelled):
+    # 20 originals, 20 copies of which 50 / 170 are labelled 1; the bank's own counts would be 30 : 50.
+    labels = np.array([0] * 30 + [1] * 50 + [-1] * 120)
+    np.testing.assert_allclose(mixed.class_counts(labels, 3), [20, 20 * 50 / 170, 0])
     with pytest.raises(InputError, match="babble"):
         MixedEpochs(groups, {"babble": 0.5}, frames_per_epoch=40, seed=3)
     with pytest.raises(InputError, match="add up to 1"):
@@ -647,6 +651,12 @@ def test_mix_shares_decide_what_the_trainer_learns_from_an_augmented_bank(data, 
         dev_acc[share] = float([r for r in read_metrics(exp) if r["dev_acc"]][-1]["dev_acc"])
         assert json.loads((exp / "params.json").read_text())["mix_shares"] == f"original={share}"
     assert dev_acc["1"] > dev_acc["0.1"] + 0.3, dev_acc
+    # The priors are those of what each epoch drew: with originals only, train's own labels, not the bank's mix
+    # of train's and the copies' shifted ones.
+    originals_only = FrameClassifier(FrameClassifier.load(tmp_path / "original1" / "final.pt").config)
+    originals_only.set_priors(train.class_counts())
+    np.testing.assert_allclose(FrameClassifier.load(tmp_path / "original1" / "final.pt").log_priors.numpy(),
+                               originals_only.log_priors.numpy(), atol=1e-5)
     log_line = [line for line in (tmp_path / "original1" / "train.log").read_text().splitlines() if "by group" in line]
     assert log_line and f"original {train.num_frames} of {train.num_frames}" in log_line[0]
     # Another mix cannot resume a run made with this one; a group the bank lacks is named.

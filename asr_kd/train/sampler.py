@@ -119,6 +119,21 @@ class MixedEpochs:
         joined = torch.cat(parts)
         return joined[epoch_permutation(len(joined), self.seed, epoch)]
 
+    def class_counts(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """Labelled frames per class that one epoch draws on average, from `labels` of the training frames.
+
+        Each group's class counts scaled to its frames per epoch: the class distribution the network is
+        trained on, hence its priors (a bank's own counts would weigh each group by its size instead).
+        """
+        labels = np.asarray(labels)
+        counts = np.zeros(num_classes)
+        for pos, n in zip(self.positions, self.counts):
+            group = labels[pos.numpy()]
+            labelled = group[group >= 0]
+            if n > 0 and len(labelled):
+                counts += np.bincount(labelled, minlength=num_classes) * (n / len(group))
+        return counts
+
     def describe(self) -> str:
         """One log line: each group's frames per epoch out of its size."""
         return ", ".join(f"{g} {n} of {len(p)}" for g, n, p in zip(self.groups, self.counts, self.positions))

@@ -639,7 +639,10 @@ def _train(params: AttributeDict) -> None:
     model = FrameClassifier(config)
     if params.init_from is not None:
         model.load_weights(params.init_from)  # InputError when its config differs from this run's
-    model.set_priors(train_bank.class_counts(train_frames))
+    # Priors of the class distribution the network sees: with --mix-shares, each group's at its share.
+    model.set_priors(train_bank.class_counts(train_frames) if mixed is None
+                     else mixed.class_counts(train_bank.labels[torch.from_numpy(train_frames)].cpu().numpy(),
+                                             train_bank.num_classes))
     model.to(params.device)
     optimizer = _make_optimizer(params, model)
     schedule = make_schedule(params.lr_schedule, optimizer, params.lr, params.num_epochs * params.steps_per_epoch,
