@@ -14,7 +14,7 @@ resumed run draws what it would have.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -119,20 +119,14 @@ class MixedEpochs:
         joined = torch.cat(parts)
         return joined[epoch_permutation(len(joined), self.seed, epoch)]
 
-    def class_counts(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
-        """Labelled frames per class that one epoch draws on average, from `labels` of the training frames.
+    def class_counts(self, count: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Labelled frames per class that one epoch draws on average; `count(positions)` gives those of the
+        training frames at `positions` (FrameBank.class_counts).
 
         Each group's class counts scaled to its frames per epoch: the class distribution the network is
         trained on, hence its priors (a bank's own counts would weigh each group by its size instead).
         """
-        labels = np.asarray(labels)
-        counts = np.zeros(num_classes)
-        for pos, n in zip(self.positions, self.counts):
-            group = labels[pos.numpy()]
-            labelled = group[group >= 0]
-            if n > 0 and len(labelled):
-                counts += np.bincount(labelled, minlength=num_classes) * (n / len(group))
-        return counts
+        return sum(count(pos.numpy()) * (n / len(pos)) for pos, n in zip(self.positions, self.counts))
 
     def describe(self) -> str:
         """One log line: each group's frames per epoch out of its size."""

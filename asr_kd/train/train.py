@@ -641,8 +641,7 @@ def _train(params: AttributeDict) -> None:
         model.load_weights(params.init_from)  # InputError when its config differs from this run's
     # Priors of the class distribution the network sees: with --mix-shares, each group's at its share.
     model.set_priors(train_bank.class_counts(train_frames) if mixed is None
-                     else mixed.class_counts(train_bank.labels[torch.from_numpy(train_frames)].cpu().numpy(),
-                                             train_bank.num_classes))
+                     else mixed.class_counts(lambda positions: train_bank.class_counts(train_frames[positions])))
     model.to(params.device)
     optimizer = _make_optimizer(params, model)
     schedule = make_schedule(params.lr_schedule, optimizer, params.lr, params.num_epochs * params.steps_per_epoch,
