@@ -132,7 +132,7 @@ def main() -> None:
 
     print("store size per hour of audio (360,000 frames):")
     for k in (10, 20, 50):
-        for classes in (config.num_outputs, 14000, 40000):
+        for classes in sorted({config.num_outputs, 14000, 40000}):
             mb = store_bytes_per_frame(k, classes) * FRAMES_PER_HOUR / 1e6
             print(f"  k={k:3d} classes={classes:6d}: {mb:7.1f} MB/h")
     print(f"  dense fp16, 14000 classes: {2 * 14000 * FRAMES_PER_HOUR / 1e9:.1f} GB/h")

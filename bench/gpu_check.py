@@ -106,18 +106,23 @@ def timed_training(exp: Path, banks: Path, model_shape: str, device: torch.devic
     return {"wall": wall, "first": losses[0], "last": losses[-1], "dev_acc": float(rows[-1]["dev_acc"])}
 
 
-def cuda_tests(collect_only: bool) -> str:
-    """The CUDA test group's pytest summary line ("not collected" where CUDA is absent); the quick mode only collects."""
+def cuda_tests(collect_only: bool, log: Path) -> str:
+    """The CUDA test group's pytest summary line ("not collected" where CUDA is absent); the quick mode only collects.
+
+    pytest's whole output (tracebacks of any failure) goes to `log`, beside the table.
+    """
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/cuda",
                            *(["--collect-only"] if collect_only else [])], cwd=REPO, capture_output=True, text=True)
+    log.write_text(proc.stdout + proc.stderr)
     if proc.returncode == 5:
         return "not collected: no CUDA device"
     lines = proc.stdout.strip().splitlines()
     return f"{'PASS' if proc.returncode == 0 else 'FAIL'}: {lines[-1] if lines else proc.stderr.strip()[-200:]}"
 
 
-def run_check(device: torch.device, sizes: Sizes, workdir: Path, quick: bool) -> list[tuple[str, str, str]]:
-    """Every measurement of the check as (what, setting, result) rows."""
+def run_check(device: torch.device, sizes: Sizes, workdir: Path, quick: bool,
+              test_log: Path) -> list[tuple[str, str, str]]:
+    """Every measurement of the check as (what, setting, result) rows; the CUDA tests' output goes to `test_log`."""
     config = shape_config(sizes.model_shape, num_outputs=sizes.num_classes)
     flops = train_flops_per_frame(config)
     rows = []
@@ -147,7 +152,7 @@ def run_check(device: torch.device, sizes: Sizes, workdir: Path, quick: bool) ->
     rows.append((f"training {sizes.train_seconds:g} s, {sizes.model_shape}", f"asr_kd.train, batch {big}, bf16, lr 0.05",
                  f"loss {run['first']:.3f} -> {run['last']:.3f} ({falls}); dev acc {run['dev_acc']:.3f}; "
                  f"{run['wall']:.0f} s wall"))
-    rows.append(("CUDA test group", "pytest tests/cuda" + (" --collect-only" if quick else ""), cuda_tests(quick)))
+    rows.append(("CUDA test group", "pytest tests/cuda" + (" --collect-only" if quick else ""), cuda_tests(quick, test_log)))
     return rows
 
 
@@ -167,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     quick = args.quick or device.type != "cuda"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_check(device, QUICK if quick else FULL, Path(tmp), quick)
+        rows = run_check(device, QUICK if quick else FULL, Path(tmp), quick, args.out.with_name("cuda_tests.log"))
     sync(device)
     table = markdown(rows, device, "quick fallback" if quick else "full") + \
         f"\n{time.perf_counter() - tic:.0f} s in all.\n"
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)
     return 0 if "DOES NOT FALL" not in table and "FAIL" not in table else 1
 

@@ -195,10 +195,12 @@ def measure_fidelity(teacher: FrameTeacher, frame_bank: Any, temperature: float,
     left, right = context if context is not None else teacher.context
     idx_all = _fidelity_sample(frame_bank, frames, seed)
     bank_device = getattr(frame_bank, "device", torch.device("cpu"))
-    dense_loss = torch.zeros((), dtype=torch.float64)
-    sums = {k: {"kept": torch.zeros((), dtype=torch.float64),
-                **{f"loss_{t}": torch.zeros((), dtype=torch.float64) for t in TAIL_MODES},
-                **{f"l1_{t}": torch.zeros((), dtype=torch.float64) for t in TAIL_MODES}} for k in ks}
+    def zero() -> Tensor:  # sums stay on the device: no host sync per batch, and no CPU += CUDA
+        return torch.zeros((), dtype=torch.float64, device=device)
+
+    dense_loss = zero()
+    sums = {k: {"kept": zero(), **{f"loss_{t}": zero() for t in TAIL_MODES},
+                **{f"l1_{t}": zero() for t in TAIL_MODES}} for k in ks}
     for start in range(0, idx_all.numel(), batch_size):
         idx = idx_all[start:start + batch_size].to(bank_device)
         x = frame_bank.splice(idx, left, right).to(device)
