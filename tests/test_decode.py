@@ -99,3 +99,46 @@ def test_gmm_sweep_extends_past_an_edge_holding_the_best_weight(decoding_setup, 
     wers = {w: compute_wer(refs, extended.hyps[w]).wer for w in tried}
     assert wers[best] == min(wers.values())
     assert weight_beyond_edge(tried, best) is None or len(tried) == 5
+
+
+def test_word_insertion_penalty_trades_insertions_for_deletions_in_the_search(decoding_setup):
+    from asr_kd.decode.hybrid import HybridSearch
+
+    graph, system, feats, refs, words = decoding_setup["tri1"]
+    some = dict(sorted(feats.items())[:16])
+    search = HybridSearch(graph, system.transition_model, words, DecodeOptions(decoder="faster", num_workers=1),
+                          am=system.am)
+    assert search.with_word_ins_penalty(0.0) is search
+    count = {p: sum(map(len, search.with_word_ins_penalty(p).decode(some, "40").hyps.values()))
+             for p in (-30.0, 0.0, 30.0)}
+    # A penalty per word makes every word dearer: the best paths hold fewer words, a bonus more.
+    assert count[30.0] < count[0.0] < count[-30.0], count
+    assert search.with_word_ins_penalty(0.0).decode(some, "40").hyps == search.decode(some, "40").hyps
+
+
+def test_dev_test_decode_sweeps_penalties_and_keeps_the_pair_with_fewest_dev_errors(decoding_setup, tmp_path):
+    from asr_kd.decode.hybrid import HybridSearch, PartInputs, SearchConfig, decode_dev_test
+    from asr_kd.score.wer import compute_wer, read_transcripts
+
+    graph, system, feats, refs, words = decoding_setup["tri1"]
+    ids = sorted(feats)
+    dev_feats, test_feats = {u: feats[u] for u in ids[::2]}, {u: feats[u] for u in ids[1::2]}
+    split = {u: refs[u].split() for u in ids}
+    search = HybridSearch(graph, system.transition_model, words, DecodeOptions(decoder="faster", num_workers=1),
+                          am=system.am)
+    dev = PartInputs("dev", {u: split[u] for u in dev_feats}, lambda: [dev_feats])
+    test = PartInputs("test", {u: split[u] for u in test_feats}, lambda: [test_feats])
+    # A bonus of 8 per word inserts words everywhere; 0 must win on these clean utterances.
+    config = SearchConfig(lm_weights=["30", "40"], word_ins_penalties=["-8", "0"])
+    result = decode_dev_test(search, dev, [test], tmp_path, config)
+    assert set(result["dev_wer_by_penalty"]) == {"-8", "0"}
+    best = min((wer, float(p)) for p, by_w in result["dev_wer_by_penalty"].items() for wer in by_w.values())
+    assert result["word_ins_penalty"] == "0" and result["dev"]["wer"] == pytest.approx(best[0], abs=1e-3)
+    assert result["dev_wer_by_penalty"]["-8"][result["lmwt"]] > result["dev"]["wer"]
+    for p in ("-8", "0"):  # each penalty's dev sweep is kept, and the chosen one's is the canonical dev/scoring
+        assert all((tmp_path / f"penalty_{p}" / "dev" / "scoring" / f"{w}.txt").is_file()
+                   for w in result["dev_wer_by_penalty"][p])
+    chosen = tmp_path / "dev" / "scoring" / f"{result['lmwt']}.txt"
+    assert chosen.read_text() == (tmp_path / "penalty_0" / "dev" / "scoring" / f"{result['lmwt']}.txt").read_text()
+    test_hyps = read_transcripts(tmp_path / "test" / "scoring" / f"{result['lmwt']}.txt")
+    assert result["test"]["wer"] == pytest.approx(compute_wer(test.refs, test_hyps).wer, abs=1e-3)

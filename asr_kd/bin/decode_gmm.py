@@ -7,7 +7,8 @@ builds exp/gmm/tri2/graph/HCLG.fst when absent, then decodes as `asr-kd decode-n
 same layout under exp/gmm/tri2/decode (--out-dir): as Kaldi's score.sh is used for test sets, the
 first part (dev) is decoded at every --lm-weights value, the weight with the fewest dev errors is
 chosen (ties: the smaller) and the later parts are decoded at it only (--every-weight decodes every
-part at every weight). The first later part is named `test`, the others by their part: hypotheses
+part at every weight; --word-ins-penalties adds a sweep of word insertion penalties on dev, as
+score.sh's --word_ins_penalty). The first later part is named `test`, the others by their part: hypotheses
 in {dev,test,<part>}/scoring/<lmwt>.txt (Kaldi `text`), dev's wer_<lmwt> and the summaries in
 scoring/, and results.json (WER, LM weight, RTF, data size, command, hardware). A decode whose
 results.json exists is not redone (--overwrite).

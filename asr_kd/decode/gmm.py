@@ -75,5 +75,4 @@ def decode_gmm(config: GmmDecodeConfig) -> dict:
     dev = gmm_part("dev", load_cuts(fbank_dir / f"cuts_{dev_part}.jsonl.gz"), system, cmvn)
     tests = [gmm_part(name, load_cuts(fbank_dir / f"cuts_{part}.jsonl.gz"), system, cmvn) for name, part in named.items()]
     record = {"system": config.system, "model": str(sys_dir / "final.mdl"), "parts": {"dev": dev_part, **named}}
-    return decode_dev_test(search, dev, tests, out_dir, config.search.lm_weights, config.search.extend_lm_weights,
-                           config.search.every_weight, record, config.command)
+    return decode_dev_test(search, dev, tests, out_dir, config.search, record, config.command)

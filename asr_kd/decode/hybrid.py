@@ -4,14 +4,18 @@ A GMM (features scored by its `AmDiagGmm`) and a network (log posteriors minus l
 decoded, scored and recorded the same way, as Kaldi's decode.sh + score.sh do for test sets: dev
 is decoded at every LM weight (acoustic scale 1/weight), the weight with the fewest dev errors is
 chosen (`asr_kd.score.wer.best_lm_weight`: ties go to the smaller weight), and every test part is
-decoded at that weight only (or, with `every_weight`, at each weight dev was decoded at). Under
-`out_dir`:
+decoded at that weight only (or, with `every_weight`, at each weight dev was decoded at). With more
+than one word insertion penalty (`asr_kd.decode.penalty`, score.sh's --word_ins_penalty), dev's sweep
+runs once per penalty, and the (penalty, weight) pair with the fewest dev errors decodes the test
+parts (ties: the smaller penalty). Under `out_dir`:
 
   <part>/scoring/<lmwt>.txt   hypotheses, Kaldi `text` ("UTT-ID WORD ..."), for dev, test, test-other ...
   scoring/wer_<lmwt>          dev's WER at each weight (Kaldi compute-wer's lines)
   scoring/per_utt_<part>.txt, scoring/wer_summary.{txt,md,json}   at the chosen weight
-  results.json                the chosen weight, and per part WER, data size, failures, time and RTF
+  results.json                the chosen weight and penalty, and per part WER, data size, failures, time and RTF
   log/decode.log
+  penalty_<p>/dev/scoring/<lmwt>.txt   dev at each penalty, when several are swept (the chosen one's
+                              hypotheses are also those in dev/scoring/)
 
 kaldi_hmm_gmm's decoders hand back the best path only (no lattice to rescore), so each LM weight
 is a search of its own.
@@ -30,6 +34,7 @@ import kaldifst
 import numpy as np
 
 from asr_kd.decode.decoder import FRAME_SHIFT, DecodeOptions, DecodeResult, decode_utterances, load_graph
+from asr_kd.decode.penalty import add_word_ins_penalty, parse_word_ins_penalties
 from asr_kd.lang.phones import read_symbol_table
 from asr_kd.score.wer import compute_wer, parse_lm_weights, score_dev_test, select_lm_weight, weight_beyond_edge
 from asr_kd.utils.errors import InputError
@@ -48,6 +53,7 @@ class SearchConfig:
     lm_weights: Sequence[str | float] = ("10",)
     extend_lm_weights: int = 0  # while dev's best weight is at an edge, up to this many more, one spacing past it
     every_weight: bool = False  # test parts too at every weight (default: at dev's choice only)
+    word_ins_penalties: Sequence[str | float] = ("0",)  # swept on dev with the LM weights (Kaldi: 0 0.5 1)
     beam: float = DecodeOptions.beam
     max_active: int = DecodeOptions.max_active
     lattice_beam: float = DecodeOptions.lattice_beam
@@ -68,7 +74,7 @@ class SearchConfig:
 class HybridSearch:
     """Kaldi's search through HCLG: score matrices (frames, pdfs), or GMM features scored by `am`."""
 
-    graph: kaldifst.StdVectorFst
+    graph: kaldifst.StdFst
     transition_model: khg.TransitionModel
     id_to_word: Mapping[int, str]
     options: DecodeOptions = field(default_factory=DecodeOptions)
@@ -84,6 +90,12 @@ class HybridSearch:
             raise InputError(f"{words}: no such word list (the graph directory make-graph writes has it)")
         id_to_word = {i: w for w, i in read_symbol_table(words).items()}
         return cls(load_graph(graph_dir / "HCLG.fst"), transition_model, id_to_word, options or DecodeOptions(), am)
+
+    def with_word_ins_penalty(self, penalty: float) -> HybridSearch:
+        """The same search through a graph that costs `penalty` more per word (itself when the penalty is 0)."""
+        if penalty == 0:
+            return self
+        return replace(self, graph=add_word_ins_penalty(self.graph, self.id_to_word, penalty))
 
     def decode(self, inputs: Chunk, lm_weight: str, desc: str = "decode") -> DecodeResult:
         """Best paths of `inputs` (utterance id -> matrix) at acoustic scale 1/lm_weight."""
@@ -176,6 +188,45 @@ def sweep_lm_weights(search: HybridSearch, dev: PartInputs, lm_weights: Sequence
     return best, decoded
 
 
+@dataclass
+class DevChoice:
+    """What dev's sweep chose: the word insertion penalty, the search through its graph, the LM weight, dev's
+    decode at that penalty, and dev's WER by LM weight at every penalty swept."""
+
+    penalty: str
+    search: HybridSearch
+    lm_weight: str
+    decoded: PartDecode
+    wer_by_penalty: dict[str, dict[str, float]]
+
+
+def sweep_penalties(search: HybridSearch, dev: PartInputs, config: SearchConfig, out_dir: Path) -> DevChoice:
+    """Dev's LM-weight sweep at each word insertion penalty of `config`; the pair with the fewest dev errors
+    (ties: the smaller penalty, then the smaller weight).
+
+    One penalty decodes into `out_dir` itself; several each into `out_dir/penalty_<p>`, and the chosen one's
+    hypotheses are written to `out_dir/dev/scoring` too.
+    """
+    weights = config.weights()
+    penalties = parse_word_ins_penalties(config.word_ins_penalties)
+    choice, rank, wer_by_penalty = None, None, {}
+    for p in penalties:
+        searched = search.with_word_ins_penalty(float(p))
+        where = out_dir if len(penalties) == 1 else out_dir / f"penalty_{p}"
+        best, decoded = sweep_lm_weights(searched, dev, weights, where, config.extend_lm_weights)
+        scores = {w: compute_wer(dev.refs, decoded.hyps[w]) for w in decoded.lm_weights}
+        wer_by_penalty[p] = {w: round(r.wer, 4) for w, r in scores.items()}
+        if rank is None or (scores[best].errors, float(p)) < rank:
+            choice, rank = DevChoice(p, searched, best, decoded, wer_by_penalty), (scores[best].errors, float(p))
+        if len(penalties) > 1:
+            log.info("%s at word insertion penalty %s: WER %.2f%% at LM weight %s", dev.name, p, scores[best].wer, best)
+    assert choice is not None  # parse_word_ins_penalties returns at least one
+    if len(penalties) > 1:
+        for w in choice.decoded.lm_weights:
+            atomic_write_text(out_dir / dev.name / "scoring" / f"{w}.txt", kaldi_text(choice.decoded.hyps[w]))
+    return choice
+
+
 def finished_results(out_dir: str | Path) -> dict | None:
     """The results.json of a decode already done in `out_dir`, else None."""
     path = Path(out_dir) / "results.json"
@@ -183,34 +234,38 @@ def finished_results(out_dir: str | Path) -> dict | None:
 
 
 def decode_dev_test(search: HybridSearch, dev: PartInputs, tests: Sequence[PartInputs], out_dir: str | Path,
-                    lm_weights: Sequence[str | float], extend: int = 0, every_weight: bool = False,
-                    record: Mapping | None = None, command: str | None = None) -> dict:
+                    config: SearchConfig, record: Mapping | None = None, command: str | None = None) -> dict:
     """Kaldi's decode + score.sh for one system: dev swept, test parts at its choice; writes the layout above.
 
-    `extend`: up to that many weights past an edge of `lm_weights` holding dev's best; `every_weight`: the
-    test parts at each weight dev was decoded at too. `record`: the system's own fields of results.json
+    `config`: the LM weights (extended past an edge holding dev's best), the word insertion penalties and
+    whether test parts are decoded at every weight too. `record`: the system's own fields of results.json
     (its models, sizes); `command`: the command recorded with the numbers. Returns what results.json holds.
     """
     out_dir = Path(out_dir)
     names = [dev.name, *(t.name for t in tests)]
-    if dev.name != "dev" or len(set(names)) != len(names) or {"scoring", "log", "data"} & set(names):
+    if dev.name != "dev" or len(set(names)) != len(names) or {"scoring", "log", "data"} & set(names) \
+            or any(n.startswith("penalty_") for n in names):
         raise InputError(f"part names {names}: dev must be `dev`, and each name differ from the others and from "
-                         "scoring, log and data")
-    best, dev_decoded = sweep_lm_weights(search, dev, parse_lm_weights(lm_weights, extend), out_dir, extend)
+                         "scoring, log, data and penalty_*")
+    choice = sweep_penalties(search, dev, config, out_dir)
+    search, best, dev_decoded = choice.search, choice.lm_weight, choice.decoded
     decoded = {dev.name: dev_decoded}
     for part in tests:
-        decoded[part.name] = decode_part(search, part, dev_decoded.lm_weights if every_weight else [best], out_dir)
+        decoded[part.name] = decode_part(search, part, dev_decoded.lm_weights if config.every_weight else [best],
+                                         out_dir)
     summary = score_dev_test(out_dir / "scoring", dev.refs, dev_decoded.hyps,
                              more_tests={t.name: (t.refs, decoded[t.name].hyps) for t in tests})
     result = {**(record or {}), "test_parts": [t.name for t in tests], "lmwt": summary["lmwt"],
-              "dev_wer_by_lmwt": summary["dev_wer_by_lmwt"], "command": command, "hardware": describe_hardware(),
+              "dev_wer_by_lmwt": summary["dev_wer_by_lmwt"], "word_ins_penalty": choice.penalty,
+              "dev_wer_by_penalty": choice.wer_by_penalty, "command": command, "hardware": describe_hardware(),
               "num_workers": search.options.num_workers,
               "search": {"decoder": search.options.decoder, "beam": search.options.beam,
                          "max_active": search.options.max_active, "lattice_beam": search.options.lattice_beam}}
     for part in (dev, *tests):
         result[part.name] = _part_record(part, decoded[part.name], summary, best, is_test=part is not dev)
     atomic_write_json(out_dir / "results.json", result)
-    log.info("%s WER %.2f%% at LM weight %s%s", dev.name, result[dev.name]["wer"], best,
+    log.info("%s WER %.2f%% at LM weight %s, word insertion penalty %s%s", dev.name, result[dev.name]["wer"], best,
+             choice.penalty,
              "".join(f", {t.name} WER {result[t.name]['wer']:.2f}%" for t in tests))
     return result
 

@@ -140,5 +140,4 @@ def decode_nnet(config: NnetDecodeConfig) -> dict:
     record = {"models": [str(p) for p in config.model], "num_models": len(config.model),
               "specialists": [str(p) for p in config.specialists or ()], "num_params": scorer.num_params,
               "num_params_per_model": scorer.num_params // len(config.model), "num_threads": config.num_threads}
-    return decode_dev_test(search, dev, tests, out_dir, config.search.lm_weights, config.search.extend_lm_weights,
-                           config.search.every_weight, record, config.command)
+    return decode_dev_test(search, dev, tests, out_dir, config.search, record, config.command)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.report.collect import NEVER_HEARD, read_json_or_none, read_metrics
+from asr_kd.report.collect import NEVER_HEARD, read_json_or_none, read_metrics, search_choice
 from asr_kd.report.markdown import markdown_table
 
 __all__ = ["AugmentRow", "GainRow", "augment_table"]
@@ -92,7 +92,7 @@ def system_cells(row: AugmentRow, summary: dict, src_frames: int, src_exp: Path)
     return [row.label, f"{frames} ({frames / src_frames:.2f}x)", copies, updates,
             _fmt(acc["dev"], ".2f"), _fmt(acc["test"], ".2f"),
             _fmt(wer["dev"], ".2f"), _fmt(wer["test"], ".2f"), _fmt(wer[NEVER_HEARD], ".2f"),
-            _fmt(ratio, ".2f"), str(results.get("lmwt", "–"))]
+            _fmt(ratio, ".2f"), search_choice(results) or "–"]
 
 
 def gain_cells(row: GainRow) -> list[str]:

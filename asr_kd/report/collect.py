@@ -57,13 +57,22 @@ def read_metrics(path: Path) -> list[tuple[int, float]]:
     return rows
 
 
+def search_choice(results: dict) -> str | None:
+    """The LM weight a decode's results.json chose on dev, with its word insertion penalty when not 0 ("9, wip 0.5")."""
+    if results.get("lmwt") is None:
+        return None
+    penalty = results.get("word_ins_penalty", "0")
+    return str(results["lmwt"]) if float(penalty) == 0 else f"{results['lmwt']}, wip {penalty}"
+
+
 def gmm_wer(decode_dir: Path) -> dict | None:
     """GMM WER (%) from `asr-kd decode-gmm`'s results.json: the LM weight dev chose, applied to test and to every
-    later test part: keys `lmwt`, `dev_wer_by_lmwt`, `test_parts`, `<name>_wer`, `<name>_rtf`."""
+    later test part: keys `lmwt`, `search_choice`, `dev_wer_by_lmwt`, `test_parts`, `<name>_wer`, `<name>_rtf`."""
     res = read_json_or_none(decode_dir / "results.json") or _earlier_gmm_results(decode_dir.parent)
     if res is None:
         return None
-    out = {"lmwt": res["lmwt"], "dev_wer_by_lmwt": res["dev_wer_by_lmwt"], "test_parts": res.get("test_parts", [])}
+    out = {"lmwt": res["lmwt"], "search_choice": search_choice(res), "dev_wer_by_lmwt": res["dev_wer_by_lmwt"],
+           "test_parts": res.get("test_parts", [])}
     for name in ("dev", "test", *out["test_parts"]):
         out[f"{name}_wer"], out[f"{name}_rtf"] = (res.get(name) or {}).get("wer"), (res.get(name) or {}).get("rtf")
     return out

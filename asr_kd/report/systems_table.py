@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from asr_kd.models import FrameClassifier
-from asr_kd.report.collect import read_json_or_none
+from asr_kd.report.collect import read_json_or_none, search_choice
 from asr_kd.report.markdown import markdown_table
 
 __all__ = ["MISSING", "TableRow", "read_row", "systems_table"]
@@ -58,7 +58,7 @@ def read_row(label: str, acc_prefix: str | Path, decode_dir: str | Path | None) 
         test_acc=acc["test"]["accuracy"] if acc["test"] else None,
         dev_wer=decoded["dev"]["wer"] if decoded else None,
         test_wer=decoded["test"]["wer"] if decoded else None,
-        lm_weight=str(decoded["lmwt"]) if decoded else None,
+        lm_weight=search_choice(decoded) if decoded else None,
         num_frames={part: int(a["num_frames"]) for part, a in acc.items() if a})
 
 

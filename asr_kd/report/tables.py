@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from asr_kd.report.collect import NEVER_HEARD, Results
+from asr_kd.report.collect import NEVER_HEARD, Results, search_choice
 from asr_kd.utils.hardware import describe_hardware, hardware_line
 from asr_kd.report.markdown import format_cell, markdown_table
 from asr_kd.report.spread import SeedMeans, gains, mean_of, spread_tables
@@ -200,11 +200,11 @@ def sizes_and_speed(res: Results) -> str:
     """Parameters per system and the real-time factor of decoding test at dev's LM weight."""
     rows = []
     gmm = res.gmm or {}
-    rows.append(("GMM tri2", None, gmm.get("lmwt"), gmm.get("test_rtf")))
+    rows.append(("GMM tri2", None, gmm.get("search_choice"), gmm.get("test_rtf")))
     for system in ("baseline", "ensemble", "student", "baseline_subset", "student_subset", "student_subset_ensemble"):
         dec = res.decode.get(system) or {}
         rtf = dec.get("test", {}).get("rtf")
-        rows.append((system, res.params.get(system), dec.get("lmwt"), rtf))
+        rows.append((system, res.params.get(system), search_choice(dec), rtf))
     return markdown_table(["system", "parameters", "LM weight (chosen on dev)", "test decode RTF"], rows, digits=4)
 
 
