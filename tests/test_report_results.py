@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asr_kd.bin import report
-from asr_kd.report.collect import collect_results
+from asr_kd.report.collect import collect_results, search_choice
 from asr_kd.report.tables import gain_recovered
 
 
@@ -234,3 +234,10 @@ def test_a_newbob_students_budget_lists_the_epochs_each_network_trained(tmp_path
     assert rule in md and "gained less than 0.05; at most 30 epochs" in md
     assert "epochs trained: baseline 11, member2 13, student 9." in md
     assert "The ensemble's first member is the baseline itself" in md
+
+
+def test_search_choice_names_the_penalty_only_where_one_was_chosen():
+    assert search_choice({"lmwt": "9"}) == "9"  # a results.json from before penalties were swept
+    assert search_choice({"lmwt": "9", "word_ins_penalty": "0"}) == "9"
+    assert search_choice({"lmwt": "7", "word_ins_penalty": "0.5"}) == "7, wip 0.5"
+    assert search_choice({}) is None
