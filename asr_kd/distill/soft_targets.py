@@ -195,6 +195,7 @@ def measure_fidelity(teacher: FrameTeacher, frame_bank: Any, temperature: float,
     left, right = context if context is not None else teacher.context
     idx_all = _fidelity_sample(frame_bank, frames, seed)
     bank_device = getattr(frame_bank, "device", torch.device("cpu"))
+
     def zero() -> Tensor:  # sums stay on the device: no host sync per batch, and no CPU += CUDA
         return torch.zeros((), dtype=torch.float64, device=device)
 
