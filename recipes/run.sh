@@ -103,6 +103,8 @@ lm_weight_extend=2
 # Word insertion penalties swept on dev with the LM weights (decode --word-ins-penalties; Kaldi's score.sh: 0,0.5,1).
 # Each one more decodes dev at every LM weight; the networks' and the GMM's decodes alike.
 word_ins_penalties=0
+# When dev's best penalty is the top of that list, up to this many more above it (decode --extend-word-ins-penalties).
+word_ins_penalty_extend=2
 # The GMM's own search (stage 3); empty: the networks' beam and max-active.
 gmm_decode_beam=""; gmm_decode_max_active=""
 # 1-best search: the bindings give no lattice to rescore, and "faster" finds the same best path ~1/3 cheaper.
@@ -259,7 +261,7 @@ if run_stage 3; then
   step decode_gmm python -m asr_kd.bin.decode_gmm --exp-dir "$exp_dir" --system tri2 \
     --lang-test-dir "$lang_test_dir" --graph-dir "$graph_dir" --parts $decode_parts \
     --lm-weights ${gmm_lm_weights//,/ } --extend-lm-weights "$lm_weight_extend" \
-    --word-ins-penalties ${word_ins_penalties//,/ } \
+    --word-ins-penalties ${word_ins_penalties//,/ } --extend-word-ins-penalties "$word_ins_penalty_extend" \
     --beam "${gmm_decode_beam:-$decode_beam}" --max-active "${gmm_decode_max_active:-$decode_max_active}" \
     --decoder "$decoder" --num-workers "$num_workers"
   touch "$exp_dir/.stage3.done"
@@ -380,7 +382,7 @@ if run_stage 10; then
   decode_opts=(--graph-dir "$graph_dir" --transition-model "$gmm_dir/tri2/final.mdl" --cmvn "$cmvn"
     --dev-cuts "$ali_dir/cuts_$dev_part.jsonl.gz" --test-cuts "${test_cuts[@]}"
     --lm-weights ${lm_weights//,/ } --extend-lm-weights "$lm_weight_extend" --word-ins-penalties ${word_ins_penalties//,/ }
-    --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
+    --extend-word-ins-penalties "$word_ins_penalty_extend" --beam "$decode_beam" --max-active "$decode_max_active" --decoder "$decoder"
     --num-workers "$num_workers")
   for system in baseline student ensemble; do
     if [ $system = ensemble ]; then models=$members; else models=$nnet_dir/$system/final.pt; fi

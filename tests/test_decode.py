@@ -128,17 +128,41 @@ def test_dev_test_decode_sweeps_penalties_and_keeps_the_pair_with_fewest_dev_err
                           am=system.am)
     dev = PartInputs("dev", {u: split[u] for u in dev_feats}, lambda: [dev_feats])
     test = PartInputs("test", {u: split[u] for u in test_feats}, lambda: [test_feats])
-    # A bonus of 8 per word inserts words everywhere; 0 must win on these clean utterances.
-    config = SearchConfig(lm_weights=["30", "40"], word_ins_penalties=["-8", "0"])
+    # A bonus of 30 per word inserts words everywhere (the test above); 0 must win on these clean utterances.
+    config = SearchConfig(lm_weights=["30", "40"], word_ins_penalties=["-30", "0"])
     result = decode_dev_test(search, dev, [test], tmp_path, config)
-    assert set(result["dev_wer_by_penalty"]) == {"-8", "0"}
+    assert set(result["dev_wer_by_penalty"]) == {"-30", "0"}
     best = min((wer, float(p)) for p, by_w in result["dev_wer_by_penalty"].items() for wer in by_w.values())
     assert result["word_ins_penalty"] == "0" and result["dev"]["wer"] == pytest.approx(best[0], abs=1e-3)
-    assert result["dev_wer_by_penalty"]["-8"][result["lmwt"]] > result["dev"]["wer"]
-    for p in ("-8", "0"):  # each penalty's dev sweep is kept, and the chosen one's is the canonical dev/scoring
+    assert result["dev_wer_by_penalty"]["-30"][result["lmwt"]] > result["dev"]["wer"]
+    for p in ("-30", "0"):  # each penalty's dev sweep is kept, and the chosen one's is the canonical dev/scoring
         assert all((tmp_path / f"penalty_{p}" / "dev" / "scoring" / f"{w}.txt").is_file()
                    for w in result["dev_wer_by_penalty"][p])
     chosen = tmp_path / "dev" / "scoring" / f"{result['lmwt']}.txt"
     assert chosen.read_text() == (tmp_path / "penalty_0" / "dev" / "scoring" / f"{result['lmwt']}.txt").read_text()
     test_hyps = read_transcripts(tmp_path / "test" / "scoring" / f"{result['lmwt']}.txt")
     assert result["test"]["wer"] == pytest.approx(compute_wer(test.refs, test_hyps).wer, abs=1e-3)
+
+
+def test_penalty_sweep_extends_above_a_top_holding_the_best(decoding_setup, tmp_path):
+    from asr_kd.decode.hybrid import HybridSearch, PartInputs, SearchConfig, sweep_penalties
+    from asr_kd.utils import InputError
+
+    graph, system, feats, refs, words = decoding_setup["tri1"]
+    dev_feats = dict(sorted(feats.items())[::2])
+    dev = PartInputs("dev", {u: refs[u].split() for u in dev_feats}, lambda: [dev_feats])
+    search = HybridSearch(graph, system.transition_model, words, DecodeOptions(decoder="faster", num_workers=1),
+                          am=system.am)
+    # As above, a bonus of 30 per word loses to 0: 0 is the grid's best and its top, so one step more, 30, is tried.
+    config = SearchConfig(lm_weights=["30", "40"], word_ins_penalties=["-30", "0"], extend_word_ins_penalties=1)
+    choice = sweep_penalties(search, dev, config, tmp_path)
+    assert list(choice.wer_by_penalty) == ["-30", "0", "30"]
+    assert all((tmp_path / "penalty_30" / "dev" / "scoring" / f"{w}.txt").is_file() for w in ("30", "40"))
+    ranked = sorted((min(by_w.values()), float(p), p) for p, by_w in choice.wer_by_penalty.items())
+    assert choice.penalty == ranked[0][2]  # the fewest dev errors over the extended grid, ties to the smaller
+    no_extension = sweep_penalties(search, dev, SearchConfig(lm_weights=["30", "40"], word_ins_penalties=["-30", "0"]),
+                                   tmp_path / "plain")
+    assert list(no_extension.wer_by_penalty) == ["-30", "0"]
+    with pytest.raises(InputError, match="--extend-word-ins-penalties must be >= 0"):
+        sweep_penalties(search, dev, SearchConfig(lm_weights=["40"], word_ins_penalties=["0", "1"],
+                                                  extend_word_ins_penalties=-1), tmp_path / "bad")

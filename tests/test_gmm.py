@@ -25,7 +25,8 @@ def _speak(text: str, voice: tuple[str, int, int], wav: Path) -> None:
     name, rate, pitch = voice
     raw = subprocess.run(["espeak-ng", "-v", name, "-s", str(rate), "-p", str(pitch), "--stdout", text.lower()],
                          check=True, capture_output=True).stdout
-    subprocess.run(["sox", "-t", "wav", "-", "-r", "16000", str(wav)], input=raw, check=True)
+    # -D: no dither, so every session synthesizes the same audio (sox dithers with fresh random numbers each run)
+    subprocess.run(["sox", "-D", "-t", "wav", "-", "-r", "16000", str(wav)], input=raw, check=True)
 
 
 def build_small_gmm_exp(base: Path) -> Path:

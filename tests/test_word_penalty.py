@@ -5,7 +5,8 @@ from __future__ import annotations
 import kaldifst
 import pytest
 
-from asr_kd.decode.penalty import add_word_ins_penalty, parse_word_ins_penalties, penalised_words
+from asr_kd.decode.penalty import (add_word_ins_penalty, parse_word_ins_penalties, penalised_words,
+                                    penalty_beyond_top)
 from asr_kd.utils.errors import InputError
 
 
@@ -74,3 +75,11 @@ def test_penalty_values_are_parsed_as_kaldi_names_them():
     for bad in (["x"], [], ["inf"], ["nan"]):
         with pytest.raises(InputError, match="--word-ins-penalties"):
             parse_word_ins_penalties(bad)
+
+
+def test_the_grid_is_extended_above_its_top_only():
+    assert penalty_beyond_top(["0", "0.5", "1"], "1") == "1.5"
+    assert penalty_beyond_top(["0", "1", "1.5"], 1.5) == "2"  # the smallest spacing
+    assert penalty_beyond_top(["0", "0.5", "1"], "0.5") is None
+    assert penalty_beyond_top(["0", "0.5", "1"], "0") is None  # below the grid: bonuses per word, not searched
+    assert penalty_beyond_top(["1"], "1") is None  # one penalty has no spacing

@@ -63,6 +63,9 @@ def add_search_options(parser: argparse.ArgumentParser, defaults: Any) -> None:
     g.add_argument("--word-ins-penalties", nargs="+", default=[str(p) for p in defaults.word_ins_penalties],
                    metavar="P", help="word insertion penalties swept on dev with the LM weights, e.g. "
                    "--word-ins-penalties 0 0.5 1 (Kaldi score.sh's); the pair with the fewest dev errors decodes the test parts")
+    g.add_argument("--extend-word-ins-penalties", type=int, default=defaults.extend_word_ins_penalties, metavar="N",
+                   help="when dev's best penalty is the top of --word-ins-penalties, try up to N more above it, "
+                        "one spacing apart, until the best is below the top")
     g.add_argument("--every-weight", action="store_true",
                    help="decode the test parts at every weight dev was decoded at (default: at dev's choice only)")
     g.add_argument("--beam", type=float, default=defaults.beam, help="search beam")

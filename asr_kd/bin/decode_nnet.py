@@ -9,8 +9,9 @@ every --lm-weights value (acoustic scale 1/weight; with --extend-lm-weights N, u
 edge that holds the best), the weight with the fewest dev errors is chosen (ties: the smaller) and
 every test part is decoded and scored with it (no sweep of its own; --every-weight decodes them at
 every weight too). --word-ins-penalties 0 0.5 1 sweeps dev at each word insertion penalty as well (put
-into the graph: the decoders keep no lattice) and keeps the pair with the fewest dev errors; each
-penalty's dev decode lands in <out-dir>/penalty_<p>/. Writes <out-dir>/{dev,test,<part>}/scoring/<lmwt>.txt (Kaldi `text`),
+into the graph: the decoders keep no lattice) and keeps the pair with the fewest dev errors, trying up to
+--extend-word-ins-penalties N more above a top that holds the best; each penalty's dev decode lands in
+<out-dir>/penalty_<p>/. Writes <out-dir>/{dev,test,<part>}/scoring/<lmwt>.txt (Kaldi `text`),
 <out-dir>/scoring/ (wer_<lmwt>, per_utt_{dev,test,<part>}.txt, wer_summary.*) and
 <out-dir>/results.json (WER, LM weight, RTF, frame accuracy when the cuts carry pdf_ids, model
 size, data size, command, hardware). A decode whose results.json exists is not redone (--overwrite).

@@ -34,7 +34,7 @@ import kaldifst
 import numpy as np
 
 from asr_kd.decode.decoder import FRAME_SHIFT, DecodeOptions, DecodeResult, decode_utterances, load_graph
-from asr_kd.decode.penalty import add_word_ins_penalty, parse_word_ins_penalties
+from asr_kd.decode.penalty import add_word_ins_penalty, parse_word_ins_penalties, penalty_beyond_top
 from asr_kd.lang.phones import read_symbol_table
 from asr_kd.score.wer import compute_wer, parse_lm_weights, score_dev_test, select_lm_weight, weight_beyond_edge
 from asr_kd.utils.errors import InputError
@@ -54,6 +54,7 @@ class SearchConfig:
     extend_lm_weights: int = 0  # while dev's best weight is at an edge, up to this many more, one spacing past it
     every_weight: bool = False  # test parts too at every weight (default: at dev's choice only)
     word_ins_penalties: Sequence[str | float] = ("0",)  # swept on dev with the LM weights (Kaldi: 0 0.5 1)
+    extend_word_ins_penalties: int = 0  # while dev's best penalty is the grid's top, up to this many more above it
     beam: float = DecodeOptions.beam
     max_active: int = DecodeOptions.max_active
     lattice_beam: float = DecodeOptions.lattice_beam
@@ -202,15 +203,20 @@ class DevChoice:
 
 def sweep_penalties(search: HybridSearch, dev: PartInputs, config: SearchConfig, out_dir: Path) -> DevChoice:
     """Dev's LM-weight sweep at each word insertion penalty of `config`; the pair with the fewest dev errors
-    (ties: the smaller penalty, then the smaller weight).
+    (ties: the smaller penalty, then the smaller weight). While the best penalty is the grid's top, up to
+    `config.extend_word_ins_penalties` more are tried, one spacing above it.
 
     One penalty decodes into `out_dir` itself; several each into `out_dir/penalty_<p>`, and the chosen one's
     hypotheses are written to `out_dir/dev/scoring` too.
     """
     weights = config.weights()
     penalties = parse_word_ins_penalties(config.word_ins_penalties)
+    if config.extend_word_ins_penalties < 0:
+        raise InputError(f"--extend-word-ins-penalties must be >= 0, got {config.extend_word_ins_penalties}")
+    pending, extra = list(penalties), config.extend_word_ins_penalties
     choice, rank, wer_by_penalty = None, None, {}
-    for p in penalties:
+    while pending:
+        p = pending.pop(0)
         searched = search.with_word_ins_penalty(float(p))
         where = out_dir if len(penalties) == 1 else out_dir / f"penalty_{p}"
         best, decoded = sweep_lm_weights(searched, dev, weights, where, config.extend_lm_weights)
@@ -220,7 +226,16 @@ def sweep_penalties(search: HybridSearch, dev: PartInputs, config: SearchConfig,
             choice, rank = DevChoice(p, searched, best, decoded, wer_by_penalty), (scores[best].errors, float(p))
         if len(penalties) > 1:
             log.info("%s at word insertion penalty %s: WER %.2f%% at LM weight %s", dev.name, p, scores[best].wer, best)
+        above = penalty_beyond_top(list(wer_by_penalty), choice.penalty) if not pending else None
+        if above is not None and extra > 0:
+            log.info("%s's best word insertion penalty %s is the grid's top: trying %s", dev.name, choice.penalty,
+                     above)
+            pending.append(above)
+            extra -= 1
     assert choice is not None  # parse_word_ins_penalties returns at least one
+    if penalty_beyond_top(list(wer_by_penalty), choice.penalty) is not None:
+        log.warning("%s's best word insertion penalty %s is the top of those tried (%s)", dev.name, choice.penalty,
+                    ", ".join(wer_by_penalty))
     if len(penalties) > 1:
         for w in choice.decoded.lm_weights:
             atomic_write_text(out_dir / dev.name / "scoring" / f"{w}.txt", kaldi_text(choice.decoded.hyps[w]))

@@ -30,6 +30,19 @@ def parse_word_ins_penalties(values: Sequence[str | float]) -> list[str]:
     return list(dict.fromkeys(f"{p:g}" for p in penalties))
 
 
+def penalty_beyond_top(penalties: Sequence[str | float], best: str | float) -> str | None:
+    """The penalty one step (the grid's smallest spacing) above the grid's top when `best` is that top, else None.
+
+    Only upwards: below the grid lie smaller penalties and then bonuses per word, which Kaldi's grid (0 0.5 1)
+    does not search either. A grid of one penalty has no spacing and is not extended.
+    """
+    values = sorted({float(p) for p in penalties})
+    if len(values) < 2 or float(best) != values[-1]:
+        return None
+    step = min(b - a for a, b in zip(values, values[1:]))
+    return f"{values[-1] + step:g}"
+
+
 def penalised_words(id_to_word: Mapping[int, str]) -> list[int]:
     """The ids a penalty applies to: every word but <eps>, <s>, </s> and the disambiguation symbols (#0 ...)."""
     return sorted(i for i, w in id_to_word.items() if i != 0 and w not in ("<s>", "</s>") and not w.startswith("#"))

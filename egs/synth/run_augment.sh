@@ -100,8 +100,8 @@ for key in ("momentum", "weight_decay", "newbob_start_gain", "newbob_end_gain", 
 words = shlex.split(json.load(open(f"{exp}/decode/baseline/results.json"))["command"])
 # An option's values run to the next option (--lm-weights 9 11; a decode from before that form wrote 9,11).
 search = {w: " ".join(v.replace(",", " ") for v in itertools.takewhile(lambda v: not v.startswith("--"), words[i + 1:]))
-          for i, w in enumerate(words) if w in ("--lm-weights", "--extend-lm-weights", "--word-ins-penalties", "--beam",
-                                             "--max-active", "--decoder")}
+          for i, w in enumerate(words) if w in ("--lm-weights", "--extend-lm-weights", "--word-ins-penalties",
+                                             "--extend-word-ins-penalties", "--beam", "--max-active", "--decoder")}
 print(*(f"{k} {v}" for k, v in train.items()))
 print(*(f"{k} {v}" for k, v in search.items()))
 print(p["epoch_frames"])
