@@ -49,7 +49,7 @@ def make_aligned_cuts(root: Path, num_utts: int, offset: int = 0):
         raw = root / f"utt{i:03d}.22k.wav"
         subprocess.run(["espeak-ng", "-v", VOICES[i % len(VOICES)], "-s", str(150 + 10 * (i % 5)),
                         "-w", str(raw), SENTENCES[i % len(SENTENCES)]], check=True)
-        subprocess.run(["sox", "-D", str(raw), "-r", "16000", str(wav)], check=True)  # LibriSpeech's rate; no dither
+        subprocess.run(["sox", "-R", str(raw), "-r", "16000", str(wav)], check=True)  # LibriSpeech's rate; repeatable
         recordings.append(Recording.from_file(wav, recording_id=f"utt{i:03d}"))
     cuts = CutSet.from_manifests(recordings=RecordingSet.from_recordings(recordings))
     cuts = cuts.compute_and_store_features(Fbank(FbankConfig(num_mel_bins=40)), storage_path=root / "fbank",

@@ -25,8 +25,9 @@ def _speak(text: str, voice: tuple[str, int, int], wav: Path) -> None:
     name, rate, pitch = voice
     raw = subprocess.run(["espeak-ng", "-v", name, "-s", str(rate), "-p", str(pitch), "--stdout", text.lower()],
                          check=True, capture_output=True).stdout
-    # -D: no dither, so every session synthesizes the same audio (sox dithers with fresh random numbers each run)
-    subprocess.run(["sox", "-D", "-t", "wav", "-", "-r", "16000", str(wav)], input=raw, check=True)
+    # -R: sox's dither with the same random numbers each run, so every session synthesizes the same audio (without
+    # it each run dithered anew; without dither at all, espeak-ng's digital silence misaligns in tri2)
+    subprocess.run(["sox", "-R", "-t", "wav", "-", "-r", "16000", str(wav)], input=raw, check=True)
 
 
 def build_small_gmm_exp(base: Path) -> Path:
