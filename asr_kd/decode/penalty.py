@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 
 import kaldifst
 
+from asr_kd.score.wer import weight_beyond_edge
 from asr_kd.utils.errors import InputError
 
 
@@ -36,11 +37,9 @@ def penalty_beyond_top(penalties: Sequence[str | float], best: str | float) -> s
     Only upwards: below the grid lie smaller penalties and then bonuses per word, which Kaldi's grid (0 0.5 1)
     does not search either. A grid of one penalty has no spacing and is not extended.
     """
-    values = sorted({float(p) for p in penalties})
-    if len(values) < 2 or float(best) != values[-1]:
+    if float(best) != max(float(p) for p in penalties):
         return None
-    step = min(b - a for a, b in zip(values, values[1:]))
-    return f"{values[-1] + step:g}"
+    return weight_beyond_edge(penalties, best)  # the LM weights' step past an edge, at the top edge
 
 
 def penalised_words(id_to_word: Mapping[int, str]) -> list[int]:
