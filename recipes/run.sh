@@ -2,7 +2,7 @@
 # asr-kd recipe: from a LibriSpeech-layout corpus to the paper's tables.
 #
 # Usage: recipes/run.sh [--option value ...]
-#   --preset NAME        tiny | mini | paper (reads recipes/conf/NAME.conf first)
+#   --preset NAME        tiny | mini | mini_aug | paper (reads recipes/conf/NAME.conf first)
 #   --corpus-dir DIR     an existing LibriSpeech-layout corpus (DIR/LibriSpeech/ or LibriSpeech/ itself);
 #                        empty = synthesize one
 #   --train-parts P,P    training parts, joined into one training set (default train-clean-100; e.g.
@@ -28,6 +28,11 @@
 #   --seed N             corpus synthesis seed
 #   --transfer-part P    a part whose audio, unlabelled, joins the student's transfer set (the ensemble labels it);
 #                        the synthesized corpus's is train-clean-360, of --corpus-transfer-hours H hours
+#   --train-copies P,P   perturbed copies of train (asr-kd augment-data --perturbations: sp0.9,sp1.1,volume,noise,babble,
+#                        reverb,narrowband,revoice,revoice2,...) that baseline, members and student train on beside it;
+#                        each epoch still draws train's number of frames; --train-mix-shares original=0.5 fixes train's share
+#   --augment SPEC       window augmentation of baseline, members and student (asr-kd train --augment, e.g.
+#                        freq_mask=8,time_mask=5: SpecAugment-style masks); needs --soft-targets online
 #   --net-seed N         network seed: baseline (= member 1), student and 3% models N, member m>1 100*N+m
 #   (every variable of recipes/conf/<preset>.conf is an option too: --num-members 4, --temperature 5 ...)
 # Stages:
@@ -39,11 +44,12 @@
 #   3  GMM-HMM mono -> tri1 -> tri2, alignments of train and every dev/test part, HCLG, GMM decode of every
 #      dev and test part
 #   4  frame banks from the tri2 alignments, inputs normalised by input_norm: bank/train, bank/dev (the first dev
-#      part), bank/test (the first test part) and bank/<part> for every other aligned part; with transfer_part,
-#      bank/transfer: the train frames plus that part's frames, unlabelled
-#   5  baseline frame classifier on 100% of train
+#      part), bank/test (the first test part) and bank/<part> for every other aligned part; with train_copies,
+#      the perturbed copies of train (train_copies/, speed and voice copies aligned by tri2) and bank/train_copies
+#      (train and its copies); with transfer_part, bank/transfer: those training frames plus that part's, unlabelled
+#   5  baseline frame classifier on 100% of train (and its copies)
 #   6  the ensemble: num_members models that differ in their seed only, the baseline (stage 5) the first
-#   7  the ensemble's soft targets at temperature T for the transfer set (or train), stored top-k
+#   7  the ensemble's soft targets at temperature T for the transfer set (or the training bank), stored top-k
 #   8  the distilled student (T, hard_weight), epochs of the baseline's size under its schedule
 #   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
 #      baseline without (hard-label weight subset_hard_weight); and of the ensemble; with subset_copies, the
@@ -89,10 +95,18 @@ soft_targets=stored   # stored: top-k file beside the frame bank; online: member
 teacher_mean=arithmetic; temperature=2; hard_weight=0.5; top_k=auto
 subset_fraction=0.03; subset_seed=0; subset_num_epochs=30; early_stopping_patience=3
 subset_batch_size=""   # empty: batch_size; a subset too small for many steps per epoch wants smaller batches
+augment=none           # window augmentation of the full-data networks (train --augment: freq_mask=F,time_mask=T,noise=S,...)
 subset_augment=none    # window augmentation of the soft-target 3% students (train --augment); their teacher labels the perturbed input
 subset_dev_every=1     # the soft-target 3% students (blind to dev) evaluate dev after every N-th epoch and the last
 subset_lr_schedule=cosine  # the 3% models' schedule, blind to dev whatever lr_schedule the full-data networks use
 subset_hard_weight=""  # hard-label weight of the soft-target 3% students; empty: hard_weight
+# Perturbed copies of train (asr-kd augment-data --perturbations, comma-separated) that the full-data networks
+# (baseline, members, student) train on beside it; empty: train alone. Every epoch still draws bank/train's number
+# of frames, so the copies change what the networks see, not how many updates they make.
+train_copies=""
+# With train_copies: fixed shares of every epoch by group (asr-kd train --mix-shares), e.g. original=0.5 keeps half
+# of each epoch on train itself; empty: drawn uniformly from train and the copies.
+train_mix_shares=""
 # Perturbed copies of the 3% utterances (asr-kd augment-data --perturbations, comma-separated) that the
 # soft-target 3% students train on beside them, their teacher labelling each copy; empty: none
 subset_copies=""
@@ -135,6 +149,15 @@ for p in ${dev_parts//,/ }; do
     exit 2
   fi
 done
+if [ "$augment" != none ] && [ "$soft_targets" = stored ]; then
+  echo "$0: --augment $augment perturbs the student's windows, but stored soft targets are its teacher's view of the" \
+    "unperturbed ones: give --soft-targets online (the members label each perturbed window)" >&2
+  exit 2
+fi
+if [ -n "$train_mix_shares" ] && [ -z "$train_copies" ]; then
+  echo "$0: --train-mix-shares $train_mix_shares needs --train-copies (the groups it shares out are train and its copies)" >&2
+  exit 2
+fi
 # Several training parts become one training set, named by joining them with '+' (stage 1).
 train_set=${train_parts//,/+}
 # The first dev part chooses the LM weight and is bank/dev; the first test part is bank/test ("test" in the
@@ -154,6 +177,7 @@ data_parts="${train_parts//,/ } $decode_parts${transfer_part:+ $transfer_part}"
 results_dir=$exp_dir/results
 . "$recipe_dir/stage_helpers.sh"
 
+log "preset: $preset (recipes/conf/$preset.conf, then the options given)"
 # Where the networks will run and in which precision; a warning when that is fp32 on a CPU without bf16 units.
 hardware=$(python -m asr_kd.bin.hardware --device "$device" --amp "$amp")
 while IFS= read -r line; do log "$line"; done <<< "$hardware"
@@ -196,8 +220,15 @@ members=$(for m in $(seq 1 "$num_members"); do echo "$nnet_dir/member$m/final.pt
 cmvn=$bank_dir/cmvn.json
 # Stored soft targets belong to this experiment's ensemble (seed runs share bank/, not the store).
 soft_dir=$exp_dir/soft_T$temperature
-# The student's transfer set: the labelled train bank, plus the unlabelled part when there is one.
-transfer_bank=$bank_dir/train
+# The full-data networks' training bank: train, or train and its perturbed copies (labelled like it).
+net_train_bank=$bank_dir/train
+net_train_cuts=$ali_dir/cuts_$train_set.jsonl.gz
+if [ -n "$train_copies" ]; then
+  net_train_bank=$bank_dir/train_copies
+  net_train_cuts=$exp_dir/train_copies/cuts_train.jsonl.gz
+fi
+# The student's transfer set: that bank, plus the unlabelled part when there is one.
+transfer_bank=$net_train_bank
 [ -n "$transfer_part" ] && transfer_bank=$bank_dir/transfer
 
 
@@ -268,7 +299,7 @@ if run_stage 3; then
 fi
 
 if run_stage 4; then
-  log "Stage 4: frame banks ($input_norm-normalised fbank + tri2 pdf-ids, contiguous) of train, dev ($dev_part), test ($test_part)${more_parts:+, $more_parts where aligned}${transfer_part:+, and the transfer set train + $transfer_part}"
+  log "Stage 4: frame banks ($input_norm-normalised fbank + tri2 pdf-ids, contiguous) of train, dev ($dev_part), test ($test_part)${more_parts:+, $more_parts where aligned}${train_copies:+, train and its copies ($train_copies)}${transfer_part:+, and the transfer set: the training frames + $transfer_part}"
   mkdir -p "$bank_dir"
   case $input_norm in global) norm_file=cmvn.json ;; *) norm_file=cmvn_$input_norm.json ;; esac
   cp "$exp_dir/data/fbank/$norm_file" "$cmvn.tmp" && mv "$cmvn.tmp" "$cmvn"
@@ -281,11 +312,30 @@ if run_stage 4; then
     step "bank_$name" python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_$part.jsonl.gz" \
       --out-dir "$bank_dir/$name" --cmvn "$cmvn"
   done
+  if [ -n "$train_copies" ]; then
+    # The speed and voice copies are aligned by tri2, the others keep their source's labels; each copy's speaker
+    # (<speaker>_<perturbation>) gets its own means under per-speaker normalisation.
+    # shellcheck disable=SC2086
+    step augment_train python -m asr_kd.bin.augment_data --cuts "$ali_dir/cuts_$train_set.jsonl.gz" \
+      --out-dir "$exp_dir/train_copies" --name train --perturbations ${train_copies//,/ } --gmm-dir "$gmm_dir/tri2" \
+      --lang-dir "$lang_dir" --seed "$seed" --num-workers "$num_workers"
+    step bank_train_copies python -m asr_kd.bin.build_frame_bank --cuts "$net_train_cuts" --out-dir "$net_train_bank" \
+      --cmvn "$cmvn"
+  fi
   if [ -n "$transfer_part" ]; then
-    step bank_transfer python -m asr_kd.bin.build_frame_bank --cuts "$ali_dir/cuts_$train_set.jsonl.gz" \
+    step bank_transfer python -m asr_kd.bin.build_frame_bank --cuts "$net_train_cuts" \
       --unlabelled-cuts "$exp_dir/data/fbank/cuts_$transfer_part.jsonl.gz" --out-dir "$transfer_bank" --cmvn "$cmvn"
   fi
   touch "$exp_dir/.stage4.done"
+fi
+
+# What the full-data networks (stages 5, 6, 8) share beyond train_opts: their window augmentation, and with
+# train_copies, train and its copies as training bank, each epoch drawing bank/train's number of frames (so the
+# copies change the data, not the updates) at train_mix_shares.
+full_data_opts=(--augment "$augment")
+if [ -n "$train_copies" ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 5 ]; then
+  full_data_opts+=(--train-bank "$net_train_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")")
+  [ -n "$train_mix_shares" ] && full_data_opts+=(--mix-shares "$train_mix_shares")
 fi
 
 # Stages 5 and 6 train their networks in one queue, train_jobs at a time (the baseline is member 1).
@@ -293,7 +343,7 @@ if run_stage 5; then
   log "Stage 5: baseline '$model_shape' frame classifier on 100% of train (paper Table 1 row 'baseline')"
   queue_stage 5
   queue_job train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
-    --num-epochs "$num_epochs" --seed "$net_seed"
+    "${full_data_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed"
 fi
 if run_stage 6; then
   log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed; member 1 is the baseline"
@@ -306,7 +356,7 @@ if run_stage 6; then
   for m in $(seq 2 "$num_members"); do
     # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
     queue_job "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
-      --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
+      "${full_data_opts[@]}" --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
   done
 fi
 run_jobs "$train_jobs" "$num_members"
@@ -329,6 +379,7 @@ if run_stage 8; then
   # Alone, on every core: beside the 3% models on one thread it took 8.2 minutes of the mini demo, against 4.4.
   step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
     --train-bank "$transfer_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")" \
+    ${train_mix_shares:+--mix-shares "$train_mix_shares"} --augment "$augment" \
     --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
   touch "$exp_dir/.stage8.done"
 fi

@@ -16,9 +16,10 @@ def test_help_gives_every_verb_a_purpose_under_the_stages_in_recipe_order(capsys
     listed = dict(re.findall(r"^  ([a-z][\w-]*) +(\S.*)$", out, flags=re.M))
     for verb in available_verbs():
         assert listed.get(verb, "").strip(), f"{verb} has no purpose in --help"
-    for verb in available_verbs():  # each listed once: train under its first stage, build-frame-bank under 4
+    for verb in available_verbs():  # each listed once: train under its first stage, augment-data under 4
         assert len(re.findall(rf"^  {verb} ", out, flags=re.M)) == 1, verb
-    assert re.search(r"^stage 4: .*\n  build-frame-bank ", out, flags=re.M)
+    # Under the heading of stage 4 (its wrapped lines indented): the verbs it calls, copies before their bank.
+    assert re.search(r"^stages? 4\b.*(\n    .*)*\n  augment-data .*\n  build-frame-bank ", out, flags=re.M)
     firsts = [int(n) for n in re.findall(r"^stages? (\d+)", out, flags=re.M)]
     assert firsts == sorted(firsts) and firsts[0] == 0 and firsts[-1] == 11
 

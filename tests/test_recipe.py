@@ -289,6 +289,64 @@ def test_newbob_thresholds_given_to_the_recipe_reach_every_full_data_network(tin
             ("newbob", 0.003, 0.001), name
 
 
+def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_trains_updates(
+        tiny_recipe_exp, tiny_corpus, tmp_path):
+    from asr_kd.data.frame_bank import UNLABELLED, FrameBank
+
+    # Stages 4-8 again on the finished experiment's features, lang and GMM, with a volume copy of train (it keeps
+    # its source's alignment) filling half of every epoch, masked windows, and the members teaching online (as
+    # recipes/conf/mini_aug.conf has it).
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    for name in ("data", "lang", "lang_test", "lm", "gmm"):
+        (exp / name).symlink_to(tiny_recipe_exp / name)
+    for stage in range(4):
+        (exp / f".stage{stage}.done").touch()
+    run_recipe(exp, tiny_corpus, "--stop-stage", "8", "--train-copies", "volume", "--train-mix-shares", "original=0.5",
+               "--augment", "freq_mask=4", "--soft-targets", "online")
+    train = FrameBank.load(exp / "bank" / "train")
+    both = FrameBank.load(exp / "bank" / "train_copies")
+    assert sorted(both.cut_ids) == sorted([*train.cut_ids, *(f"{c}_volume" for c in train.cut_ids)])
+    index = {c: u for u, c in enumerate(both.cut_ids)}
+    for u, cut_id in enumerate(train.cut_ids):  # each copy: its source's labels, other features (louder or softer)
+        feats, labels = train.utterance(u)
+        copy_feats, copy_labels = both.utterance(index[f"{cut_id}_volume"])
+        assert np.array_equal(copy_labels, labels) and not np.allclose(copy_feats, feats)
+    # The student's transfer set: train and its copy, then the unlabelled part, which the members label online.
+    transfer = FrameBank.load(exp / "bank" / "transfer")
+    assert transfer.num_labelled_frames == both.num_frames == 2 * train.num_frames < transfer.num_frames
+    assert (transfer.labels[both.num_frames:] == UNLABELLED).all()
+    assert not (exp / "soft_T2").exists()
+    members = [str(exp / "nnet" / f"member{m}" / "final.pt") for m in (1, 2)]
+    assert json.loads((exp / "nnet" / "student" / "params.json").read_text())["teacher_checkpoints"] == members
+    for name, bank in (("baseline", both), ("member2", both), ("student", transfer)):
+        params = json.loads((exp / "nnet" / name / "params.json").read_text())
+        assert params["train_bank"] == str(bank.directory), name
+        assert (params["epoch_frames"], params["mix_shares"], params["augment"]) == \
+            (train.num_frames, "original=0.5", "freq_mask=4"), name
+        log = (exp / "nnet" / name / "train.log").read_text()
+        half = train.num_frames // 2
+        assert re.search(rf"frames per epoch by group \(--mix-shares original=0.5\): original ({half}|{half + 1}) of ", log), name
+    # The report says what the full-data networks trained on.
+    subprocess.run(["python", "-m", "asr_kd.bin.report", "--exp-dir", str(exp), "--num-members", "2"], cwd=REPO,
+                   env=env_with_this_python(), check=True, capture_output=True, timeout=600)
+    md = (exp / "RESULTS.md").read_text()
+    assert (f"trained on train and perturbed copies of it (volume): {both.num_frames} frames against train's "
+            f"{train.num_frames}, each epoch {train.num_frames} frames, shares by group original=0.5.") in md
+
+
+@pytest.mark.parametrize("options, message", [
+    (("--train-mix-shares", "original=0.5"), "--train-mix-shares original=0.5 needs --train-copies"),
+    (("--augment", "freq_mask=4"), "give --soft-targets online"),  # the tiny preset's targets are stored
+])
+def test_augmentation_options_that_cannot_work_together_are_refused(tmp_path, options, message):
+    proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--exp-dir", str(tmp_path), *options], cwd=REPO,
+                          env=env_with_this_python(), capture_output=True, text=True,
+                          timeout=600)  # an immediate refusal: only a hang reaches it
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (tmp_path / "log").exists()  # refused before anything was written
+
+
 def test_run_log_says_where_and_in_which_precision_the_networks_ran(tiny_recipe_exp):
     run_log = (tiny_recipe_exp / "log" / "run.log").read_text()
     assert re.search(r"\) hardware: \d+ cores of .+ \(bf16 units: [\w+-]+\), torch ", run_log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from asr_kd.bin.train import main as train_main
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.report.status import experiment_status, stage_runs
 from asr_kd.utils.io import atomic_write_json
+from tests.recipe_run import REPO
 from tests.test_frame_bank import NUM_CLASSES, cmvn_of, make_aligned_cuts
 
 CORPUS = "/data/corpus"
@@ -125,3 +127,22 @@ def test_stages_trained_side_by_side_end_at_their_finished_lines():
     assert (runs[5][2] - runs[5][0]).total_seconds() == 301
     assert (runs[6][2] - runs[6][0]).total_seconds() == 630
     assert runs[7][2] is None  # still running: no later line
+
+
+def test_the_preset_run_sh_logged_wins_over_the_one_its_gmm_settings_suggest(tmp_path):
+    # mini_aug trains mini's GMM: the train_gmm settings alone point at mini; run.sh's own line names the preset.
+    settings = subprocess.run(["bash", "-c", f'. "{REPO}/recipes/conf/mini_aug.conf"; echo "$mono_iters $mono_gauss '
+                               '$mono_utts $tri1_iters $tri1_leaves $tri1_gauss $tri2_iters $tri2_leaves $tri2_gauss"'],
+                              check=True, capture_output=True, text=True).stdout.split()
+    options = ("mono-iters", "mono-gauss", "mono-utts", "tri1-iters", "tri1-leaves", "tri1-gauss", "tri2-iters",
+               "tri2-leaves", "tri2-gauss")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "commands.tsv").write_text(
+        "train_gmm\tpython -m asr_kd.bin.train_gmm --exp-dir exp " + " ".join(f"--{o} {v}" for o, v in zip(options, settings)))
+    assert experiment_status(tmp_path).preset == "mini"  # a log from before run.sh named its preset
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "run.log").write_text(
+        "2026-12-04 10:00:00 (run.sh:160:main) preset: mini_aug (recipes/conf/mini_aug.conf, then the options given)\n")
+    status = experiment_status(tmp_path)
+    assert status.preset == "mini_aug"
+    assert status.continue_command() == f"recipes/run.sh --preset mini_aug --exp-dir {tmp_path} --stage 0"

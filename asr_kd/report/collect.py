@@ -90,13 +90,30 @@ def _earlier_gmm_results(sys_dir: Path) -> dict | None:
             **{p: {"wer": 100 * r[best]["wer"], "rtf": r[best].get("rtf")} for p, r in by_part.items() if best in r}}
 
 
+def training_data(params: dict) -> dict:
+    """The bank a trainer's params.json names and what it holds: frames (labelled ones too), utterances, the
+    perturbed copies in it (asr-kd augment-data's summary, None for none), and the epochs' size and group shares."""
+    out = {"train_bank": params.get("train_bank") or f"{params.get('frame_bank')}/train",
+           "frames_per_epoch": params.get("epoch_frames"), "mix_shares": params.get("mix_shares")}
+    bank = read_json_or_none(Path(out["train_bank"]) / "manifest.json")
+    if bank is not None:
+        out.update(num_frames=bank["num_frames"], num_labelled_frames=bank.get("num_labelled_frames", bank["num_frames"]),
+                   num_utterances=bank.get("num_utterances"), copies=_bank_copies(bank.get("source_cuts")))
+    return out
+
+
+def network_training(net_dir: Path) -> dict | None:
+    """`training_data` of the network in `net_dir` (the baseline: what every full-data network trained on)."""
+    params = read_json_or_none(net_dir / "params.json")
+    return None if params is None else training_data(params)
+
+
 def student_teaching(student_dir: Path) -> dict | None:
     """How a student was taught, from its params.json: the store's record (stored top-k) or the online members."""
     params = read_json_or_none(student_dir / "params.json")
     if params is None:
         return None
-    out = {"train_bank": params.get("train_bank") or f"{params.get('frame_bank')}/train",
-           "frames_per_epoch": params.get("epoch_frames"), "steps_per_epoch": params.get("steps_per_epoch"),
+    out = {**training_data(params), "steps_per_epoch": params.get("steps_per_epoch"),
            "num_epochs": params.get("num_epochs"), "batch_size": params.get("batch_size"),
            "temperature": params.get("temperature"), "hard_weight": params.get("hard_weight"),
            "lr_schedule": params.get("lr_schedule"), "newbob_start_gain": params.get("newbob_start_gain"),
@@ -109,10 +126,6 @@ def student_teaching(student_dir: Path) -> dict | None:
                    num_members=(manifest.get("teacher") or {}).get("num_members"))
     else:
         out.update(kind="online", num_members=len(params.get("teacher_checkpoints") or []))
-    bank = read_json_or_none(Path(out["train_bank"]) / "manifest.json")
-    if bank is not None:
-        out.update(num_frames=bank["num_frames"], num_labelled_frames=bank.get("num_labelled_frames", bank["num_frames"]),
-                   num_utterances=bank.get("num_utterances"), copies=_bank_copies(bank.get("source_cuts")))
     return out
 
 
@@ -154,6 +167,7 @@ class Results:
     input_norm: str | None = None
     teaching: dict | None = None
     subset_teaching: dict | None = None  # the soft-target subset student's (Table 5), as `teaching`
+    net_training: dict | None = None  # what the baseline (so every full-data network) trained on: `training_data`
     # The parts decoded at dev's LM weight beside dev and test, by their corpus names: the other test parts
     # (NEVER_HEARD), then the other dev parts; frame-scored where they aligned.
     more_tests: list[str] = field(default_factory=list)
@@ -195,11 +209,12 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     res.lm = read_json_or_none(exp / "lm" / "info.json")
     res.alignment = read_json_or_none(exp / "gmm" / "tri2" / "ali" / "info.json")
     res.banks = {name: read_json_or_none(exp / "bank" / name / "manifest.json")
-                 for name in ("train", "dev", "test", *res.more_tests, "transfer")}
+                 for name in ("train", "train_copies", "dev", "test", *res.more_tests, "transfer")}
     cmvn = read_json_or_none(exp / "bank" / "cmvn.json")
     res.input_norm = None if cmvn is None else cmvn.get("mode", "global")
     res.teaching = student_teaching(exp / "nnet" / "student")
     res.subset_teaching = student_teaching(exp / "nnet" / "student_subset")
+    res.net_training = network_training(exp / "nnet" / "baseline")
     nnet = exp / "nnet"
     members = [f"member{m}" for m in range(1, num_members + 1)]
     res.baseline_in_ensemble = (nnet / "baseline").is_dir() and (nnet / "member1").resolve() == (nnet / "baseline").resolve()

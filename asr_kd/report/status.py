@@ -35,9 +35,9 @@ RECIPE_STAGES = (
                 ("prepare-lm-text", "prepare-lang", "train-lm")),
     RecipeStage(3, "GMM-HMM mono -> tri1 -> tri2: alignments (the frame labels), HCLG, GMM WER",
                 ("train-gmm", "align", "make-graph", "decode-gmm")),
-    RecipeStage(4, "frame banks of train, dev, test and the other aligned parts (and the transfer set)",
-                ("build-frame-bank",)),
-    RecipeStage(5, "the baseline frame classifier on 100% of train", ("train",)),
+    RecipeStage(4, "frame banks of train, dev, test and the other aligned parts (optionally perturbed copies of "
+                "train, and the transfer set)", ("augment-data", "build-frame-bank")),
+    RecipeStage(5, "the baseline frame classifier on 100% of train (and its copies)", ("train",)),
     RecipeStage(6, "the ensemble: members differing only in their seed", ("train",)),
     RecipeStage(7, "the ensemble's soft targets at temperature T", ("make-soft-targets",)),
     RecipeStage(8, "the distilled student", ("train",)),
@@ -138,6 +138,13 @@ def external_corpus_dir(exp: Path, commands: dict[str, str], stage1_message: str
     return m.group(1) if m else None
 
 
+def logged_preset(log_lines: list[tuple[datetime, str, str]]) -> str | None:
+    """The preset run.sh last said it ran with (`preset: NAME ...`), None in a log from before it said so."""
+    names = [m.group(1) for _, script, message in log_lines if script == "run.sh"
+             for m in [re.match(r"preset: (\S+)", message)] if m]
+    return names[-1] if names else None
+
+
 def guess_preset(commands: dict[str, str]) -> str | None:
     """The preset of recipes/conf whose GMM settings the train_gmm step ran with; None unless exactly one."""
     words = commands.get("train_gmm", "").split()
@@ -155,7 +162,8 @@ def experiment_status(exp_dir: str | Path) -> ExperimentStatus:
     """Read the state of a recipes/run.sh experiment directory (which must exist)."""
     exp = Path(exp_dir)
     commands = read_commands(exp / "results" / "commands.tsv")
-    runs = stage_runs(read_run_log(exp / "log" / "run.log"))
+    log_lines = read_run_log(exp / "log" / "run.log")
+    runs = stage_runs(log_lines)
     corpus_dir = external_corpus_dir(exp, commands, runs[1][1] if 1 in runs else None)
     stages = []
     for stage in RECIPE_STAGES:
@@ -171,7 +179,7 @@ def experiment_status(exp_dir: str | Path) -> ExperimentStatus:
     models = sorted(p.parent.name for p in nnet.glob("*/metrics.csv"))
     num_members = sum(m.startswith("member") for m in models)
     return ExperimentStatus(
-        exp, stages, corpus_dir, guess_preset(commands), collect_scores(exp, num_members),
+        exp, stages, corpus_dir, logged_preset(log_lines) or guess_preset(commands), collect_scores(exp, num_members),
         training={m: read_metrics(nnet / m / "metrics.csv") for m in models},
         finished_models={m for m in models if (nnet / m / "final.pt").is_file()})
 

@@ -146,6 +146,19 @@ def _subset_teaching_note(t: dict | None) -> str:
     return note
 
 
+def copies_note(res: Results) -> str:
+    """One sentence when the full-data networks trained on train and perturbed copies of it (recipe train_copies)."""
+    t = res.net_training or {}
+    copies = t.get("copies")
+    if not copies:
+        return ""
+    source = copies.get("source", {})
+    shares = f", shares by group {t['mix_shares']}" if t.get("mix_shares") else ", drawn uniformly over them"
+    return (f" The full-data networks (baseline, members, student) trained on train and perturbed copies of it "
+            f"({', '.join(copies['perturbations'])}): {t.get('num_frames')} frames against train's {source.get('frames')}, "
+            f"each epoch {t.get('frames_per_epoch')} frames{shares}.")
+
+
 def teaching_note(res: Results) -> str:
     """One paragraph: what taught the distilled model, on which transfer set, with how many updates."""
     t = res.teaching
@@ -237,7 +250,7 @@ def other_figures(res: Results) -> list[str]:
             if total:
                 lines.append(f"- tri2 alignment of {part}: {100 * total['within']:.1f}% of {total['boundaries']} phone "
                              f"starts within 20 ms of the synthesizer's true times ({total['utterances']} utterances)")
-    for name in ("train", "dev", "test", *res.more_tests, "transfer"):
+    for name in ("train", "train_copies", "dev", "test", *res.more_tests, "transfer"):
         if name in ("train", "dev", "test") or res.banks.get(name) is not None:
             lines.append(f"- {name} frame bank: {_bank_size(res, name)}")
     if res.input_norm is not None:
@@ -291,7 +304,7 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
         f"Made by `{command}` from the outputs of `recipes/run.sh`. Frame accuracies are against the tri2 "
         "forced alignments; WERs use the LM weight with the lowest dev WER, applied to test (Kaldi's score.sh). "
         "'–' marks a stage that has not run. Data: train "
-        f"{_bank_size(res, 'train')}; dev {_bank_size(res, 'dev')}; test {_bank_size(res, 'test')}.\n",
+        f"{_bank_size(res, 'train')}; dev {_bank_size(res, 'dev')}; test {_bank_size(res, 'test')}.{copies_note(res)}\n",
         "## Table 1: frame accuracy and WER (paper Table 1)\n",
         means_note + table1(view),  # type: ignore[arg-type]
         f"\nGain recovered by distillation, (distilled - baseline) / (ensemble - baseline) of test frame accuracy "
