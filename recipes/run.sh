@@ -329,13 +329,15 @@ if run_stage 4; then
   touch "$exp_dir/.stage4.done"
 fi
 
-# What the full-data networks (stages 5, 6, 8) share beyond train_opts: their window augmentation, and with
-# train_copies, train and its copies as training bank, each epoch drawing bank/train's number of frames (so the
-# copies change the data, not the updates) at train_mix_shares.
+# What the full-data networks (stages 5, 6, 8) share beyond train_opts: their window augmentation and the shares
+# of train and its copies in every epoch.
 full_data_opts=(--augment "$augment")
-if [ -n "$train_copies" ] && [ "$stage" -le 8 ] && [ "$stop_stage" -ge 5 ]; then
-  full_data_opts+=(--train-bank "$net_train_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")")
-  [ -n "$train_mix_shares" ] && full_data_opts+=(--mix-shares "$train_mix_shares")
+[ -n "$train_mix_shares" ] && full_data_opts+=(--mix-shares "$train_mix_shares")
+# With train_copies, baseline and members train on train and its copies, each epoch drawing bank/train's number of
+# frames (so the copies change the data, not the updates); the student has its transfer bank (stage 8).
+copies_bank_opts=()
+if [ -n "$train_copies" ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 5 ]; then
+  copies_bank_opts=(--train-bank "$net_train_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")")
 fi
 
 # Stages 5 and 6 train their networks in one queue, train_jobs at a time (the baseline is member 1).
@@ -343,7 +345,7 @@ if run_stage 5; then
   log "Stage 5: baseline '$model_shape' frame classifier on 100% of train (paper Table 1 row 'baseline')"
   queue_stage 5
   queue_job train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
-    "${full_data_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed"
+    "${full_data_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed"
 fi
 if run_stage 6; then
   log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed; member 1 is the baseline"
@@ -356,7 +358,7 @@ if run_stage 6; then
   for m in $(seq 2 "$num_members"); do
     # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
     queue_job "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
-      "${full_data_opts[@]}" --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
+      "${full_data_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
   done
 fi
 run_jobs "$train_jobs" "$num_members"
@@ -379,8 +381,8 @@ if run_stage 8; then
   # Alone, on every core: beside the 3% models on one thread it took 8.2 minutes of the mini demo, against 4.4.
   step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
     --train-bank "$transfer_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")" \
-    ${train_mix_shares:+--mix-shares "$train_mix_shares"} --augment "$augment" \
-    --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" --temperature "$temperature" --hard-weight "$hard_weight"
+    "${full_data_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" \
+    --temperature "$temperature" --hard-weight "$hard_weight"
   touch "$exp_dir/.stage8.done"
 fi
 
