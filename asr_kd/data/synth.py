@@ -29,6 +29,7 @@ from tqdm import tqdm
 from asr_kd.data.text import load_sentence_pool
 from asr_kd.data.voices import ENGINES, Speaker, check_engine, never_heard_catalog, speaker_catalog, synthesize
 from asr_kd.utils.errors import InputError
+from asr_kd.utils.fingerprint import SYNTH_PACKAGES, debian_package_versions, versions_line
 from asr_kd.utils.io import atomic_write_json, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -343,7 +344,8 @@ def summary_markdown(summary: dict) -> str:
             label = f"**{name}**" if name == "all" else name
             rows.append(f"| {split} | {label} | {entry['speakers']} | {entry['chapters']} | "
                         f"{entry['utterances']} | {entry['utterances_with_phone_times']} | {entry['hours']:.3f} |")
-    return "\n".join(rows) + f"\n\nLM text: {summary['lm_sentences']} sentences (no dev/test sentence).\n"
+    tools = f"Synthesized with: {versions_line(summary['tools'])}.\n" if summary.get("tools") else ""
+    return "\n".join(rows) + f"\n\nLM text: {summary['lm_sentences']} sentences (no dev/test sentence).\n" + tools
 
 
 def _speakers_txt(plan: CorpusPlan, summary: dict) -> str:
@@ -399,6 +401,7 @@ def synthesize_corpus(out_dir: str | Path, size: str | None = "tiny", hours: flo
         _speak_all(pending, librispeech_dir, num_workers)
 
     summary = summarize(plan, librispeech_dir)
+    summary["tools"] = debian_package_versions(SYNTH_PACKAGES)  # the audio depends on them (RESULTS.md's provenance)
     atomic_write_text(librispeech_dir / "SPEAKERS.TXT", _speakers_txt(plan, summary))
     atomic_write_json(out_dir / "summary.json", summary)
     atomic_write_text(out_dir / "summary.md", summary_markdown(summary))

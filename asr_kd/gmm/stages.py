@@ -20,6 +20,7 @@ from asr_kd.gmm.mono import mono_schedule, train_mono
 from asr_kd.gmm.system import GmmSystem, TransitionArrays
 from asr_kd.gmm.triphone import train_lda_mllt, train_triphone, tri_schedule
 from asr_kd.utils.errors import InputError
+from asr_kd.utils.fingerprint import GMM_LIBRARIES, python_package_versions
 from asr_kd.utils.io import atomic_path, atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,8 @@ def train_systems(exp_dir: str | Path, lang_dir: str | Path, cuts_path: str | Pa
         save_alignments(alis, out / "ali_train.npz")
         summary = {"system": name, "num_pdfs": system.transition_model.num_pdfs, "num_gauss": system.am.num_gauss,
                    "num_utterances": len(transcripts), "num_aligned": len(alis), "failed": sorted(failed),
-                   "seconds": round(time.perf_counter() - start, 1), "config": asdict(config)}
+                   "seconds": round(time.perf_counter() - start, 1), "config": asdict(config),
+                   "libraries": python_package_versions(GMM_LIBRARIES)}
         atomic_write_json(out / "info.json", summary)  # last: marks the system complete
         log.info("%s: %d pdfs, %d Gaussians, %d/%d utterances aligned, %.0f s", name, summary["num_pdfs"],
                  summary["num_gauss"], len(alis), len(transcripts), summary["seconds"])

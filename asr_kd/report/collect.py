@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from asr_kd.score.wer import best_lm_weight
+from asr_kd.utils.fingerprint import Digest, experiment_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,9 @@ class Results:
     more_tests: list[str] = field(default_factory=list)
     # True when the ensemble's first member is the baseline itself (recipes/run.sh links nnet/member1 to it).
     baseline_in_ensemble: bool = False
+    # Each stage output's digest (asr_kd.utils.fingerprint) and the GMM's library versions, for comparing two runs.
+    fingerprint: dict[str, Digest | None] = field(default_factory=dict)
+    gmm_libraries: dict[str, str | None] | None = None
 
     def acc(self, system: str, part: str) -> float | None:
         """Frame accuracy (%) of a system on train, dev, test or one of `more_tests`, None when not measured."""
@@ -224,6 +228,8 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     res.params["ensemble"] = sum(member_params) if member_params and None not in member_params else None
     res.commands = read_commands(exp / "results" / "commands.tsv")
     res.corpus = read_json_or_none(corpus_dir(exp) / "summary.json")
+    res.fingerprint = experiment_fingerprint(exp, corpus_dir(exp))
+    res.gmm_libraries = (read_json_or_none(exp / "gmm" / "tri2" / "info.json") or {}).get("libraries")
     return res
 
 

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Sequence
 
 from asr_kd.report.collect import NEVER_HEARD, Results, search_choice
-from asr_kd.utils.hardware import describe_hardware, hardware_line
+from asr_kd.report.fingerprint_table import fingerprint_table
 from asr_kd.report.markdown import format_cell, markdown_table
 from asr_kd.report.spread import SeedMeans, gains, mean_of, spread_tables
+from asr_kd.utils.fingerprint import versions_line
+from asr_kd.utils.hardware import describe_hardware, hardware_line
 
 # Hinton, Vinyals & Dean (2015), Table 1 (test frame accuracy %, test WER %) and Table 5
 # (train / test frame accuracy %). The paper gives no GMM row.
@@ -279,7 +281,17 @@ def provenance(res: Results) -> str:
     hardware |= {hardware_line(r["hardware"]) for r in res.decode.values() if r and "hardware" in r}
     hw_lines = [f"- scoring and decoding ran on: {h}" for h in sorted(hardware)]
     hw_lines.append(f"- this report was made on: {hardware_line(describe_hardware())}")
-    return "\n".join(lines) + "\n\n" + "\n".join(hw_lines) + "\n"
+    return "\n".join(lines) + "\n\n" + "\n".join(hw_lines) + "\n\n" + _fingerprint_part(res)
+
+
+def _fingerprint_part(res: Results) -> str:
+    """The stage outputs' digests and the tool versions that made the corpus and the GMM."""
+    tools = (res.corpus or {}).get("tools")
+    notes = [f"- corpus synthesized with: {versions_line(tools) if tools else 'not recorded'}",
+             f"- features and GMM made with: {versions_line(res.gmm_libraries) if res.gmm_libraries else 'not recorded'}"]
+    return ("Each stage output's digest (sha256 over its files' names and contents; `asr-kd fingerprint --exp-dir A "
+            "--against B` names the first stage where two experiments part):\n\n"
+            + fingerprint_table(res.fingerprint) + "\n" + "\n".join(notes) + "\n")
 
 
 def render_results(res: Results, plots: list[Path], command: str, seed_runs: Sequence[Results] = (),
