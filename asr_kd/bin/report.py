@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for d in args.seed_exp_dirs:
             if not d.is_dir():
                 raise InputError(f"{d}: seed experiment directory not found")
-        seed_runs = [collect_results(d, args.num_members) for d in args.seed_exp_dirs]
+        # Only the first run's provenance is shown; the seed runs link its corpus, features, GMM and banks.
+        seed_runs = [collect_results(d, args.num_members, fingerprint=False) for d in args.seed_exp_dirs]
         seeds = args.seeds or list(range(1, len(seed_runs) + 2))
         if len(seeds) != len(seed_runs) + 1:
             raise InputError(f"--seeds: {len(seeds)} seeds for {len(seed_runs) + 1} experiment dirs")

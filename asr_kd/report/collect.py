@@ -206,8 +206,9 @@ def collect_scores(exp_dir: str | Path, num_members: int) -> Results:
     return res
 
 
-def collect_results(exp_dir: str | Path, num_members: int) -> Results:
-    """Read every stage's outputs under `exp_dir` (see recipes/run.sh for where each one is)."""
+def collect_results(exp_dir: str | Path, num_members: int, fingerprint: bool = True) -> Results:
+    """Read every stage's outputs under `exp_dir` (see recipes/run.sh for where each one is); `fingerprint`:
+    also hash the stage outputs (Results.fingerprint), which reads every file of the corpus, features and GMM."""
     exp = Path(exp_dir)
     res = collect_scores(exp, num_members)
     res.lm = read_json_or_none(exp / "lm" / "info.json")
@@ -227,8 +228,10 @@ def collect_results(exp_dir: str | Path, num_members: int) -> Results:
     member_params = [count_params(nnet / m / "final.pt") for m in members]
     res.params["ensemble"] = sum(member_params) if member_params and None not in member_params else None
     res.commands = read_commands(exp / "results" / "commands.tsv")
-    res.corpus = read_json_or_none(corpus_dir(exp) / "summary.json")
-    res.fingerprint = experiment_fingerprint(exp, corpus_dir(exp))
+    corpus = corpus_dir(exp)
+    res.corpus = read_json_or_none(corpus / "summary.json")
+    if fingerprint:
+        res.fingerprint = experiment_fingerprint(exp, corpus)
     res.gmm_libraries = (read_json_or_none(exp / "gmm" / "tri2" / "info.json") or {}).get("libraries")
     return res
 

@@ -20,9 +20,12 @@ def fingerprint_table(fingerprint: dict[str, Digest | None]) -> str:
 
 def comparison_table(mine: dict[str, Digest | None], other: dict[str, Digest | None]) -> str:
     """Both experiments' digests per stage output and whether they agree ("–" where either lacks it)."""
+    def cell(digest: Digest | None) -> str:
+        return "not made" if digest is None else f"{_short(digest)} ({digest.files} file{'' if digest.files == 1 else 's'})"
+
     rows = []
     for name, d in mine.items():
         o = other.get(name)
         verdict = "–" if d is None or o is None else ("same" if d.sha256 == o.sha256 else "**differs**")
-        rows.append((name, *(f"{_short(x)} ({x.files} file{'' if x.files == 1 else 's'})" if x else "not made" for x in (d, o)), verdict))
+        rows.append((name, cell(d), cell(o), verdict))
     return markdown_table(["stage output", "first", "second", "agree"], rows, align=["left"] * 4)
