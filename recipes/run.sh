@@ -2,7 +2,7 @@
 # asr-kd recipe: from a LibriSpeech-layout corpus to the paper's tables.
 #
 # Usage: recipes/run.sh [--option value ...]
-#   --preset NAME        tiny | mini | mini_aug | paper (reads recipes/conf/NAME.conf first)
+#   --preset NAME        tiny | mini | mini_aug | mini_transfer | paper (reads recipes/conf/NAME.conf first)
 #   --corpus-dir DIR     an existing LibriSpeech-layout corpus (DIR/LibriSpeech/ or LibriSpeech/ itself);
 #                        empty = synthesize one
 #   --train-parts P,P    training parts, joined into one training set (default train-clean-100; e.g.
@@ -28,6 +28,8 @@
 #   --seed N             corpus synthesis seed
 #   --transfer-part P    a part whose audio, unlabelled, joins the student's transfer set (the ensemble labels it);
 #                        the synthesized corpus's is train-clean-360, of --corpus-transfer-hours H hours
+#   --student-epoch E    train: each student epoch draws bank/train's number of frames (the baseline's updates);
+#                        transfer: one pass over its transfer set (more updates when the set is larger)
 #   --train-copies P,P   perturbed copies of train (asr-kd augment-data --perturbations: sp0.9,sp1.1,volume,noise,babble,
 #                        reverb,narrowband,revoice,revoice2,...) that baseline, members and student train on beside it;
 #                        each epoch still draws train's number of frames; --train-mix-shares original=0.5 fixes train's share
@@ -50,7 +52,8 @@
 #   5  baseline frame classifier on 100% of train (and its copies)
 #   6  the ensemble: num_members models that differ in their seed only, the baseline (stage 5) the first
 #   7  the ensemble's soft targets at temperature T for the transfer set (or the training bank), stored top-k
-#   8  the distilled student (T, hard_weight), epochs of the baseline's size under its schedule
+#   8  the distilled student (T, hard_weight) under the baseline's schedule, epochs of the baseline's size (or one
+#      pass over the transfer set: student_epoch)
 #   9  3% of train (paper Table 5): hard labels with early stopping; soft targets of the full-data
 #      baseline without (hard-label weight subset_hard_weight); and of the ensemble; with subset_copies, the
 #      two soft-target models also train on perturbed copies of the subset's utterances (subset_copies/)
@@ -82,6 +85,7 @@ tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
 tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
 input_norm=speaker    # network inputs: global | speaker | speaker_mvn | utterance normalisation, then global CMVN
 transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
+student_epoch=train   # train: a student epoch draws bank/train's number of frames; transfer: one pass over its transfer set
 model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512
 num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob
 # newbob (Kaldi nnet1): halve the LR once an epoch gains less dev frame accuracy than newbob_start_gain (a
@@ -152,6 +156,11 @@ done
 if [ "$augment" != none ] && [ "$soft_targets" = stored ]; then
   echo "$0: --augment $augment perturbs the student's windows, but stored soft targets are its teacher's view of the" \
     "unperturbed ones: give --soft-targets online (the members label each perturbed window)" >&2
+  exit 2
+fi
+if [ "$student_epoch" != train ] && [ "$student_epoch" != transfer ]; then
+  echo "$0: --student-epoch $student_epoch: give train (bank/train's number of frames per epoch) or transfer (one pass" \
+    "over the student's transfer set)" >&2
   exit 2
 fi
 if [ -n "$train_mix_shares" ] && [ -z "$train_copies" ]; then
@@ -377,10 +386,16 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-  log "Stage 8: distil the ensemble into one '$model_shape' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, epochs of the baseline's size under its schedule"
+  student_epoch_frames=$(bank_frames "$bank_dir/train")
+  epoch_words="epochs of the baseline's size"
+  if [ "$student_epoch" = transfer ]; then
+    student_epoch_frames=0  # asr-kd train: the training bank's frames once
+    epoch_words="each epoch one pass over it"
+  fi
+  log "Stage 8: distil the ensemble into one '$model_shape' model (T=$temperature, hard weight $hard_weight) on $transfer_bank, $epoch_words, under the baseline's schedule"
   # Alone, on every core: beside the 3% models on one thread it took 8.2 minutes of the mini demo, against 4.4.
   step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
-    --train-bank "$transfer_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")" \
+    --train-bank "$transfer_bank" --frames-per-epoch "$student_epoch_frames" \
     "${full_data_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" \
     --temperature "$temperature" --hard-weight "$hard_weight"
   touch "$exp_dir/.stage8.done"
