@@ -96,6 +96,22 @@ def test_status_prints_numbers_so_far_and_changes_nothing(half_run, capsys):
     assert "    3  done" in out and "0:05:12" in out
 
 
+def test_a_member_that_links_to_the_baseline_is_listed_once_under_both_names(half_run, tmp_path, capsys):
+    # The recipe links nnet/member1 to nnet/baseline (member 1 is the baseline); seed runs link the baseline itself
+    # to another experiment's. Either way one model, one line.
+    exp = tmp_path / "exp"
+    (exp / "nnet").mkdir(parents=True)
+    (exp / "nnet" / "baseline").symlink_to(half_run / "nnet" / "baseline")
+    (exp / "nnet" / "member1").symlink_to("baseline")
+    (exp / "nnet" / "member2").symlink_to(half_run / "nnet" / "member1")
+    status = experiment_status(exp)
+    assert sorted(status.training) == ["baseline", "member2"]
+    assert status.aliases == {"baseline": ["member1"]}
+    assert status_main(["--exp-dir", str(exp)]) == 0
+    rows = [line.split("%")[0].split() for line in capsys.readouterr().out.splitlines() if "%  epoch" in line]
+    assert [row[:-1] for row in rows] == [["baseline", "=", "member1"], ["member2"]]
+
+
 def test_a_new_experiment_starts_at_stage_0(tmp_path, capsys):
     assert experiment_status(tmp_path).next_stage == 0
     assert status_main(["--exp-dir", str(tmp_path), "--preset", "mini"]) == 0

@@ -80,6 +80,7 @@ class ExperimentStatus:
     scores: Results
     training: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # model -> (epoch, dev accuracy)
     finished_models: set[str] = field(default_factory=set)
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # model -> its other names in nnet/ (member1)
 
     @property
     def next_stage(self) -> int | None:
@@ -176,12 +177,19 @@ def experiment_status(exp_dir: str | Path) -> ExperimentStatus:
                 state.seconds = (following - state.started).total_seconds()
         stages.append(state)
     nnet = exp / "nnet"
-    models = sorted(p.parent.name for p in nnet.glob("*/metrics.csv"))
-    num_members = sum(m.startswith("member") for m in models)
+    names = sorted(p.parent.name for p in nnet.glob("*/metrics.csv"))
+    num_members = sum(m.startswith("member") for m in names)
+    # Names that lead to one directory (the recipe's member1 -> baseline link) are one model, shown once.
+    same_dir: dict[Path, list[str]] = {}
+    for m in names:
+        same_dir.setdefault((nnet / m).resolve(), []).append(m)
+    groups = [sorted(group, key=lambda m: (m.startswith("member"), m)) for group in same_dir.values()]
+    models = sorted(group[0] for group in groups)
     return ExperimentStatus(
         exp, stages, corpus_dir, logged_preset(log_lines) or guess_preset(commands), collect_scores(exp, num_members),
         training={m: read_metrics(nnet / m / "metrics.csv") for m in models},
-        finished_models={m for m in models if (nnet / m / "final.pt").is_file()})
+        finished_models={m for m in models if (nnet / m / "final.pt").is_file()},
+        aliases={group[0]: group[1:] for group in groups if len(group) > 1})
 
 
 def _duration(seconds: float) -> str:
@@ -218,7 +226,8 @@ def render_status(status: ExperimentStatus, preset: str | None = None) -> str:
         numbers.append("  dev frame accuracy at each model's last epoch (nnet/*/metrics.csv):")
         for model, (epoch, dev_acc) in curves.items():
             state = "final" if model in status.finished_models else "training"
-            numbers.append(f"    {model:<25} {100 * dev_acc:6.2f}%  epoch {epoch}, {state}")
+            name = " = ".join([model, *status.aliases.get(model, [])])
+            numbers.append(f"    {name:<25} {100 * dev_acc:6.2f}%  epoch {epoch}, {state}")
     scored = [system for system in SYSTEMS if any(res.accuracy.get(system, {}).values()) or res.decode.get(system)]
     if scored:
         # Every part decoded at dev's LM weight; frame accuracy on those that have a frame bank.
