@@ -117,8 +117,8 @@ def test_student_epoch_transfer_makes_each_student_epoch_one_pass_over_its_trans
     subprocess.run(["python", "-m", "asr_kd.bin.report", "--exp-dir", str(exp), "--num-members", "2"], cwd=REPO,
                    env=env_with_this_python(), check=True, capture_output=True, timeout=600)
     md = (exp / "RESULTS.md").read_text()
-    assert (f"the student's epoch {transfer.num_frames} frames (one pass over its transfer set), the baseline's and "
-            f"each member's {train.num_frames}") in md
+    assert (f"the student's {student['steps_per_epoch']} ({transfer.num_frames} frames, one pass over its transfer "
+            f"set), the baseline's and each member's {baseline['steps_per_epoch']} ({train.num_frames} frames)") in md
     assert "the same number of updates as the baseline" not in md
 
 

@@ -104,9 +104,10 @@ def training_data(params: dict) -> dict:
 
 
 def network_training(net_dir: Path) -> dict | None:
-    """`training_data` of the network in `net_dir` (the baseline: what every full-data network trained on)."""
+    """`training_data` of the network in `net_dir` and its updates per epoch (the baseline: what every full-data
+    network trained on)."""
     params = read_json_or_none(net_dir / "params.json")
-    return None if params is None else training_data(params)
+    return None if params is None else {**training_data(params), "steps_per_epoch": params.get("steps_per_epoch")}
 
 
 def student_teaching(student_dir: Path) -> dict | None:
@@ -168,7 +169,8 @@ class Results:
     input_norm: str | None = None
     teaching: dict | None = None
     subset_teaching: dict | None = None  # the soft-target subset student's (Table 5), as `teaching`
-    net_training: dict | None = None  # what the baseline (so every full-data network) trained on: `training_data`
+    # What the baseline (so every full-data network) trained on: `network_training`.
+    net_training: dict | None = None
     # The parts decoded at dev's LM weight beside dev and test, by their corpus names: the other test parts
     # (NEVER_HEARD), then the other dev parts; frame-scored where they aligned.
     more_tests: list[str] = field(default_factory=list)

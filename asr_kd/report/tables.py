@@ -193,12 +193,14 @@ def teaching_note(res: Results) -> str:
 def _budget_note(res: Results, t: dict) -> str:
     """The student's training budget against the baseline's and the members': fixed, or each until dev stopped gaining."""
     epoch = f"epochs of {t['steps_per_epoch']} updates of {t['batch_size']} frames"
-    baseline_epoch = (res.net_training or {}).get("frames_per_epoch")
+    baseline = res.net_training or {}
+    baseline_epoch = baseline.get("frames_per_epoch")
     own_epoch = baseline_epoch is not None and t.get("frames_per_epoch") not in (None, baseline_epoch)
     if own_epoch:
-        whole = " (one pass over its transfer set)" if t["frames_per_epoch"] == t.get("num_frames") else ""
-        epoch += (f": the student's epoch {t['frames_per_epoch']} frames{whole}, the baseline's and each member's "
-                  f"{baseline_epoch}")
+        whole = ", one pass over its transfer set" if t["frames_per_epoch"] == t.get("num_frames") else ""
+        epoch = (f"epochs of {t['batch_size']}-frame updates, the student's {t['steps_per_epoch']} "
+                 f"({t['frames_per_epoch']} frames{whole}), the baseline's and each member's "
+                 f"{baseline.get('steps_per_epoch', '–')} ({baseline_epoch} frames)")
     if t.get("lr_schedule") not in ("newbob", "plateau"):
         same = "" if own_epoch else ", the same number of updates as the baseline and each member"
         return f" Budget: {t['num_epochs']} {epoch}{same}."
