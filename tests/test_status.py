@@ -97,8 +97,8 @@ def test_status_prints_numbers_so_far_and_changes_nothing(half_run, capsys):
 
 
 def test_a_member_that_links_to_the_baseline_is_listed_once_under_both_names(half_run, tmp_path, capsys):
-    # The recipe links nnet/member1 to nnet/baseline (member 1 is the baseline); seed runs link the baseline itself
-    # to another experiment's. Either way one model, one line.
+    # The recipe links nnet/member1 to nnet/baseline (member 1 is the baseline); an experiment built on another's
+    # networks links the baseline itself into that one. Either way one model, one line.
     exp = tmp_path / "exp"
     (exp / "nnet").mkdir(parents=True)
     (exp / "nnet" / "baseline").symlink_to(half_run / "nnet" / "baseline")

@@ -200,7 +200,7 @@ def _budget_note(res: Results, t: dict) -> str:
         whole = ", one pass over its transfer set" if t["frames_per_epoch"] == t.get("num_frames") else ""
         epoch = (f"epochs of {t['batch_size']}-frame updates, the student's {t['steps_per_epoch']} "
                  f"({t['frames_per_epoch']} frames{whole}), the baseline's and each member's "
-                 f"{baseline.get('steps_per_epoch', '–')} ({baseline_epoch} frames)")
+                 f"{baseline.get('steps_per_epoch') or '–'} ({baseline_epoch} frames)")
     if t.get("lr_schedule") not in ("newbob", "plateau"):
         same = "" if own_epoch else ", the same number of updates as the baseline and each member"
         return f" Budget: {t['num_epochs']} {epoch}{same}."
