@@ -192,11 +192,12 @@ def teaching_note(res: Results) -> str:
 
 def _budget_note(res: Results, t: dict) -> str:
     """The student's training budget against the baseline's and the members': fixed, or each until dev stopped gaining."""
-    epoch = f"epochs of {t['steps_per_epoch']} updates of {t['batch_size']} frames"
     baseline = res.net_training or {}
     baseline_epoch = baseline.get("frames_per_epoch")
     own_epoch = baseline_epoch is not None and t.get("frames_per_epoch") not in (None, baseline_epoch)
-    if own_epoch:
+    if not own_epoch:
+        epoch = f"epochs of {t['steps_per_epoch']} updates of {t['batch_size']} frames"
+    else:
         whole = ", one pass over its transfer set" if t["frames_per_epoch"] == t.get("num_frames") else ""
         epoch = (f"epochs of {t['batch_size']}-frame updates, the student's {t['steps_per_epoch']} "
                  f"({t['frames_per_epoch']} frames{whole}), the baseline's and each member's "
