@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # More network seeds of a finished experiment, for the spread of Table 1, the gain recovered and Table 5.
 #
-# Usage: egs/synth/run_seeds.sh --src-exp DIR [--seeds "2 3"] [--preset mini] [recipe options]
+# Usage: egs/synth/run_seeds.sh --src-exp DIR [--seeds "2 3"] [--preset NAME] [recipe options]
 #   --src-exp DIR    a finished recipes/run.sh experiment: its corpus, features, lang, GMM and frame
 #                    banks are shared (linked), only the networks are trained again
 #   --seeds "S ..."  network seeds to add (recipes/run.sh --net-seed; the source experiment is seed 1)
-#   --preset NAME    the source experiment's preset (same networks and decoding)
+#   --preset NAME    the source experiment's preset (same networks and decoding); by default the one its last
+#                    recipes/run.sh logged (DIR/log/run.log), and another one is refused
 #   (other options go to recipes/run.sh; without --dev-parts / --test-parts, the source's, from its commands.tsv)
 # Each seed runs recipes/run.sh stages 5-11 into $src_exp/seed<S>; then the source experiment's
 # RESULTS.md is rewritten with means over all seeds and a "Spread over network seeds" section.
@@ -14,7 +15,7 @@ set -euo pipefail
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../recipes" && pwd)
 src_exp=""
 seeds="2 3"
-preset=mini
+preset=""
 stage=5
 stop_stage=11
 num_members=""
@@ -33,6 +34,19 @@ done
 for f in .stage4.done bank/cmvn.json gmm/tri2/final.mdl; do
   [ -e "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: stages 0-4 of the source experiment are not done" >&2; exit 2; }
 done
+# Seeds of another preset would not be the source's networks: its own, as its last recipe run logged it.
+src_preset=""
+if [ -f "$src_exp/log/run.log" ]; then
+  src_preset=$(sed -n 's/^.*(run\.sh:[0-9]*:main) preset: \([A-Za-z0-9_.-]*\) (recipes\/conf\/.*$/\1/p' \
+    "$src_exp/log/run.log" | tail -n 1)
+fi
+if [ -z "$preset" ]; then
+  preset=$src_preset
+  [ -n "$preset" ] || { echo "$0: $src_exp/log/run.log records no preset: give --preset" >&2; exit 2; }
+elif [ -n "$src_preset" ] && [ "$preset" != "$src_preset" ]; then
+  echo "$0: --preset $preset, but $src_exp was made with preset $src_preset ($src_exp/log/run.log): drop --preset or give $src_preset" >&2
+  exit 2
+fi
 [ -f "$recipe_dir/conf/$preset.conf" ] || { echo "$0: no preset '$preset' in $recipe_dir/conf" >&2; exit 2; }
 if [ -z "$num_members" ]; then
   num_members=$(. "$recipe_dir/conf/$preset.conf"; echo "$num_members")
@@ -41,6 +55,7 @@ src_abs=$(cd "$src_exp" && pwd)  # symlink targets; the report keeps the paths a
 exp_dir=$src_exp  # for the log helper
 results_dir=$src_exp/results
 . "$recipe_dir/stage_helpers.sh"
+log "preset $preset (the source's last recipe run: ${src_preset:-none logged})"
 # Every seed decodes and frame-scores the parts the source experiment did.
 case " ${extra[*]} " in
   *" --dev-parts "* | *" --test-parts "*) ;;
