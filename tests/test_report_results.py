@@ -10,6 +10,7 @@ import pytest
 
 from asr_kd.bin import report
 from asr_kd.report.collect import collect_results, search_choice
+from asr_kd.report.plots import curve_labels
 from asr_kd.report.tables import gain_recovered
 
 
@@ -104,6 +105,23 @@ def test_plots_are_pngs_of_the_training_curves_and_lm_weight_sweep(tmp_path):
     for name in ("dev_accuracy.png", "wer_vs_lmwt.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(plots/{name})" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_curve_labels_give_each_epochs_frames_only_where_the_epochs_differ(tmp_path):
+    # A student whose epoch is one pass over a 4x larger transfer set: its epoch 5 is not the baseline's.
+    header = "epoch,step,lr,loss,train_acc,dev_acc,dev_ce,frames_per_s\n1,10,0.1,2.0,0.3,0.35,2.1,100\n"
+    for name, frames in (("baseline", 958_505), ("member2", 958_505), ("student", 3_975_540),
+                         ("student_subset", 27_782)):
+        _write(tmp_path / f"nnet/{name}/metrics.csv", header)
+        _write(tmp_path / f"nnet/{name}/params.json", {"epoch_frames": frames})
+    res = collect_results(tmp_path, 2, fingerprint=False)
+    assert res.epoch_frames["student"] == 3_975_540 and res.epoch_frames["member1"] is None  # no member1 here
+    labels = curve_labels(["baseline", "member2", "student", "student_subset"], res.epoch_frames)
+    assert labels == {"baseline": "baseline (epoch 0.96 M frames)", "member2": "ensemble members (epoch 0.96 M frames)",
+                      "student": "student (epoch 3.98 M frames)", "student_subset": "student_subset (epoch 27.8 k frames)"}
+    # Epochs of one size (the mini preset without a transfer set or subset models): the names alone.
+    assert curve_labels(["baseline", "member2"], res.epoch_frames) == {"baseline": "baseline",
+                                                                       "member2": "ensemble members"}
 
 
 def test_report_of_a_missing_experiment_dir_is_an_input_error(tmp_path, capsys):

@@ -163,6 +163,8 @@ class Results:
     decode: dict[str, dict | None] = field(default_factory=dict)
     accuracy: dict[str, dict[str, dict | None]] = field(default_factory=dict)
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    # Training frames in one epoch of each network of `curves` (params.json's epoch_frames; None when unknown).
+    epoch_frames: dict[str, int | None] = field(default_factory=dict)
     params: dict[str, int | None] = field(default_factory=dict)
     commands: dict[str, str] = field(default_factory=dict)
     corpus: dict | None = None
@@ -226,6 +228,8 @@ def collect_results(exp_dir: str | Path, num_members: int, fingerprint: bool = T
     members = [f"member{m}" for m in range(1, num_members + 1)]
     res.baseline_in_ensemble = (nnet / "baseline").is_dir() and (nnet / "member1").resolve() == (nnet / "baseline").resolve()
     res.curves = {name: read_metrics(nnet / name / "metrics.csv") for name in (*NNET_SYSTEMS, *members)}
+    res.epoch_frames = {name: (read_json_or_none(nnet / name / "params.json") or {}).get("epoch_frames")
+                        for name in res.curves}
     res.params = {s: count_params(nnet / s / "final.pt") for s in NNET_SYSTEMS}
     member_params = [count_params(nnet / m / "final.pt") for m in members]
     res.params["ensemble"] = sum(member_params) if member_params and None not in member_params else None

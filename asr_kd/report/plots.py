@@ -18,11 +18,28 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _epoch_size(frames: int | None) -> str:
+    return "?" if frames is None else f"{frames / 1e6:.2f} M" if frames >= 100_000 else f"{frames / 1e3:.1f} k"
+
+
+def curve_labels(names: list[str], epoch_frames: dict[str, int | None]) -> dict[str, str]:
+    """The legend label of each network's dev curve: its name ("ensemble members" for every member), with its
+    epoch's training frames when the networks' epochs differ in size (a student's transfer set, the 3% subset),
+    so that an epoch on the shared x axis is not read as the same amount of training."""
+    sized = len({epoch_frames.get(name) for name in names}) > 1
+    labels = {}
+    for name in names:
+        label = "ensemble members" if name.startswith("member") else name
+        labels[name] = f"{label} (epoch {_epoch_size(epoch_frames.get(name))} frames)" if sized else label
+    return labels
+
+
 def plot_dev_accuracy(res: Results, path: Path) -> Path | None:
-    """Dev frame accuracy per epoch of every trained network (members thin and grey)."""
+    """Dev frame accuracy per epoch of every trained network (members thin and grey), labelled by `curve_labels`."""
     curves = {name: pts for name, pts in res.curves.items() if pts}
     if not curves:
         return None
+    labels = curve_labels(list(curves), res.epoch_frames)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,17 +51,17 @@ def plot_dev_accuracy(res: Results, path: Path) -> Path | None:
         epochs, acc = zip(*pts)
         if name.startswith("member"):
             ax.plot(epochs, [100 * a for a in acc], color="0.6", lw=1, marker=".",
-                    label=None if member_labelled else "ensemble members")
+                    label=None if member_labelled else labels[name])
             member_labelled = True
         else:
-            ax.plot(epochs, [100 * a for a in acc], lw=2, marker="o", label=name)
+            ax.plot(epochs, [100 * a for a in acc], lw=2, marker="o", label=labels[name])
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("dev frame accuracy %")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)  # beside the curves
     return _save(fig, path)
 
 
