@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` and `make test`.
-PRESET ?= mini
+PRESET ?= mini_transfer
 EXP ?= exp/synth-$(PRESET)
 
 .PHONY: install demo test
