@@ -159,6 +159,14 @@ def guess_preset(commands: dict[str, str]) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def experiment_preset(exp_dir: str | Path) -> str | None:
+    """The preset a recipes/run.sh experiment was made with: the one its run.log last names, else the one whose GMM
+    settings its train_gmm step ran with (`guess_preset`); None when neither says."""
+    exp = Path(exp_dir)
+    return (logged_preset(read_run_log(exp / "log" / "run.log"))
+            or guess_preset(read_commands(exp / "results" / "commands.tsv")))
+
+
 def experiment_status(exp_dir: str | Path) -> ExperimentStatus:
     """Read the state of a recipes/run.sh experiment directory (which must exist)."""
     exp = Path(exp_dir)

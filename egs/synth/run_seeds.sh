@@ -5,8 +5,8 @@
 #   --src-exp DIR    a finished recipes/run.sh experiment: its corpus, features, lang, GMM and frame
 #                    banks are shared (linked), only the networks are trained again
 #   --seeds "S ..."  network seeds to add (recipes/run.sh --net-seed; the source experiment is seed 1)
-#   --preset NAME    the source experiment's preset (same networks and decoding); by default the one its last
-#                    recipes/run.sh logged (DIR/log/run.log), and another one is refused
+#   --preset NAME    the source experiment's preset (same networks and decoding); by default the one it was made
+#                    with (DIR/log/run.log, as `asr-kd status` reads it), and another one is refused
 #   (other options go to recipes/run.sh; without --dev-parts / --test-parts, the source's, from its commands.tsv)
 # Each seed runs recipes/run.sh stages 5-11 into $src_exp/seed<S>; then the source experiment's
 # RESULTS.md is rewritten with means over all seeds and a "Spread over network seeds" section.
@@ -34,17 +34,15 @@ done
 for f in .stage4.done bank/cmvn.json gmm/tri2/final.mdl; do
   [ -e "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: stages 0-4 of the source experiment are not done" >&2; exit 2; }
 done
-# Seeds of another preset would not be the source's networks: its own, as its last recipe run logged it.
-src_preset=""
-if [ -f "$src_exp/log/run.log" ]; then
-  src_preset=$(sed -n 's/^.*(run\.sh:[0-9]*:main) preset: \([A-Za-z0-9_.-]*\) (recipes\/conf\/.*$/\1/p' \
-    "$src_exp/log/run.log" | tail -n 1)
-fi
+# Seeds of another preset would not be the source's networks: its own, as `asr-kd status` reads it (the last
+# preset its run.log names, else the one whose GMM settings it ran with).
+src_preset=$(python -c 'import sys; from asr_kd.report.status import experiment_preset as p; print(p(sys.argv[1]) or "")' \
+  "$src_exp")
 if [ -z "$preset" ]; then
   preset=$src_preset
-  [ -n "$preset" ] || { echo "$0: $src_exp/log/run.log records no preset: give --preset" >&2; exit 2; }
+  [ -n "$preset" ] || { echo "$0: neither $src_exp/log/run.log nor its GMM settings name a preset: give --preset" >&2; exit 2; }
 elif [ -n "$src_preset" ] && [ "$preset" != "$src_preset" ]; then
-  echo "$0: --preset $preset, but $src_exp was made with preset $src_preset ($src_exp/log/run.log): drop --preset or give $src_preset" >&2
+  echo "$0: --preset $preset, but $src_exp was made with preset $src_preset (its log/run.log, or its GMM settings): drop --preset or give $src_preset" >&2
   exit 2
 fi
 [ -f "$recipe_dir/conf/$preset.conf" ] || { echo "$0: no preset '$preset' in $recipe_dir/conf" >&2; exit 2; }
@@ -55,7 +53,7 @@ src_abs=$(cd "$src_exp" && pwd)  # symlink targets; the report keeps the paths a
 exp_dir=$src_exp  # for the log helper
 results_dir=$src_exp/results
 . "$recipe_dir/stage_helpers.sh"
-log "preset $preset (the source's last recipe run: ${src_preset:-none logged})"
+log "preset $preset (the source's: ${src_preset:-not recorded})"
 # Every seed decodes and frame-scores the parts the source experiment did.
 case " ${extra[*]} " in
   *" --dev-parts "* | *" --test-parts "*) ;;
