@@ -159,12 +159,16 @@ def guess_preset(commands: dict[str, str]) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def made_with_preset(log_lines: list[tuple[datetime, str, str]], commands: dict[str, str]) -> str | None:
+    """The preset an experiment was made with, from its read run.log and commands.tsv: the one the log last names,
+    else the one whose GMM settings its train_gmm step ran with (`guess_preset`); None when neither says."""
+    return logged_preset(log_lines) or guess_preset(commands)
+
+
 def experiment_preset(exp_dir: str | Path) -> str | None:
-    """The preset a recipes/run.sh experiment was made with: the one its run.log last names, else the one whose GMM
-    settings its train_gmm step ran with (`guess_preset`); None when neither says."""
+    """`made_with_preset` of a recipes/run.sh experiment directory."""
     exp = Path(exp_dir)
-    return (logged_preset(read_run_log(exp / "log" / "run.log"))
-            or guess_preset(read_commands(exp / "results" / "commands.tsv")))
+    return made_with_preset(read_run_log(exp / "log" / "run.log"), read_commands(exp / "results" / "commands.tsv"))
 
 
 def experiment_status(exp_dir: str | Path) -> ExperimentStatus:
@@ -194,7 +198,7 @@ def experiment_status(exp_dir: str | Path) -> ExperimentStatus:
     groups = [sorted(group, key=lambda m: (m.startswith("member"), m)) for group in same_dir.values()]
     models = sorted(group[0] for group in groups)
     return ExperimentStatus(
-        exp, stages, corpus_dir, logged_preset(log_lines) or guess_preset(commands), collect_scores(exp, num_members),
+        exp, stages, corpus_dir, made_with_preset(log_lines, commands), collect_scores(exp, num_members),
         training={m: read_metrics(nnet / m / "metrics.csv") for m in models},
         finished_models={m for m in models if (nnet / m / "final.pt").is_file()},
         aliases={group[0]: group[1:] for group in groups if len(group) > 1})
