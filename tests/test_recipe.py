@@ -281,6 +281,24 @@ def test_the_baseline_is_the_ensembles_first_member(tiny_recipe_exp):
     assert "first member is the baseline itself" in (tiny_recipe_exp / "RESULTS.md").read_text()
 
 
+def test_no_3pct_model_starts_from_a_teachers_initial_weights(tiny_recipe_exp):
+    # A 3% student given its teacher's seed starts from the teacher's initial weights (egs/synth/RESULTS.md: worth
+    # up to 6 test points); every full-data network is a teacher of some 3% student.
+    nnet = tiny_recipe_exp / "nnet"
+    seed_of = {m: json.loads((nnet / m / "params.json").read_text())["seed"]
+               for m in ("baseline", "member2", "baseline_subset", "student_subset", "student_subset_ensemble")}
+    teachers = {seed_of["baseline"], seed_of["member2"]}
+    for model in ("baseline_subset", "student_subset", "student_subset_ensemble"):
+        assert seed_of[model] not in teachers, (model, seed_of)
+
+
+def test_a_member_count_whose_seeds_would_meet_the_3pct_models_is_refused(tmp_path):
+    proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--exp-dir", str(tmp_path), "--num-members", "50"],
+                          cwd=REPO, env=env_with_this_python(), capture_output=True, text=True,
+                          timeout=600)  # an immediate refusal: only a hang reaches it
+    assert proc.returncode == 2 and "--num-members 50: give 1-49" in proc.stderr
+
+
 def test_the_rerun_trained_the_3pct_models_side_by_side_and_the_student_alone(tiny_recipe_exp):
     # --train-jobs auto: one network per core, at most num_members (2 in the tiny preset), each on cores / jobs
     # threads; stage 9 queues the three 3% models, the student (stage 8) trains alone in the foreground.

@@ -558,6 +558,19 @@ def test_dev_scored_every_other_epoch_changes_nothing_but_the_epoch_rows(data, t
     assert "epoch 1: " in (log := (tmp_path / "second" / "train.log").read_text()) and "dev not evaluated" in log
 
 
+def test_keep_last_epochs_removes_older_epoch_files_and_changes_no_weight(data, tmp_path, capsys):
+    common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "4", "--lr-schedule", "cosine"]
+    assert train_main(["--exp-dir", str(tmp_path / "all"), *common]) == 0
+    assert train_main(["--exp-dir", str(tmp_path / "two"), *common, "--keep-last-epochs", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "all").glob("epoch-*.pt")) == [f"epoch-{n}.pt" for n in (1, 2, 3, 4)]
+    assert sorted(p.name for p in (tmp_path / "two").glob("epoch-*.pt")) == ["epoch-3.pt", "epoch-4.pt"]
+    kept, every = (FrameClassifier.load(tmp_path / n / "final.pt").state_dict() for n in ("two", "all"))
+    assert all(torch.equal(kept[k], every[k]) for k in kept)
+    capsys.readouterr()
+    assert train_main(["--exp-dir", str(tmp_path / "bad"), *common, "--keep-last-epochs", "-1"]) == 2
+    assert "--keep-last-epochs -1: must be >= 0" in capsys.readouterr().err
+
+
 def test_soft_term_switched_off_trains_exactly_like_hard_labels_alone(data, single_run, tmp_path):
     teacher = ["--teacher-checkpoints", str(single_run / "final.pt"), "--temperature", "2"]
     common = ["--frame-bank", str(data["bank"]), *TRAIN_ARGS, "--num-epochs", "1"]

@@ -7,8 +7,9 @@ Usage:
 
 Minibatches are random frame indices into a bank held on the device; the context window of each
 frame is gathered there with one index op. Outputs in --exp-dir: final.pt (FrameClassifier with
-priors), best.pt, epoch-N.pt, checkpoint.pt (latest resumable state; checkpoint.prev.pt, the one before it, is
-resumed from when checkpoint.pt is damaged), metrics.csv, train.log, and
+priors), best.pt, epoch-N.pt (every epoch's, or the last --keep-last-epochs), checkpoint.pt (latest
+resumable state; checkpoint.prev.pt, the one before it, is resumed from when checkpoint.pt is
+damaged), metrics.csv, train.log, and
 tensorboard/ (the metrics.csv rows and each epoch's loss terms as TensorBoard events).
 A rerun of the same command resumes from checkpoint.pt exactly where the last run stopped.
 """
@@ -130,6 +131,8 @@ def get_parser(given_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--world-size", type=int, help="spawn this many data-parallel ranks (torchrun sets it itself)")
     g.add_argument("--master-port", type=int, help="rendezvous port for --world-size > 1")
     g.add_argument("--checkpoint-every", type=int, help="write checkpoint.pt every N steps (and each epoch)")
+    g.add_argument("--keep-last-epochs", type=int,
+                   help="keep only the latest N epoch-N.pt files (0: every one); checkpoint.pt, best.pt, final.pt stay")
     g.add_argument("--log-interval", type=int, help="steps between log lines and CSV rows")
     g.add_argument("--max-steps", type=int, help="stop (resumably) after this many steps in all (0: no limit)")
     g.add_argument("--no-resume", action="store_true", help="ignore checkpoint.pt and start again")

@@ -125,6 +125,7 @@ class TrainConfig:
     world_size: int = 1
     master_port: int = 12354
     checkpoint_every: int = 2000
+    keep_last_epochs: int = 0  # epoch-N.pt files kept, the latest ones (0: all)
     log_interval: int = 50
     max_steps: int = 0
     no_resume: bool = False
@@ -600,6 +601,8 @@ def _train(params: AttributeDict) -> None:
                                                           or params.lr_schedule in ("newbob", "plateau"))):
         raise InputError(f"--dev-every {params.dev_every}: must be >= 1, and 1 under early stopping or the newbob "
                          "and plateau schedules (they read dev after every epoch)")
+    if params.keep_last_epochs < 0:
+        raise InputError(f"--keep-last-epochs {params.keep_last_epochs}: must be >= 0 (0 keeps every epoch-N.pt)")
     params.use_bf16 = use_bf16(params.amp, params.device)
     params.shuffle_seed = params.seed if params.shuffle_seed is None else params.shuffle_seed
     augment = parse_augment(params.augment)
@@ -747,6 +750,8 @@ def _train(params: AttributeDict) -> None:
         state.finished = stop or state.epoch > params.num_epochs
         state.csv_rows = metrics.rows
         write_checkpoint(params, ddp_model, optimizer, schedule, state, exp_dir / f"epoch-{state.epoch - 1}.pt")
+        if params.rank == 0 and params.keep_last_epochs > 0:
+            (exp_dir / f"epoch-{state.epoch - 1 - params.keep_last_epochs}.pt").unlink(missing_ok=True)
         if state.finished and params.rank == 0:
             _write_final(params, model, state, exp_dir)
         write_checkpoint(params, ddp_model, optimizer, schedule, state, ckpt_path)
