@@ -161,6 +161,17 @@ def test_seeded_runs_are_identical_and_another_seed_or_setting_is_refused(ali_cu
         augment_cuts(cuts, tmp_path / "a", names, AugmentSettings(seed=1, num_noises=4))
 
 
+def test_copies_come_out_in_the_same_order_and_values_whatever_the_number_of_workers(ali_cuts, tmp_path):
+    cuts = few_cuts(ali_cuts, tmp_path / "cuts.jsonl.gz")
+    made = {}
+    for workers in (1, 2):
+        out = augment_cuts(cuts, tmp_path / f"w{workers}", ["volume"], AugmentSettings(seed=0), num_workers=workers)
+        made[workers] = list(load_manifest(out))
+    assert [c.id for c in made[1]] == [c.id for c in made[2]]
+    assert [c.id for c in made[1] if "augment" not in (c.custom or {})] == [c.id for c in load_manifest(cuts)]
+    assert all(np.array_equal(a.load_features(), b.load_features()) for a, b in zip(made[1], made[2]))
+
+
 def test_a_given_impulse_response_set_is_used(ali_cuts, tmp_path):
     """A unit impulse as the only RIR: the reverberated copy is the source (up to 16-bit rounding)."""
     cuts = few_cuts(ali_cuts, tmp_path / "cuts.jsonl.gz", per_speaker=1)

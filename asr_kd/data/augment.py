@@ -382,7 +382,9 @@ def _compute_features(copies: CutSet, storage: Path, num_workers: int) -> CutSet
     if lost:
         raise InputError(f"cut {lost[0]}: no features computed for it ({len(lost)} of {len(copies)} copies lost)")
     check_frame_counts(done)
-    return done
+    # lhotse hands worker k every num_workers-th cut and joins their outputs worker by worker; back in the
+    # copies' order, the bank (and a model trained on it) does not depend on --num-workers.
+    return done.sort_like(copies)
 
 
 def _with_original_alignment(copies: CutSet, sources: dict[str, Cut]) -> list[Cut]:
