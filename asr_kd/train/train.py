@@ -751,12 +751,20 @@ def _train(params: AttributeDict) -> None:
         state.csv_rows = metrics.rows
         write_checkpoint(params, ddp_model, optimizer, schedule, state, exp_dir / f"epoch-{state.epoch - 1}.pt")
         if params.rank == 0 and params.keep_last_epochs > 0:
-            (exp_dir / f"epoch-{state.epoch - 1 - params.keep_last_epochs}.pt").unlink(missing_ok=True)
+            _remove_epoch_files_before(exp_dir, state.epoch - params.keep_last_epochs)
         if state.finished and params.rank == 0:
             _write_final(params, model, state, exp_dir)
         write_checkpoint(params, ddp_model, optimizer, schedule, state, ckpt_path)
     if state.finished and params.rank == 0 and not final_path.is_file():
         _write_final(params, model, state, exp_dir)  # a finished run whose final.pt was removed
+
+
+def _remove_epoch_files_before(exp_dir: Path, first_kept: int) -> None:
+    """Delete epoch-N.pt for every N < first_kept (also those a killed run or another --keep-last-epochs left)."""
+    for path in exp_dir.glob("epoch-*.pt"):
+        number = path.stem.removeprefix("epoch-")
+        if number.isdigit() and int(number) < first_kept:
+            path.unlink(missing_ok=True)
 
 
 def _write_final(params: AttributeDict, model: FrameClassifier, state: AttributeDict, exp_dir: Path) -> None:
