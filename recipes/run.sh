@@ -414,10 +414,10 @@ if run_stage 9; then
   # 40-80 epochs and nothing reads their epoch-N.pt (14.7 MB each at 3x512): the last five are kept. Their seed is
   # no teacher's (the baseline's is net_seed, the members' 100*net_seed+m): from its teacher's initial weights a 3%
   # student gained 1.7-6.2 test points it did not learn (egs/synth/RESULTS.md, "Table 5 and the initialisation").
-  subset_net_seed=$((100 * net_seed + 50))
+  subset_schedule_opts=(--num-epochs "$subset_num_epochs" --batch-size "${subset_batch_size:-$batch_size}"
+    --seed $((100 * net_seed + 50)) --lr-schedule "$subset_lr_schedule" --keep-last-epochs 5)
   subset_opts=(--train-bank "$bank_dir/train" --subset-fraction "$subset_fraction" --subset-seed "$subset_seed"
-    --num-epochs "$subset_num_epochs" --batch-size "${subset_batch_size:-$batch_size}" --seed "$subset_net_seed"
-    --lr-schedule "$subset_lr_schedule" --keep-last-epochs 5)
+    "${subset_schedule_opts[@]}")
   soft_subset_opts=("${subset_opts[@]}")
   if [ -n "$subset_copies" ]; then
     # Copies of exactly the subset's utterances (this experiment's own directory: seeds share bank/), the
@@ -429,9 +429,7 @@ if run_stage 9; then
       --lang-dir "$lang_dir" --seed "$seed" --num-workers "$num_workers"
     step bank_subset_copies python -m asr_kd.bin.build_frame_bank --cuts "$copies_dir/data/cuts_subset.jsonl.gz" \
       --out-dir "$copies_dir/bank" --cmvn "$bank_dir/cmvn.json"
-    soft_subset_opts=(--train-bank "$copies_dir/bank" --num-epochs "$subset_num_epochs"
-      --batch-size "${subset_batch_size:-$batch_size}" --seed "$subset_net_seed" --lr-schedule "$subset_lr_schedule"
-      --keep-last-epochs 5)
+    soft_subset_opts=(--train-bank "$copies_dir/bank" "${subset_schedule_opts[@]}")
   fi
   # The longest first (four teachers run online), so that the other two share the other core.
   # shellcheck disable=SC2086
