@@ -1,7 +1,8 @@
 """egs/synth/run_augment.sh end to end on the tiny recipe run: copies, banks, baseline, ensemble, student, decodes, table.
 
 One augmented set (a `volume` copy of train) with a 2-member ensemble, trained two at a time on a core each.
-Every network must be trained as the source baseline was (its params.json), differing only in data and seed.
+Every network must be trained as the source baseline was (its params.json), differing only in data and seed, each
+epoch drawing the frames `--frames-per-epoch` asks for (here a few more than the source baseline's).
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ SHARED = ("model", "num_epochs", "batch_size", "lr", "min_lr", "optimizer", "lr_
           "weight_decay", "newbob_start_gain", "newbob_end_gain", "warmup_steps", "grad_clip", "max_norm", "augment")
 
 
+EXTRA_FRAMES = 1024  # --frames-per-epoch: the source baseline's epoch and one batch more
+
+
 @pytest.fixture(scope="module")
 def augmented_run(tiny_recipe_exp, tmp_path_factory):
     exp = tmp_path_factory.mktemp("run_augment") / "augment"
+    frames = _params(tiny_recipe_exp / "nnet" / "baseline")["epoch_frames"] + EXTRA_FRAMES
     cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(exp),
            "--augment-sets", "vol:volume", "--distil-sets", "vol", "--num-members", "2", "--train-jobs", "2",
-           "--mix-shares", "original=0.5"]
+           "--mix-shares", "original=0.5", "--frames-per-epoch", str(frames)]
     proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"run_augment.sh failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return exp, cmd
@@ -42,12 +47,21 @@ def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(aug
     for name, params in nets.items():
         assert (exp / "nnet" / name / "final.pt").is_file(), name
         assert {k: params[k] for k in SHARED} == {k: source[k] for k in SHARED}, name
-        assert params["epoch_frames"] == source["epoch_frames"], name
+        assert params["epoch_frames"] == source["epoch_frames"] + EXTRA_FRAMES, name
         assert params["mix_shares"] == "original=0.5", name
     assert [nets[f"member{m}_vol"]["seed"] for m in (1, 2)] == [100 * source["seed"] + 1, 100 * source["seed"] + 2]
     assert nets["baseline_vol"]["seed"] == nets["student_vol"]["seed"] == source["seed"]
     members = [str(exp / "nnet" / f"member{m}_vol" / "final.pt") for m in (1, 2)]
     assert nets["student_vol"]["teacher_checkpoints"] == members
+
+
+def test_frames_per_epoch_that_is_not_a_count_is_refused(tiny_recipe_exp, tmp_path):
+    cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(tmp_path / "augment"),
+           "--frames-per-epoch", "4x"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--frames-per-epoch is a whole number of frames" in proc.stderr and "'4x'" in proc.stderr
+    assert not (tmp_path / "augment" / "nnet").exists()
 
 
 def test_members_train_side_by_side_on_one_thread_each(augmented_run):

@@ -17,6 +17,9 @@
 #                        model makes the same number of updates at the same cost and the sets differ in data
 #                        only; passes: each epoch is one pass over the augmented set (N copies: N+1 times the
 #                        updates and the CPU time)
+#   --frames-per-epoch N frames each epoch draws (asr-kd train --frames-per-epoch), instead of what --epochs-as says:
+#                        e.g. four times the source baseline's with --mix-shares original=0.125 keeps train's own
+#                        frames per epoch at half the source's while the copies fill the rest
 #   --mix-shares SPEC    fixed shares of every epoch by group, e.g. "original=0.5": half of each epoch from train
 #                        itself, the rest uniformly from the copies (asr-kd train --mix-shares; default "": uniform
 #                        over the set's frames, so train's share falls as copies are added). For every model of the run:
@@ -55,6 +58,7 @@ stage=1
 stop_stage=100
 augment_sets="sp:sp0.9,sp1.1 all:sp0.9,sp1.1,volume,noise,babble,reverb,narrowband voices:revoice,revoice2,revoice3"
 epochs_as=updates
+frames_per_epoch=""
 mix_shares=""
 seed=0
 num_workers=1
@@ -76,6 +80,8 @@ for f in gmm/tri2/final.mdl gmm/tri2/graph/HCLG.fst gmm/tri2/ali/cuts_train-clea
   [ -f "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: not a finished recipe run with test-other decoded" >&2; exit 2; }
 done
 case $epochs_as in updates|passes) ;; *) echo "$0: --epochs-as is updates or passes, not '$epochs_as'" >&2; exit 2 ;; esac
+[[ -z "$frames_per_epoch" || "$frames_per_epoch" =~ ^[0-9]+$ ]] \
+  || { echo "$0: --frames-per-epoch is a whole number of frames (0: one pass over the set), not '$frames_per_epoch'" >&2; exit 2; }
 exp_dir=${exp_dir:-$src_exp/augment}
 mkdir -p "$exp_dir"
 src_exp=$(cd "$src_exp" && pwd); exp_dir=$(cd "$exp_dir" && pwd)
@@ -113,6 +119,7 @@ read -ra train_opts <<< "$train_line"
 read -ra search_opts <<< "$search_line"
 epochs_note="$epoch_frames frames per epoch, the source baseline's"
 if [ "$epochs_as" = passes ]; then epoch_frames=0; epochs_note="one pass over the set per epoch"; fi
+if [ -n "$frames_per_epoch" ]; then epoch_frames=$frames_per_epoch; epochs_note="$epoch_frames frames per epoch"; fi
 [ -z "$mix_shares" ] || epochs_note+=", shares of each epoch $mix_shares"
 names=$(for s in $augment_sets; do echo "${s%%:*}"; done)
 for name in $distil_sets; do
