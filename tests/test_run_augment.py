@@ -64,6 +64,32 @@ def test_frames_per_epoch_that_is_not_a_count_is_refused(tiny_recipe_exp, tmp_pa
     assert not (tmp_path / "augment" / "nnet").exists()
 
 
+def _source_without_members(tiny_recipe_exp, root):
+    """The tiny recipe run as a source whose nnet/ holds the baseline only (as a run stopped after stage 5)."""
+    src = root / "src"
+    src.mkdir()
+    for child in tiny_recipe_exp.iterdir():
+        if child.name != "nnet":
+            (src / child.name).symlink_to(child)
+    (src / "nnet").mkdir()
+    (src / "nnet" / "baseline").symlink_to(tiny_recipe_exp / "nnet" / "baseline")
+    return src
+
+
+def test_a_source_without_members_is_refused_only_where_a_distil_set_needs_them(tiny_recipe_exp, tmp_path):
+    src = _source_without_members(tiny_recipe_exp, tmp_path)
+    cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(src), "--augment-sets", "vol:volume"]
+    refused = subprocess.run(cmd + ["--exp-dir", str(tmp_path / "distil"), "--distil-sets", "vol"], cwd=REPO,
+                             env=env_with_this_python(), capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "member*/final.pt" in refused.stderr and "give --num-members N" in refused.stderr
+    # Without distil sets no member is needed: past the checks, to a run with no stage left to do.
+    baselines_only = subprocess.run(cmd + ["--exp-dir", str(tmp_path / "baselines"), "--distil-sets", "", "--stage", "9"],
+                                    cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=60)
+    assert baselines_only.returncode == 0, baselines_only.stderr[-2000:]
+    assert "Finished stages 9..100" in baselines_only.stdout + baselines_only.stderr
+
+
 def test_members_train_side_by_side_on_one_thread_each(augmented_run):
     exp, _ = augmented_run
     run_log = (exp / "log" / "run.log").read_text()

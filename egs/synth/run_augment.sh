@@ -130,8 +130,11 @@ for name in $distil_sets; do
 done
 # The members' count: the source's ensemble's; their seeds as recipes/run.sh derives them from the baseline's.
 if [ -z "$num_members" ]; then
-  num_members=$(compgen -G "$src_exp/nnet/member*/final.pt" | wc -l)  # a glob follows member1 -> baseline
-  [ "$num_members" -gt 0 ] || { echo "$0: no $src_exp/nnet/member*/final.pt: give --num-members N" >&2; exit 2; }
+  # A glob follows member1 -> baseline; compgen fails when nothing matches, which pipefail would make fatal.
+  num_members=$( (compgen -G "$src_exp/nnet/member*/final.pt" || true) | wc -l)
+  if [ "$num_members" -eq 0 ] && [ -n "$distil_sets" ]; then
+    echo "$0: no $src_exp/nnet/member*/final.pt to count the ensemble's members by: give --num-members N" >&2; exit 2
+  fi
 fi
 net_seed=""; base_opts=()
 for ((i = 0; i < ${#train_opts[@]}; i += 2)); do
