@@ -117,12 +117,12 @@ settings=$(source_settings "$src_exp")
 { read -r train_line; read -r search_line; read -r epoch_frames; } <<< "$settings"
 read -ra train_opts <<< "$train_line"
 read -ra search_opts <<< "$search_line"
-epochs_note="$epoch_frames frames per epoch, the source baseline's"
-if [ "$epochs_as" = passes ]; then epoch_frames=0; epochs_note="one pass over the set per epoch"; fi
-if [ -n "$frames_per_epoch" ]; then
-  epoch_frames=$frames_per_epoch
-  if (( 10#$epoch_frames == 0 )); then epochs_note="one pass over the set per epoch"; else epochs_note="$epoch_frames frames per epoch"; fi
-fi
+source_epoch_frames=$epoch_frames
+if [ "$epochs_as" = passes ]; then epoch_frames=0; fi
+if [ -n "$frames_per_epoch" ]; then epoch_frames=$((10#$frames_per_epoch)); fi
+if [ "$epoch_frames" -eq 0 ]; then epochs_note="one pass over the set per epoch"
+elif [ "$epoch_frames" -eq "$source_epoch_frames" ]; then epochs_note="$epoch_frames frames per epoch, the source baseline's"
+else epochs_note="$epoch_frames frames per epoch"; fi
 [ -z "$mix_shares" ] || epochs_note+=", shares of each epoch $mix_shares"
 names=$(for s in $augment_sets; do echo "${s%%:*}"; done)
 for name in $distil_sets; do
