@@ -86,7 +86,7 @@ tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
 tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
 input_norm=speaker    # network inputs: global | speaker | speaker_mvn | utterance normalisation, then global CMVN
 transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
-student_epoch=train   # train: a student epoch draws bank/train's number of frames; transfer: one pass over its transfer set
+student_epoch=train   # train: a student epoch draws the baseline's frames (train_epoch_scale x bank/train's); transfer: one pass over its transfer set
 model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512
 num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob
 # newbob (Kaldi nnet1): halve the LR once an epoch gains less dev frame accuracy than newbob_start_gain (a
@@ -112,6 +112,10 @@ train_copies=""
 # With train_copies: fixed shares of every epoch by group (asr-kd train --mix-shares), e.g. original=0.5 keeps half
 # of each epoch on train itself; empty: drawn uniformly from train and the copies.
 train_mix_shares=""
+# With train_copies: each epoch of the full-data networks draws this many times bank/train's frames (a whole number;
+# 1: the copies change the data, not the updates). 4 with train_mix_shares original=0.125 keeps train itself at half
+# its frames per epoch and gives the copies the rest (egs/synth/AUGMENT.md, "The same copies under speaker_mvn").
+train_epoch_scale=1
 # Perturbed copies of the 3% utterances (asr-kd augment-data --perturbations, comma-separated) that the
 # soft-target 3% students train on beside them, their teacher labelling each copy; empty: none
 subset_copies=""
@@ -162,6 +166,14 @@ fi
 if [ "$student_epoch" != train ] && [ "$student_epoch" != transfer ]; then
   echo "$0: --student-epoch $student_epoch: give train (bank/train's number of frames per epoch) or transfer (one pass" \
     "over the student's transfer set)" >&2
+  exit 2
+fi
+if ! [[ "$train_epoch_scale" =~ ^[1-9][0-9]*$ ]]; then
+  echo "$0: --train-epoch-scale $train_epoch_scale: give a whole number >= 1 (times bank/train's frames per epoch)" >&2
+  exit 2
+fi
+if [ "$train_epoch_scale" != 1 ] && [ -z "$train_copies" ]; then
+  echo "$0: --train-epoch-scale $train_epoch_scale needs --train-copies (without copies an epoch is a pass over train)" >&2
   exit 2
 fi
 if [ -n "$train_mix_shares" ] && [ -z "$train_copies" ]; then
@@ -347,11 +359,13 @@ fi
 # of train and its copies in every epoch.
 full_data_opts=(--augment "$augment")
 [ -n "$train_mix_shares" ] && full_data_opts+=(--mix-shares "$train_mix_shares")
-# With train_copies, baseline and members train on train and its copies, each epoch drawing bank/train's number of
-# frames (so the copies change the data, not the updates); the student has its transfer bank (stage 8).
+# With train_copies, baseline and members train on train and its copies, each epoch drawing train_epoch_scale times
+# bank/train's number of frames (at 1 the copies change the data, not the updates); the student has its transfer
+# bank (stage 8).
 copies_bank_opts=()
 if [ -n "$train_copies" ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 5 ]; then
-  copies_bank_opts=(--train-bank "$net_train_bank" --frames-per-epoch "$(bank_frames "$bank_dir/train")")
+  copies_bank_opts=(--train-bank "$net_train_bank"
+    --frames-per-epoch $(( $(bank_frames "$bank_dir/train") * train_epoch_scale )))
 fi
 
 # Stages 5 and 6 train their networks in one queue, train_jobs at a time (the baseline is member 1).
@@ -391,7 +405,7 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-  student_epoch_frames=$(bank_frames "$bank_dir/train")
+  student_epoch_frames=$(( $(bank_frames "$bank_dir/train") * train_epoch_scale ))
   epoch_words="epochs of the baseline's size"
   if [ "$student_epoch" = transfer ]; then
     student_epoch_frames=0  # asr-kd train: the training bank's frames once

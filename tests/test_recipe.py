@@ -341,13 +341,13 @@ def test_newbob_thresholds_given_to_the_recipe_reach_every_full_data_network(tin
             ("newbob", 0.003, 0.001), name
 
 
-def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_trains_updates(
+def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the_epoch_size_asked(
         tiny_recipe_exp, tiny_corpus, tmp_path):
     from asr_kd.data.frame_bank import UNLABELLED, FrameBank
 
     # Stages 4-8 again on the finished experiment's features, lang and GMM, with a volume copy of train (it keeps
     # its source's alignment) filling half of every epoch, masked windows, and the members teaching online (as
-    # recipes/conf/mini_aug.conf has it).
+    # recipes/conf/mini_aug.conf has it), each epoch twice train's frames.
     exp = tmp_path / "exp"
     exp.mkdir()
     for name in ("data", "lang", "lang_test", "lm", "gmm"):
@@ -355,7 +355,7 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_tra
     for stage in range(4):
         (exp / f".stage{stage}.done").touch()
     run_recipe(exp, tiny_corpus, "--stop-stage", "8", "--train-copies", "volume", "--train-mix-shares", "original=0.5",
-               "--augment", "freq_mask=4", "--soft-targets", "online")
+               "--train-epoch-scale", "2", "--augment", "freq_mask=4", "--soft-targets", "online")
     train = FrameBank.load(exp / "bank" / "train")
     both = FrameBank.load(exp / "bank" / "train_copies")
     assert sorted(both.cut_ids) == sorted([*train.cut_ids, *(f"{c}_volume" for c in train.cut_ids)])
@@ -375,20 +375,21 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_tra
         params = json.loads((exp / "nnet" / name / "params.json").read_text())
         assert params["train_bank"] == str(bank.directory), name
         assert (params["epoch_frames"], params["mix_shares"], params["augment"]) == \
-            (train.num_frames, "original=0.5", "freq_mask=4"), name
-        log = (exp / "nnet" / name / "train.log").read_text()
-        half = train.num_frames // 2
-        assert re.search(rf"frames per epoch by group \(--mix-shares original=0.5\): original ({half}|{half + 1}) of ", log), name
+            (2 * train.num_frames, "original=0.5", "freq_mask=4"), name
+        log = (exp / "nnet" / name / "train.log").read_text()  # half of twice train's frames: train once an epoch
+        assert f"frames per epoch by group (--mix-shares original=0.5): original {train.num_frames} of " in log, name
     # The report says what the full-data networks trained on.
     subprocess.run(["python", "-m", "asr_kd.bin.report", "--exp-dir", str(exp), "--num-members", "2"], cwd=REPO,
                    env=env_with_this_python(), check=True, capture_output=True, timeout=600)
     md = (exp / "RESULTS.md").read_text()
     assert (f"trained on train and perturbed copies of it (volume): {both.num_frames} frames against train's "
-            f"{train.num_frames}, each epoch {train.num_frames} frames, shares by group original=0.5.") in md
+            f"{train.num_frames}, each epoch {2 * train.num_frames} frames, shares by group original=0.5.") in md
 
 
 @pytest.mark.parametrize("options, message", [
     (("--train-mix-shares", "original=0.5"), "--train-mix-shares original=0.5 needs --train-copies"),
+    (("--train-epoch-scale", "4"), "--train-epoch-scale 4 needs --train-copies"),
+    (("--train-copies", "volume", "--train-epoch-scale", "1.5"), "--train-epoch-scale 1.5: give a whole number"),
     (("--augment", "freq_mask=4"), "give --soft-targets online"),  # the tiny preset's targets are stored
 ])
 def test_augmentation_options_that_cannot_work_together_are_refused(tmp_path, options, message):
