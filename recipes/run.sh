@@ -362,10 +362,10 @@ full_data_opts=(--augment "$augment")
 # With train_copies, baseline and members train on train and its copies, each epoch drawing train_epoch_scale times
 # bank/train's number of frames (at 1 the copies change the data, not the updates); the student has its transfer
 # bank (stage 8).
+full_data_epoch_frames() { echo $(( $(bank_frames "$bank_dir/train") * train_epoch_scale )); }
 copies_bank_opts=()
 if [ -n "$train_copies" ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 5 ]; then
-  copies_bank_opts=(--train-bank "$net_train_bank"
-    --frames-per-epoch $(( $(bank_frames "$bank_dir/train") * train_epoch_scale )))
+  copies_bank_opts=(--train-bank "$net_train_bank" --frames-per-epoch "$(full_data_epoch_frames)")
 fi
 
 # Stages 5 and 6 train their networks in one queue, train_jobs at a time (the baseline is member 1).
@@ -405,7 +405,7 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-  student_epoch_frames=$(( $(bank_frames "$bank_dir/train") * train_epoch_scale ))
+  student_epoch_frames=$(full_data_epoch_frames)
   epoch_words="epochs of the baseline's size"
   if [ "$student_epoch" = transfer ]; then
     student_epoch_frames=0  # asr-kd train: the training bank's frames once
