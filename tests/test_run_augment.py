@@ -2,7 +2,8 @@
 
 One augmented set (a `volume` copy of train) with a 2-member ensemble, trained two at a time on a core each.
 Every network must be trained as the source baseline was (its params.json), differing only in data and seed, each
-epoch drawing the frames `--frames-per-epoch` asks for (here a few more than the source baseline's).
+epoch drawing the frames `--frames-per-epoch` asks for (here a few more than the source baseline's), its seed
+derived from `--model-seed` (here not the source's) as recipes/run.sh derives seeds from the baseline's.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ SHARED = ("model", "num_epochs", "batch_size", "lr", "min_lr", "optimizer", "lr_
 
 
 EXTRA_FRAMES = 1024  # --frames-per-epoch: the source baseline's epoch and one batch more
+MODEL_SEED_OFFSET = 6  # --model-seed: the source baseline's seed plus this, so that it cannot be the source's
 
 
 @pytest.fixture(scope="module")
 def augmented_run(tiny_recipe_exp, tmp_path_factory):
     exp = tmp_path_factory.mktemp("run_augment") / "augment"
-    frames = _params(tiny_recipe_exp / "nnet" / "baseline")["epoch_frames"] + EXTRA_FRAMES
+    source = _params(tiny_recipe_exp / "nnet" / "baseline")
     cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(exp),
            "--augment-sets", "vol:volume", "--distil-sets", "vol", "--num-members", "2", "--train-jobs", "2",
-           "--mix-shares", "original=0.5", "--frames-per-epoch", str(frames)]
+           "--mix-shares", "original=0.5", "--frames-per-epoch", str(source["epoch_frames"] + EXTRA_FRAMES),
+           "--model-seed", str(source["seed"] + MODEL_SEED_OFFSET)]
     proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"run_augment.sh failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return exp, cmd
@@ -49,8 +52,9 @@ def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(aug
         assert {k: params[k] for k in SHARED} == {k: source[k] for k in SHARED}, name
         assert params["epoch_frames"] == source["epoch_frames"] + EXTRA_FRAMES, name
         assert params["mix_shares"] == "original=0.5", name
-    assert [nets[f"member{m}_vol"]["seed"] for m in (1, 2)] == [100 * source["seed"] + 1, 100 * source["seed"] + 2]
-    assert nets["baseline_vol"]["seed"] == nets["student_vol"]["seed"] == source["seed"]
+    seed = source["seed"] + MODEL_SEED_OFFSET
+    assert [nets[f"member{m}_vol"]["seed"] for m in (1, 2)] == [100 * seed + 1, 100 * seed + 2]
+    assert nets["baseline_vol"]["seed"] == nets["student_vol"]["seed"] == seed
     members = [str(exp / "nnet" / f"member{m}_vol" / "final.pt") for m in (1, 2)]
     assert nets["student_vol"]["teacher_checkpoints"] == members
 
@@ -61,6 +65,15 @@ def test_frames_per_epoch_that_is_not_a_count_is_refused(tiny_recipe_exp, tmp_pa
     proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--frames-per-epoch is a whole number of frames" in proc.stderr and "'4x'" in proc.stderr
+    assert not (tmp_path / "augment" / "nnet").exists()
+
+
+def test_model_seed_that_is_not_a_number_is_refused(tiny_recipe_exp, tmp_path):
+    cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(tmp_path / "augment"),
+           "--model-seed", "two"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--model-seed is a whole number" in proc.stderr and "'two'" in proc.stderr
     assert not (tmp_path / "augment" / "nnet").exists()
 
 

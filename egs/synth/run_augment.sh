@@ -25,6 +25,8 @@
 #                        over the set's frames, so train's share falls as copies are added). For every model of the run:
 #                        compare mixes in separate --exp-dir's (a data/ linked from the first keeps its copies)
 #   --seed N             seed of the perturbations (default 0)
+#   --model-seed N       seed of the networks (default: the source baseline's); members get 100*N+m as in
+#                        recipes/run.sh, so a second --exp-dir with another N repeats a row at another seed
 #   --num-workers N      feature, alignment and decoding processes (default 1)
 #   --train-jobs N|auto  networks trained at once in each of stages 3, 5 and 6, each on (cores / N) CPU threads; auto:
 #                        one per CPU core, at most the stage's networks, when they train on the CPU; 1 on a GPU
@@ -61,6 +63,7 @@ epochs_as=updates
 frames_per_epoch=""
 mix_shares=""
 seed=0
+model_seed=""
 num_workers=1
 train_jobs=auto
 distil_sets=all
@@ -80,6 +83,8 @@ for f in gmm/tri2/final.mdl gmm/tri2/graph/HCLG.fst gmm/tri2/ali/cuts_train-clea
   [ -f "$src_exp/$f" ] || { echo "$0: $src_exp/$f missing: not a finished recipe run with test-other decoded" >&2; exit 2; }
 done
 case $epochs_as in updates|passes) ;; *) echo "$0: --epochs-as is updates or passes, not '$epochs_as'" >&2; exit 2 ;; esac
+[[ -z "$model_seed" || "$model_seed" =~ ^[0-9]+$ ]] \
+  || { echo "$0: --model-seed is a whole number, not '$model_seed'" >&2; exit 2; }
 [[ -z "$frames_per_epoch" || "$frames_per_epoch" =~ ^[0-9]+$ ]] \
   || { echo "$0: --frames-per-epoch is a whole number of frames (0: one pass over the set), not '$frames_per_epoch'" >&2; exit 2; }
 exp_dir=${exp_dir:-$src_exp/augment}
@@ -138,7 +143,11 @@ if [ -z "$num_members" ]; then
 fi
 net_seed=""; base_opts=()
 for ((i = 0; i < ${#train_opts[@]}; i += 2)); do
-  if [ "${train_opts[i]}" = --seed ]; then net_seed=${train_opts[i + 1]}; else base_opts+=("${train_opts[@]:i:2}"); fi
+  if [ "${train_opts[i]}" = --seed ]; then
+    net_seed=${model_seed:-${train_opts[i + 1]}}; train_opts[i + 1]=$net_seed
+  else
+    base_opts+=("${train_opts[@]:i:2}")
+  fi
 done
 members_of() { for m in $(seq 1 "$num_members"); do echo "$exp_dir/nnet/member${m}_$1/final.pt"; done; }
 # queue_training SET DIR OPTION...: queue a model in nnet/DIR on the frame bank of SET (dev from the source), as many
