@@ -59,21 +59,16 @@ def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(aug
     assert nets["student_vol"]["teacher_checkpoints"] == members
 
 
-def test_frames_per_epoch_that_is_not_a_count_is_refused(tiny_recipe_exp, tmp_path):
+@pytest.mark.parametrize("option, value, message", [
+    ("--frames-per-epoch", "4x", "--frames-per-epoch is a whole number of frames"),
+    ("--model-seed", "two", "--model-seed is a whole number"),
+])
+def test_a_count_option_given_something_else_is_refused(tiny_recipe_exp, tmp_path, option, value, message):
     cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(tmp_path / "augment"),
-           "--frames-per-epoch", "4x"]
+           option, value]
     proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "--frames-per-epoch is a whole number of frames" in proc.stderr and "'4x'" in proc.stderr
-    assert not (tmp_path / "augment" / "nnet").exists()
-
-
-def test_model_seed_that_is_not_a_number_is_refused(tiny_recipe_exp, tmp_path):
-    cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(tmp_path / "augment"),
-           "--model-seed", "two"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert "--model-seed is a whole number" in proc.stderr and "'two'" in proc.stderr
+    assert message in proc.stderr and f"'{value}'" in proc.stderr
     assert not (tmp_path / "augment" / "nnet").exists()
 
 
