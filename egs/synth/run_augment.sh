@@ -144,7 +144,7 @@ fi
 net_seed=""; base_opts=()
 for ((i = 0; i < ${#train_opts[@]}; i += 2)); do
   if [ "${train_opts[i]}" = --seed ]; then
-    net_seed=${model_seed:-${train_opts[i + 1]}}; train_opts[i + 1]=$net_seed
+    net_seed=$((10#${model_seed:-${train_opts[i + 1]}})); train_opts[i + 1]=$net_seed
   else
     base_opts+=("${train_opts[@]:i:2}")
   fi
