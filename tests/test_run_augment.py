@@ -3,7 +3,8 @@
 One augmented set (a `volume` copy of train) with a 2-member ensemble, trained two at a time on a core each.
 Every network must be trained as the source baseline was (its params.json), differing only in data and seed, each
 epoch drawing the frames `--frames-per-epoch` asks for (here a few more than the source baseline's), its seed
-derived from `--model-seed` (here not the source's) as recipes/run.sh derives seeds from the baseline's.
+derived from `--model-seed` (here not the source's) as recipes/run.sh derives seeds from the baseline's, its shape
+and window augmentation those `--model-shape` and `--augment` give in place of the source's (here both differ).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from tests.recipe_run import REPO, env_with_this_python
 
 RUN_AUGMENT = REPO / "egs" / "synth" / "run_augment.sh"
 # The source baseline's options that every augmented network must share (params.json keys).
-SHARED = ("model", "num_epochs", "batch_size", "lr", "min_lr", "optimizer", "lr_schedule", "momentum",
-          "weight_decay", "newbob_start_gain", "newbob_end_gain", "warmup_steps", "grad_clip", "max_norm", "augment")
+SHARED = ("num_epochs", "batch_size", "lr", "min_lr", "optimizer", "lr_schedule", "momentum", "weight_decay",
+          "newbob_start_gain", "newbob_end_gain", "warmup_steps", "grad_clip", "max_norm")
 
 
 EXTRA_FRAMES = 1024  # --frames-per-epoch: the source baseline's epoch and one batch more
 MODEL_SEED_OFFSET = 6  # --model-seed: the source baseline's seed plus this, so that it cannot be the source's
+WIDTH_OFFSET = 16  # --model-shape: the source's layers, each this many units wider
+AUGMENT = "freq_mask=2"  # --augment: the tiny preset trains without window augmentation
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,10 @@ def augmented_run(tiny_recipe_exp, tmp_path_factory):
     cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(exp),
            "--augment-sets", "vol:volume", "--distil-sets", "vol", "--num-members", "2", "--train-jobs", "2",
            "--mix-shares", "original=0.5", "--frames-per-epoch", str(source["epoch_frames"] + EXTRA_FRAMES),
-           "--model-seed", str(source["seed"] + MODEL_SEED_OFFSET)]
+           "--model-seed", str(source["seed"] + MODEL_SEED_OFFSET),
+           "--model-shape", _wider_shape(source),
+           "--augment", AUGMENT]
+    assert source["augment"] != AUGMENT
     proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"run_augment.sh failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return exp, cmd
@@ -41,6 +47,11 @@ def augmented_run(tiny_recipe_exp, tmp_path_factory):
 
 def _params(path):
     return json.loads((path / "params.json").read_text())
+
+
+def _wider_shape(source: dict) -> str:
+    """--model-shape: the source baseline's layers, WIDTH_OFFSET units wider."""
+    return f'{source["model"]["num_layers"]}x{source["model"]["hidden_dim"] + WIDTH_OFFSET}'
 
 
 def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(augmented_run, tiny_recipe_exp):
@@ -52,6 +63,8 @@ def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(aug
         assert {k: params[k] for k in SHARED} == {k: source[k] for k in SHARED}, name
         assert params["epoch_frames"] == source["epoch_frames"] + EXTRA_FRAMES, name
         assert params["mix_shares"] == "original=0.5", name
+        assert params["model"] == {**source["model"], "hidden_dim": source["model"]["hidden_dim"] + WIDTH_OFFSET}, name
+        assert params["augment"] == AUGMENT, name
     seed = source["seed"] + MODEL_SEED_OFFSET
     assert [nets[f"member{m}_vol"]["seed"] for m in (1, 2)] == [100 * seed + 1, 100 * seed + 2]
     assert nets["baseline_vol"]["seed"] == nets["student_vol"]["seed"] == seed
@@ -62,6 +75,8 @@ def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(aug
 @pytest.mark.parametrize("option, value, message", [
     ("--frames-per-epoch", "4x", "--frames-per-epoch is a whole number of frames"),
     ("--model-seed", "two", "--model-seed is a whole number"),
+    ("--model-shape", "3x", "--model-shape is LAYERSxUNITS"),
+    ("--augment", "freq_mask=wide", "freq_mask needs a number"),
 ])
 def test_a_count_option_given_something_else_is_refused(tiny_recipe_exp, tmp_path, option, value, message):
     cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(tmp_path / "augment"),
@@ -106,16 +121,18 @@ def test_members_train_side_by_side_on_one_thread_each(augmented_run):
         assert "1 CPU thread(s)" in (exp / "log" / f"train_member{m}_vol.log").read_text()
 
 
-def test_table_has_every_system_with_its_never_heard_wer(augmented_run):
+def test_table_has_every_system_with_its_never_heard_wer(augmented_run, tiny_recipe_exp):
     exp, _ = augmented_run
     md = (exp / "AUGMENT.md").read_text()
     rows = {}
     for line in md.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         rows[cells[0]] = cells
-    for label in ("baseline, augmented: volume (each epoch original=0.5)",
-                  "ensemble (2), augmented: volume (each epoch original=0.5)",
-                  "distilled, augmented: volume (each epoch original=0.5)"):
+    # Each row names its copies, its mix and the shape and augmentation that replaced the source's.
+    what = f"volume (each epoch original=0.5), {_wider_shape(_params(tiny_recipe_exp / 'nnet' / 'baseline'))}, " \
+           f"--augment {AUGMENT}"
+    for system in ("baseline", "ensemble (2)", "distilled"):
+        label = f"{system}, augmented: {what}"
         assert label in rows, f"no row {label!r} in {md}"
         test_wer, never_heard_wer = rows[label][7], rows[label][8]
         assert re.fullmatch(r"\d+\.\d+", test_wer) and re.fullmatch(r"\d+\.\d+", never_heard_wer), rows[label]

@@ -27,6 +27,9 @@
 #   --seed N             seed of the perturbations (default 0)
 #   --model-seed N       seed of the networks (default: the source baseline's); members get 100*N+m as in
 #                        recipes/run.sh, so a second --exp-dir with another N repeats a row at another seed
+#   --model-shape LxH    the networks' layers x units instead of the source baseline's (e.g. 3x1024)
+#   --augment SPEC       the networks' window augmentation instead of the source baseline's (asr-kd train --augment,
+#                        e.g. freq_mask=8; none: off); the students' online teacher scores the masked windows
 #   --num-workers N      feature, alignment and decoding processes (default 1)
 #   --train-jobs N|auto  networks trained at once in each of stages 3, 5 and 6, each on (cores / N) CPU threads; auto:
 #                        one per CPU core, at most the stage's networks, when they train on the CPU; 1 on a GPU
@@ -36,8 +39,9 @@
 #   --num-members N      ensemble members per distil set (default: the source's, its nnet/member*/final.pt)
 #   --temperature T  --hard-weight W  --teacher-mean M   the students' distillation (default 2, 0.5, arithmetic:
 #                        the recipe's)
-#   (the baseline's model, optimiser, epochs and seed are the source baseline's (its params.json); the search
-#   is the source baseline decode's (its results.json command): the rows differ in their training data only.
+#   (the baseline's model, optimiser, epochs and seed are the source baseline's (its params.json), but for what
+#   --model-shape, --augment and --model-seed replace; the search is the source baseline decode's (its results.json
+#   command): without those three, the rows differ in their training data only.
 #   Members and students are trained as the baseline is, same options and updates, with recipes/run.sh's seeds:
 #   member m 100*seed+m, the student the baseline's seed)
 # Stages:
@@ -64,6 +68,8 @@ frames_per_epoch=""
 mix_shares=""
 seed=0
 model_seed=""
+model_shape=""
+augment=""
 num_workers=1
 train_jobs=auto
 distil_sets=all
@@ -87,6 +93,19 @@ case $epochs_as in updates|passes) ;; *) echo "$0: --epochs-as is updates or pas
   || { echo "$0: --model-seed is a whole number, not '$model_seed'" >&2; exit 2; }
 [[ -z "$frames_per_epoch" || "$frames_per_epoch" =~ ^[0-9]+$ ]] \
   || { echo "$0: --frames-per-epoch is a whole number of frames (0: one pass over the set), not '$frames_per_epoch'" >&2; exit 2; }
+[[ -z "$model_shape" || "$model_shape" =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] \
+  || { echo "$0: --model-shape is LAYERSxUNITS (e.g. 3x1024), not '$model_shape'" >&2; exit 2; }
+if [ -n "$augment" ]; then
+  python - "$0" "$augment" <<'PY' || exit 2
+import sys
+from asr_kd.train.augment import parse_augment
+from asr_kd.utils.errors import InputError
+try:
+    parse_augment(sys.argv[2])
+except InputError as err:
+    sys.exit(f"{sys.argv[1]}: {err}")
+PY
+fi
 exp_dir=${exp_dir:-$src_exp/augment}
 mkdir -p "$exp_dir"
 src_exp=$(cd "$src_exp" && pwd); exp_dir=$(cd "$exp_dir" && pwd)
@@ -141,14 +160,19 @@ if [ -z "$num_members" ]; then
     echo "$0: no $src_exp/nnet/member*/final.pt to count the ensemble's members by: give --num-members N" >&2; exit 2
   fi
 fi
+# The source's options less the seed (base_opts), with --model-shape and --augment replacing the source's.
 net_seed=""; base_opts=()
 for ((i = 0; i < ${#train_opts[@]}; i += 2)); do
-  if [ "${train_opts[i]}" = --seed ]; then
-    net_seed=$((10#${model_seed:-${train_opts[i + 1]}})); train_opts[i + 1]=$net_seed
-  else
-    base_opts+=("${train_opts[@]:i:2}")
-  fi
+  case ${train_opts[i]} in
+    --seed) net_seed=$((10#${model_seed:-${train_opts[i + 1]}})) ;;
+    --model-shape) [ -n "$model_shape" ] || base_opts+=("${train_opts[@]:i:2}") ;;
+    --augment) [ -n "$augment" ] || base_opts+=("${train_opts[@]:i:2}") ;;
+    *) base_opts+=("${train_opts[@]:i:2}") ;;
+  esac
 done
+[ -z "$model_shape" ] || base_opts+=(--model-shape "$model_shape")
+[ -z "$augment" ] || base_opts+=(--augment "$augment")
+train_opts=("${base_opts[@]}" --seed "$net_seed")
 members_of() { for m in $(seq 1 "$num_members"); do echo "$exp_dir/nnet/member${m}_$1/final.pt"; done; }
 # queue_training SET DIR OPTION...: queue a model in nnet/DIR on the frame bank of SET (dev from the source), as many
 # frames per epoch as the source baseline; run_jobs trains the queue train_jobs at a time.
@@ -256,7 +280,7 @@ if run_stage 8; then
   fi
   for s in $augment_sets; do
     name=${s%%:*}
-    what="${s#*:}${mix_shares:+ (each epoch $mix_shares)}"
+    what="${s#*:}${mix_shares:+ (each epoch $mix_shares)}${model_shape:+, $model_shape}${augment:+, --augment $augment}"
     rows+=(--row "baseline, augmented: $what" "$exp_dir/nnet/baseline_$name" "$exp_dir/decode/baseline_$name" \
       "$aug_dir/$name.json")
     if grep -qx "$name" <<< "$(printf '%s\n' $distil_sets)"; then
