@@ -75,10 +75,10 @@ def test_every_network_trains_as_the_source_baseline_on_its_frames_per_epoch(aug
 @pytest.mark.parametrize("option, value, message", [
     ("--frames-per-epoch", "4x", "--frames-per-epoch is a whole number of frames"),
     ("--model-seed", "two", "--model-seed is a whole number"),
-    ("--model-shape", "3x", "--model-shape is LAYERSxUNITS"),
+    ("--model-shape", "3x", "--model-shape: unknown model shape"),
     ("--augment", "freq_mask=wide", "freq_mask needs a number"),
 ])
-def test_a_count_option_given_something_else_is_refused(tiny_recipe_exp, tmp_path, option, value, message):
+def test_an_option_given_something_malformed_is_refused(tiny_recipe_exp, tmp_path, option, value, message):
     cmd = ["bash", str(RUN_AUGMENT), "--src-exp", str(tiny_recipe_exp), "--exp-dir", str(tmp_path / "augment"),
            option, value]
     proc = subprocess.run(cmd, cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=60)

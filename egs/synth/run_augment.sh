@@ -27,7 +27,8 @@
 #   --seed N             seed of the perturbations (default 0)
 #   --model-seed N       seed of the networks (default: the source baseline's); members get 100*N+m as in
 #                        recipes/run.sh, so a second --exp-dir with another N repeats a row at another seed
-#   --model-shape LxH    the networks' layers x units instead of the source baseline's (e.g. 3x1024)
+#   --model-shape S      the networks' shape instead of the source baseline's (asr-kd train --model-shape: LAYERSxWIDTH,
+#                        e.g. 3x1024, or a named shape)
 #   --augment SPEC       the networks' window augmentation instead of the source baseline's (asr-kd train --augment,
 #                        e.g. freq_mask=8; none: off); the students' online teacher scores the masked windows
 #   --num-workers N      feature, alignment and decoding processes (default 1)
@@ -93,17 +94,21 @@ case $epochs_as in updates|passes) ;; *) echo "$0: --epochs-as is updates or pas
   || { echo "$0: --model-seed is a whole number, not '$model_seed'" >&2; exit 2; }
 [[ -z "$frames_per_epoch" || "$frames_per_epoch" =~ ^[0-9]+$ ]] \
   || { echo "$0: --frames-per-epoch is a whole number of frames (0: one pass over the set), not '$frames_per_epoch'" >&2; exit 2; }
-[[ -z "$model_shape" || "$model_shape" =~ ^[1-9][0-9]*x[1-9][0-9]*$ ]] \
-  || { echo "$0: --model-shape is LAYERSxUNITS (e.g. 3x1024), not '$model_shape'" >&2; exit 2; }
-if [ -n "$augment" ]; then
-  python - "$0" "$augment" <<'PY' || exit 2
+# --model-shape and --augment checked by the trainer's own parsers, before anything is written.
+if [ -n "$model_shape$augment" ]; then
+  python - "$0" "$model_shape" "$augment" <<'PY' || exit 2
 import sys
+from asr_kd.models.shapes import shape_config
 from asr_kd.train.augment import parse_augment
 from asr_kd.utils.errors import InputError
-try:
-    parse_augment(sys.argv[2])
-except InputError as err:
-    sys.exit(f"{sys.argv[1]}: {err}")
+script, shape, spec = sys.argv[1:]
+# parse_augment's messages name --augment already; shape_config's name no option.
+for prefix, value, parse in (("--model-shape: ", shape, shape_config), ("", spec, parse_augment)):
+    try:
+        if value:
+            parse(value)
+    except InputError as err:
+        sys.exit(f"{script}: {prefix}{err}")
 PY
 fi
 exp_dir=${exp_dir:-$src_exp/augment}
