@@ -184,6 +184,10 @@ if [ "$num_members" -lt 1 ] || [ "$num_members" -ge 50 ]; then
   echo "$0: --num-members $num_members: give 1-49 (member m's seed is 100*net_seed+m; the 3% models' 100*net_seed+50)" >&2
   exit 2
 fi
+# The networks' shape, window augmentations, copies and shares, by the parsers that take them: refused now, not at
+# the stage that reaches them (--train-mix-shares is checked as --mix-shares, --subset-augment as --augment).
+python -m asr_kd.bin.check_options --model-shape "$model_shape" --augment "$augment" --augment "$subset_augment" \
+  --train-copies "$train_copies" --train-copies "$subset_copies" --mix-shares "$train_mix_shares" || exit 2
 # Several training parts become one training set, named by joining them with '+' (stage 1).
 train_set=${train_parts//,/+}
 # The first dev part chooses the LM weight and is bank/dev; the first test part is bank/test ("test" in the

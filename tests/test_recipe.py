@@ -391,6 +391,12 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     (("--train-epoch-scale", "4"), "--train-epoch-scale 4 needs --train-copies"),
     (("--train-copies", "volume", "--train-epoch-scale", "1.5"), "--train-epoch-scale 1.5: give a whole number"),
     (("--augment", "freq_mask=4"), "give --soft-targets online"),  # the tiny preset's targets are stored
+    # Malformed network options, refused by the parsers of the stages that would take them (asr-kd check-options).
+    (("--model-shape", "3x"), "--model-shape: unknown model shape '3x'"),
+    (("--subset-augment", "freq_mask=wide"), "freq_mask needs a number, got 'wide'"),
+    (("--train-copies", "volume,louder"), "--train-copies: unknown perturbation 'louder'"),
+    (("--subset-copies", "revoice0"), "--train-copies: unknown perturbation 'revoice0'"),
+    (("--train-copies", "volume", "--train-mix-shares", "original=2"), "--mix-shares 'original=2'"),
 ])
 def test_augmentation_options_that_cannot_work_together_are_refused(tmp_path, options, message):
     proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--exp-dir", str(tmp_path), *options], cwd=REPO,
@@ -398,6 +404,15 @@ def test_augmentation_options_that_cannot_work_together_are_refused(tmp_path, op
                           timeout=600)  # an immediate refusal: only a hang reaches it
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "log").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (REPO / "recipes" / "conf").glob("*.conf")))
+def test_every_shipped_preset_passes_the_recipes_option_checks(tmp_path, preset):
+    # --stage 100 runs no stage: only the checks (and the hardware line), as a run of the preset starts.
+    proc = subprocess.run(["bash", str(RUN_SH), "--preset", preset, "--exp-dir", str(tmp_path), "--stage", "100"],
+                          cwd=REPO, env=env_with_this_python(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Finished stages 100..100 in {tmp_path}" in proc.stderr + proc.stdout
 
 
 def test_run_log_says_where_and_in_which_precision_the_networks_ran(tiny_recipe_exp):

@@ -94,23 +94,8 @@ case $epochs_as in updates|passes) ;; *) echo "$0: --epochs-as is updates or pas
   || { echo "$0: --model-seed is a whole number, not '$model_seed'" >&2; exit 2; }
 [[ -z "$frames_per_epoch" || "$frames_per_epoch" =~ ^[0-9]+$ ]] \
   || { echo "$0: --frames-per-epoch is a whole number of frames (0: one pass over the set), not '$frames_per_epoch'" >&2; exit 2; }
-# --model-shape and --augment checked by the trainer's own parsers, before anything is written.
-if [ -n "$model_shape$augment" ]; then
-  python - "$0" "$model_shape" "$augment" <<'PY' || exit 2
-import sys
-from asr_kd.models.shapes import shape_config
-from asr_kd.train.augment import parse_augment
-from asr_kd.utils.errors import InputError
-script, shape, spec = sys.argv[1:]
-# parse_augment's messages name --augment already; shape_config's name no option.
-for prefix, value, parse in (("--model-shape: ", shape, shape_config), ("", spec, parse_augment)):
-    try:
-        if value:
-            parse(value)
-    except InputError as err:
-        sys.exit(f"{script}: {prefix}{err}")
-PY
-fi
+# --model-shape, --augment and --mix-shares checked by the parsers that take them, before anything is written.
+python -m asr_kd.bin.check_options --model-shape "$model_shape" --augment "$augment" --mix-shares "$mix_shares" || exit 2
 exp_dir=${exp_dir:-$src_exp/augment}
 mkdir -p "$exp_dir"
 src_exp=$(cd "$src_exp" && pwd); exp_dir=$(cd "$exp_dir" && pwd)
