@@ -84,10 +84,11 @@ lm_order=3; lm_text_lines=0   # 0: the whole LM text; N: a sample of N sentences
 mono_iters=25; mono_gauss=1000; mono_utts=1000
 tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
 tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
-input_norm=speaker    # network inputs: global | speaker | speaker_mvn | utterance normalisation, then global CMVN
+input_norm=speaker    # network inputs: global | speaker | speaker_mvn | speaker_cepstral_mvn | utterance, then global CMVN
 transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
 student_epoch=train   # train: a student epoch draws the baseline's frames (train_epoch_scale x bank/train's); transfer: one pass over its transfer set
 model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512
+input_lifter=0        # every network keeps the first N cepstral coefficients of each input frame (train --input-lifter); 0: all
 num_epochs=10; batch_size=1024; lr=0.08; min_lr=0; optimizer=sgd; lr_schedule=newbob
 # newbob (Kaldi nnet1): halve the LR once an epoch gains less dev frame accuracy than newbob_start_gain (a
 # fraction: 0.005 is half a point), stop once a halving epoch gains less than newbob_end_gain.
@@ -184,10 +185,12 @@ if [ "$num_members" -lt 1 ] || [ "$num_members" -ge 50 ]; then
   echo "$0: --num-members $num_members: give 1-49 (member m's seed is 100*net_seed+m; the 3% models' 100*net_seed+50)" >&2
   exit 2
 fi
-# The networks' shape, window augmentations, copies and shares, by the parsers that take them: refused now, not at
-# the stage that reaches them (--train-mix-shares is checked as --mix-shares, --subset-augment as --augment).
-python -m asr_kd.bin.check_options --model-shape "$model_shape" --augment "$augment" --augment "$subset_augment" \
-  --train-copies "$train_copies" --train-copies "$subset_copies" --mix-shares "$train_mix_shares" || exit 2
+# The networks' shape and lifter, window augmentations, copies and shares, by the parsers that take them: refused
+# now, not at the stage that reaches them (--train-mix-shares is checked as --mix-shares, --subset-augment as
+# --augment).
+python -m asr_kd.bin.check_options --model-shape "$model_shape" --input-lifter "$input_lifter" --augment "$augment" \
+  --augment "$subset_augment" --train-copies "$train_copies" --train-copies "$subset_copies" \
+  --mix-shares "$train_mix_shares" || exit 2
 # Several training parts become one training set, named by joining them with '+' (stage 1).
 train_set=${train_parts//,/+}
 # The first dev part chooses the LM weight and is bank/dev; the first test part is bank/test ("test" in the
@@ -266,6 +269,7 @@ transfer_bank=$net_train_bank
 train_opts=(--frame-bank "$bank_dir" --model-shape "$model_shape" --batch-size "$batch_size" --lr "$lr" --min-lr "$min_lr"
   --optimizer "$optimizer" --lr-schedule "$lr_schedule" --newbob-start-gain "$newbob_start_gain"
   --newbob-end-gain "$newbob_end_gain" --device "$device" --amp "$amp")
+[ "$input_lifter" = 0 ] || train_opts+=(--input-lifter "$input_lifter")
 # The teacher of the full-data student: stored soft targets, or the members themselves run online.
 if [ "$soft_targets" = stored ]; then
   teacher_opts=(--soft-targets-dir "$soft_dir")

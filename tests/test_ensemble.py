@@ -66,11 +66,12 @@ def test_one_member_ensemble_is_the_member():
         assert torch.allclose(average_posteriors([z], 1.5, mean).double(), _probs_by_hand(z, 1.5), atol=1e-6)
 
 
-@pytest.mark.parametrize("norm,layers,auto_path", [("none", 2, "mlp"), ("none", 0, "mlp"),
-                                                   ("layernorm", 2, "vmap"), ("batchnorm", 2, "vmap")])
-def test_batched_paths_equal_each_member_run_alone(norm, layers, auto_path):
+@pytest.mark.parametrize("norm,layers,lifter,auto_path", [("none", 2, 0, "mlp"), ("none", 0, 0, "mlp"),
+                                                          ("layernorm", 2, 0, "vmap"), ("batchnorm", 2, 0, "vmap"),
+                                                          ("none", 2, 3, "vmap")])
+def test_batched_paths_equal_each_member_run_alone(norm, layers, lifter, auto_path):
     config = FrameClassifierConfig(num_layers=layers, hidden_dim=24, left_context=3, right_context=1, feat_dim=6,
-                                   num_outputs=11, norm=norm, input_norm=norm, dropout=0.1)
+                                   num_outputs=11, norm=norm, input_norm=norm, dropout=0.1, input_lifter=lifter)
     members = _members(4, config)
     x = torch.randn(9, config.context, config.feat_dim)
     with torch.no_grad():
@@ -84,7 +85,7 @@ def test_batched_paths_equal_each_member_run_alone(norm, layers, auto_path):
         assert torch.allclose(teacher.member_logits(x.reshape(9, -1)), own, atol=1e-5), p
         assert torch.allclose(teacher.member_logits(x.half()), torch.stack([m(x.half()) for m in members]), atol=1e-5), p
         assert torch.allclose(teacher.soft_targets(x, 2.0), average_posteriors(own, 2.0, "geometric"), atol=1e-6), p
-    if norm != "none":
+    if auto_path != "mlp":
         with pytest.raises(InputError, match="mlp"):
             EnsembleTeacher(members, path="mlp")
 

@@ -26,9 +26,10 @@ RTOL, ATOL = 1e-5, 1e-6
 
 @pytest.fixture(scope="module")
 def model() -> FrameClassifier:
-    """The tiny shape with norm layers (so their export is covered), random weights and priors."""
+    """The tiny shape with norm layers and a lifter (so their export is covered), random weights and priors."""
     torch.manual_seed(0)
-    config = dataclasses.replace(shape_config("tiny"), num_outputs=97, norm="layernorm", input_norm="batchnorm")
+    config = dataclasses.replace(shape_config("tiny"), num_outputs=97, norm="layernorm", input_norm="batchnorm",
+                                 input_lifter=20)
     net = FrameClassifier(config)
     bn = net.input_norm
     bn.running_mean.uniform_(-1, 1)

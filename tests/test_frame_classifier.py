@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from asr_kd.models import MODEL_SHAPES, FrameClassifier, FrameClassifierConfig, shape_config
+from asr_kd.models.frame_classifier import lifter_projection
 from asr_kd.utils.errors import InputError
 
 
@@ -55,6 +56,39 @@ def test_save_load_round_trip_keeps_weights_and_priors(tmp_path):
         assert torch.equal(a, b), k
     expected = np.log((counts + 1) / (counts.sum() + len(counts)))
     np.testing.assert_allclose(loaded.log_priors.numpy(), expected, rtol=1e-6)
+
+
+def _dct_row(k: int, n: int) -> torch.Tensor:
+    """Cosine k of the DCT-II over n bins: a frame whose spectrum ripples k half-periods across the bins."""
+    return torch.cos(torch.pi * (torch.arange(n) + 0.5) * k / n)
+
+
+def test_lifter_projection_keeps_the_slow_cosines_and_removes_the_fast_ones():
+    p = lifter_projection(40, 13)
+    for k in (0, 3, 12):
+        torch.testing.assert_close(_dct_row(k, 40) @ p, _dct_row(k, 40), atol=1e-5, rtol=0)
+    for k in (13, 20, 39):
+        torch.testing.assert_close(_dct_row(k, 40) @ p, torch.zeros(40), atol=1e-5, rtol=0)
+    torch.testing.assert_close(lifter_projection(40, 40), torch.eye(40), atol=1e-5, rtol=0)
+
+
+def test_a_liftered_model_ignores_spectral_fine_structure_and_its_file_does_not_store_the_projection(tmp_path):
+    torch.manual_seed(0)
+    model = FrameClassifier(small_config(feat_dim=8, input_lifter=3)).eval()
+    x = torch.randn(4, 6, 8)
+    ripple = _dct_row(5, 8) * torch.randn(4, 6, 1)  # a different amount of a fast ripple on every frame
+    with torch.no_grad():
+        torch.testing.assert_close(model(x + ripple), model(x), atol=1e-5, rtol=1e-5)
+        slow = _dct_row(1, 8) * torch.randn(4, 6, 1)
+        assert not torch.allclose(model(x + slow), model(x), atol=1e-3)
+    model.save(tmp_path / "m.pt")
+    assert "lifter" not in model.state_dict()  # rebuilt from the config, so the file's tensors are a plain model's
+    loaded = FrameClassifier.load(tmp_path / "m.pt")
+    assert loaded.config.input_lifter == 3
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    with pytest.raises(InputError, match="input_lifter"):
+        small_config(feat_dim=8, input_lifter=9)
 
 
 def test_loading_into_another_config_names_file_and_fields(tmp_path):

@@ -53,31 +53,51 @@ def test_global_cmvn_normalises_the_training_features(tiny_exp):
     np.testing.assert_allclose(normalised.std(axis=0), 1.0, atol=1e-3)
 
 
-@pytest.mark.parametrize("part", [TRAIN, NEVER_HEARD])
-def test_speaker_mvn_gives_every_speaker_zero_mean_and_unit_variance_before_the_global_step(tiny_exp, part):
-    """Mode speaker_mvn (apply-cmvn --norm-vars=true per speaker): checked against numpy per speaker, on the
-    training part and on a part of speakers never seen in training (the never-heard voices)."""
+def _by_speaker(exp: Path, part: str, mode: str) -> tuple[CmvnStats, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Stage 1's input CMVN of `mode`, and each speaker's raw (float64) and normalised frames of `part`."""
     from collections import defaultdict
 
     from asr_kd.data.cmvn import normalised_features
 
-    fbank = tiny_exp / "data" / "fbank"
-    stats = CmvnStats.load(fbank / "cmvn_speaker_mvn.json")
-    assert stats.mode == "speaker_mvn"
-    cuts = list(load_manifest(cuts_path(fbank, part)))
-    by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
+    fbank = exp / "data" / "fbank"
+    stats = CmvnStats.load(fbank / f"cmvn_{mode}.json")
+    assert stats.mode == mode
+    raw: dict[str, list[np.ndarray]] = defaultdict(list)
     ours: dict[str, list[np.ndarray]] = defaultdict(list)
-    for cut, feats in normalised_features(cuts, stats):
-        by_speaker[cut.supervisions[0].speaker].append(cut.load_features().astype(np.float64))
+    for cut, feats in normalised_features(list(load_manifest(cuts_path(fbank, part))), stats):
+        raw[cut.supervisions[0].speaker].append(cut.load_features().astype(np.float64))
         ours[cut.supervisions[0].speaker].append(feats)
-    assert len(by_speaker) > 1
-    for speaker, feats in by_speaker.items():
-        x = np.concatenate(feats)
+    assert len(raw) > 1
+    return stats, {s: np.concatenate(f) for s, f in raw.items()}, {s: np.concatenate(f) for s, f in ours.items()}
+
+
+@pytest.mark.parametrize("part", [TRAIN, NEVER_HEARD])
+def test_speaker_mvn_gives_every_speaker_zero_mean_and_unit_variance_before_the_global_step(tiny_exp, part):
+    """Mode speaker_mvn (apply-cmvn --norm-vars=true per speaker): checked against numpy per speaker, on the
+    training part and on a part of speakers never seen in training (the never-heard voices)."""
+    stats, raw, ours = _by_speaker(tiny_exp, part, "speaker_mvn")
+    for speaker, x in raw.items():
         expected = ((x - x.mean(0)) / x.std(0) - stats.mean) / stats.std
-        np.testing.assert_allclose(np.concatenate(ours[speaker]), expected, atol=1e-4)
+        np.testing.assert_allclose(ours[speaker], expected, atol=1e-4)
     if part == TRAIN:  # after the speaker step the training data is already zero-mean, unit-variance
         np.testing.assert_allclose(stats.mean, 0.0, atol=1e-4)
         np.testing.assert_allclose(stats.std, 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("part", [TRAIN, NEVER_HEARD])
+def test_speaker_cepstral_mvn_gives_every_cepstral_coefficient_of_a_speaker_unit_variance(tiny_exp, part):
+    """Mode speaker_cepstral_mvn (Kaldi's per-speaker CMVN of MFCCs, in mel bins again): checked against scipy's
+    orthonormal DCT per speaker, on the training part and on the never-heard voices."""
+    from scipy.fft import dct, idct
+
+    stats, raw, ours = _by_speaker(tiny_exp, part, "speaker_cepstral_mvn")
+    for speaker, x in raw.items():
+        c = dct(x, type=2, norm="ortho", axis=1)
+        speaker_step = idct((c - c.mean(0)) / c.std(0), type=2, norm="ortho", axis=1)
+        np.testing.assert_allclose(ours[speaker], (speaker_step - stats.mean) / stats.std, atol=1e-4)
+        # Not the same as dividing out each mel bin's deviation, which leaves the cepstra's variances unequal.
+        mel_step = (x - x.mean(0)) / x.std(0)
+        assert np.ptp(dct(mel_step, type=2, norm="ortho", axis=1).var(0)) > 0.1
 
 
 def test_per_speaker_cmvn_covers_each_speaker_of_the_part(tiny_exp):

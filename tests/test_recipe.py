@@ -347,7 +347,7 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
 
     # Stages 4-8 again on the finished experiment's features, lang and GMM, with a volume copy of train (it keeps
     # its source's alignment) filling half of every epoch, masked windows, and the members teaching online (as
-    # recipes/conf/mini_aug.conf has it), each epoch twice train's frames.
+    # recipes/conf/mini_aug.conf has it), each epoch twice train's frames, every network's input frames liftered.
     exp = tmp_path / "exp"
     exp.mkdir()
     for name in ("data", "lang", "lang_test", "lm", "gmm"):
@@ -355,7 +355,7 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     for stage in range(4):
         (exp / f".stage{stage}.done").touch()
     run_recipe(exp, tiny_corpus, "--stop-stage", "8", "--train-copies", "volume", "--train-mix-shares", "original=0.5",
-               "--train-epoch-scale", "2", "--augment", "freq_mask=4", "--soft-targets", "online")
+               "--train-epoch-scale", "2", "--augment", "freq_mask=4", "--soft-targets", "online", "--input-lifter", "13")
     train = FrameBank.load(exp / "bank" / "train")
     both = FrameBank.load(exp / "bank" / "train_copies")
     assert sorted(both.cut_ids) == sorted([*train.cut_ids, *(f"{c}_volume" for c in train.cut_ids)])
@@ -374,8 +374,8 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     for name, bank in (("baseline", both), ("member2", both), ("student", transfer)):
         params = json.loads((exp / "nnet" / name / "params.json").read_text())
         assert params["train_bank"] == str(bank.directory), name
-        assert (params["epoch_frames"], params["mix_shares"], params["augment"]) == \
-            (2 * train.num_frames, "original=0.5", "freq_mask=4"), name
+        assert (params["epoch_frames"], params["mix_shares"], params["augment"], params["input_lifter"]) == \
+            (2 * train.num_frames, "original=0.5", "freq_mask=4", 13), name
         log = (exp / "nnet" / name / "train.log").read_text()  # half of twice train's frames: train once an epoch
         assert f"frames per epoch by group (--mix-shares original=0.5): original {train.num_frames} of " in log, name
     # The report says what the full-data networks trained on.
@@ -393,6 +393,8 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     (("--augment", "freq_mask=4"), "give --soft-targets online"),  # the tiny preset's targets are stored
     # Malformed network options, refused by the parsers of the stages that would take them (asr-kd check-options).
     (("--model-shape", "3x"), "--model-shape: unknown model shape '3x'"),
+    (("--input-lifter", "41"), "--input-lifter: FrameClassifierConfig: input_lifter must be in [0, feat_dim=40]"),
+    (("--input-lifter", "13.5"), "--input-lifter: give a whole number of cepstral coefficients"),
     (("--subset-augment", "freq_mask=wide"), "freq_mask needs a number, got 'wide'"),
     (("--train-copies", "volume,louder"), "--train-copies: unknown perturbation 'louder'"),
     (("--subset-copies", "revoice0"), "--train-copies: unknown perturbation 'revoice0'"),

@@ -124,10 +124,11 @@ def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProce
 @pytest.mark.parametrize("amp", ["none", "bf16"])
 def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path, amp):
     # Dropout, Adam and a cosine schedule: RNG, optimizer and schedule state all have to come back,
-    # in fp32 and on the CPU's bf16 autocast path alike.
+    # in fp32 and on the CPU's bf16 autocast path alike; the liftered inputs' projection too, which no file holds.
     args = ["--frame-bank", str(data["bank"]), "--num-epochs", "2", "--model-shape", "tiny", "--batch-size", "128",
             "--optimizer", "adam", "--lr", "0.002", "--lr-schedule", "cosine", "--warmup-steps", "5",
-            "--dropout", "0.2", "--checkpoint-every", "7", "--log-interval", "5", "--device", "cpu", "--amp", amp]
+            "--dropout", "0.2", "--input-lifter", "13", "--checkpoint-every", "7", "--log-interval", "5",
+            "--device", "cpu", "--amp", amp]
     start = time.monotonic()
     straight = _run([sys.executable, "-m", "asr_kd.bin.train", "--exp-dir", str(tmp_path / "a"), *args], tmp_path,
                     timeout=1800)  # only a hang reaches it
@@ -159,6 +160,7 @@ def test_sigkilled_run_resumes_to_bit_identical_weights(data, tmp_path, amp):
                    timeout=limit)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
+    assert read_checkpoint(tmp_path / "b" / "final.pt")["config"]["input_lifter"] == 13
     a = read_checkpoint(tmp_path / "a" / "final.pt")["state_dict"]
     b = read_checkpoint(tmp_path / "b" / "final.pt")["state_dict"]
     assert a.keys() == b.keys()

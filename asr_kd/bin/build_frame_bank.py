@@ -33,7 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabelled-cuts", type=Path,
                    help="lhotse cuts with features and no alignment, appended as unlabelled frames")
     p.add_argument("--cmvn", type=Path,
-                   help="CMVN stats (cmvn*.json of the features stage: global, speaker, speaker_mvn or utterance mode)")
+                   help="CMVN stats (cmvn*.json of the features stage: global, speaker, speaker_mvn, "
+                        "speaker_cepstral_mvn or utterance mode)")
     p.add_argument("--num-classes", type=int, help="number of pdf-ids (default: num_pdfs of info.json beside --cuts)")
     p.add_argument("--label-field", default="pdf_ids", help="custom field of the cuts holding the labels")
     p.add_argument("--overwrite", action="store_true", help="rebuild even if a complete bank exists")

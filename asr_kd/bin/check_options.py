@@ -6,8 +6,8 @@ is reached, hours of corpus, GMM and copies later. Each value is checked only wh
 --train-copies may be given more than once (the recipe's full-data networks and its 3% students each have one).
 
 Example:
-  asr-kd check-options --model-shape 3x1024 --augment freq_mask=8 --train-copies revoice,revoice2 \\
-      --mix-shares original=0.125
+  asr-kd check-options --model-shape 3x1024 --input-lifter 13 --augment freq_mask=8 \\
+      --train-copies revoice,revoice2 --mix-shares original=0.125
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asr-kd check-options", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-shape", default="", help="a shape as `asr-kd train --model-shape` takes it")
+    p.add_argument("--input-lifter", default="",
+                   help="cepstral coefficients kept, as `asr-kd train --input-lifter` takes it (with --model-shape)")
     p.add_argument("--augment", action="append", default=[],
                    help="a window augmentation as `asr-kd train --augment` takes it")
     p.add_argument("--train-copies", action="append", default=[],
@@ -40,7 +42,13 @@ def checks(args: argparse.Namespace) -> list[tuple[str, str, Callable[[str], obj
     from asr_kd.train.augment import parse_augment
     from asr_kd.train.sampler import parse_mix_shares
 
+    def lifter(value: str) -> object:
+        if not value.isdigit():
+            raise InputError(f"give a whole number of cepstral coefficients, got {value!r}")
+        return shape_config(args.model_shape or "tiny", input_lifter=int(value))
+
     given = [("--model-shape", args.model_shape, shape_config),
+             ("--input-lifter", args.input_lifter, lifter),
              *(("--augment", spec, parse_augment) for spec in args.augment),
              *(("--train-copies", names, lambda v: parse_perturbations(v.split(","))) for names in args.train_copies),
              ("--mix-shares", args.mix_shares, parse_mix_shares)]

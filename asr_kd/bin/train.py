@@ -71,6 +71,9 @@ def get_parser(given_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, help="dropout after each hidden layer")
     g.add_argument("--norm", choices=["none", "layernorm", "batchnorm"], help="normalisation in hidden layers")
     g.add_argument("--input-norm", choices=["none", "layernorm", "batchnorm"], help="normalisation of input frames")
+    g.add_argument("--input-lifter", type=int, metavar="N",
+                   help="keep the first N cepstral coefficients of each input frame (its DCT over the mel bins): "
+                        "the spectral envelope without fine structure such as pitch harmonics (0: off)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--num-epochs", type=int)
     g.add_argument("--batch-size", type=int, help="frames per step per rank")

@@ -3,7 +3,9 @@
 Network inputs follow Kaldi's nnet recipes for unseen speakers: with mode "speaker" every
 utterance first loses its speaker's mean (computed over that speaker's utterances in the same
 part, as apply-cmvn with spk2utt does), with "speaker_mvn" its speaker's mean and standard
-deviation (apply-cmvn --norm-vars=true with spk2utt), with "utterance" its own mean; then one
+deviation (apply-cmvn --norm-vars=true with spk2utt), with "speaker_cepstral_mvn" its speaker's mean and the
+speaker's standard deviation of each cepstral coefficient (the orthonormal DCT of the mel bins: Kaldi's
+per-speaker CMVN of MFCCs, mapped back to mel bins), with "utterance" its own mean; then one
 global mean and standard deviation, estimated on the training part after that step, bring every
 dimension to zero mean and unit variance. Mode "global" is the last step alone. The same
 `CmvnStats` file is applied when a frame bank is built and when a model scores or decodes cuts
@@ -19,19 +21,33 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from asr_kd.utils.dct import dct_matrix
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.io import atomic_write_json, read_json
 
 _STD_FLOOR = 1e-5
 
-NormMode = Literal["global", "speaker", "speaker_mvn", "utterance"]
-NORM_MODES: tuple[str, ...] = ("global", "speaker", "speaker_mvn", "utterance")
-SPEAKER_MODES: tuple[str, ...] = ("speaker", "speaker_mvn")
+NormMode = Literal["global", "speaker", "speaker_mvn", "speaker_cepstral_mvn", "utterance"]
+NORM_MODES: tuple[str, ...] = ("global", "speaker", "speaker_mvn", "speaker_cepstral_mvn", "utterance")
+SPEAKER_MODES: tuple[str, ...] = ("speaker", "speaker_mvn", "speaker_cepstral_mvn")
+# The mode whose group stats are of the features' cepstra (`cepstra`) rather than of the features.
+CEPSTRAL_MODE = "speaker_cepstral_mvn"
+
+
+def cepstra(feats: np.ndarray) -> np.ndarray:
+    """(frames, dim) log-mel features as cepstra (DCT-II over the bins), float64; `from_cepstra` inverts it."""
+    return feats.astype(np.float64) @ dct_matrix(feats.shape[-1]).T
+
+
+def from_cepstra(ceps: np.ndarray) -> np.ndarray:
+    """The mel-bin features whose `cepstra` are `ceps`."""
+    return ceps @ dct_matrix(ceps.shape[-1])
 
 
 @dataclass(frozen=True)
 class GroupStats:
-    """Mean (and standard deviation) of one speaker's or utterance's features, float64."""
+    """Mean (and standard deviation) of one speaker's or utterance's features, float64 (in mode
+    "speaker_cepstral_mvn" of their cepstra)."""
 
     mean: np.ndarray
     std: np.ndarray | None = None
@@ -42,7 +58,8 @@ class CmvnStats:
     """Per-dimension mean and standard deviation of features, from `count` frames.
 
     `mode` says what is removed first: nothing ("global"), the speaker's mean ("speaker"), the speaker's
-    mean and standard deviation ("speaker_mvn") or the utterance's mean ("utterance").
+    mean and standard deviation ("speaker_mvn"), the speaker's mean and each cepstral coefficient's
+    deviation ("speaker_cepstral_mvn") or the utterance's mean ("utterance").
     """
 
     mean: np.ndarray
@@ -123,13 +140,16 @@ class _Accumulator:
 
 
 def group_step(mode: str, feats: np.ndarray, group: GroupStats | None = None) -> np.ndarray:
-    """The step before the global one: the group's mean removed, and in "speaker_mvn" its deviation divided out.
+    """The step before the global one: the group's mean removed, and in "speaker_mvn" its deviation divided out
+    (in "speaker_cepstral_mvn" the deviation of each cepstral coefficient, the result back in mel bins).
 
     "global" has no such step; "utterance" takes the features' own mean when no group is given; the speaker
     modes need the speaker's stats.
     """
     if mode == "global":
         return feats
+    if mode == CEPSTRAL_MODE and group is not None:
+        return from_cepstra((cepstra(feats) - group.mean) / group.std)
     if group is None and mode == "utterance":
         group = GroupStats(utterance_mean(feats))
     if group is None:
@@ -152,11 +172,13 @@ def speaker_of(cut: Any) -> str:
     return speaker
 
 
-def speaker_stats(cuts: Iterable) -> dict[str, GroupStats]:
-    """Mean and standard deviation (float64) of each speaker's features over its cuts."""
+def speaker_stats(cuts: Iterable, mode: str) -> dict[str, GroupStats]:
+    """Mean and standard deviation (float64) of each speaker's features over its cuts (of their cepstra in
+    mode "speaker_cepstral_mvn")."""
     accumulators: dict[str, _Accumulator] = {}
     for cut in cuts:
-        accumulators.setdefault(speaker_of(cut), _Accumulator()).add(_load(cut))
+        feats = _load(cut)
+        accumulators.setdefault(speaker_of(cut), _Accumulator()).add(cepstra(feats) if mode == CEPSTRAL_MODE else feats)
     return {spk: GroupStats(*acc.mean_std()) for spk, acc in accumulators.items()}
 
 
@@ -165,7 +187,7 @@ def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarr
 
     In the speaker modes it holds every speaker's stats over `cuts` (one pass over their features).
     """
-    groups = speaker_stats(cuts) if stats.mode in SPEAKER_MODES else {}
+    groups = speaker_stats(cuts, stats.mode) if stats.mode in SPEAKER_MODES else {}
 
     def normalise(cut: Any, feats: np.ndarray) -> np.ndarray:
         try:
@@ -187,7 +209,7 @@ def compute_input_norm(cuts: Sequence, mode: NormMode) -> CmvnStats:
     """Global mean/std of the training cuts' features after the speaker or utterance step of `mode`."""
     if mode not in NORM_MODES:
         raise InputError(f"CMVN mode must be one of {', '.join(NORM_MODES)}, got {mode!r}")
-    groups = speaker_stats(cuts) if mode in SPEAKER_MODES else {}
+    groups = speaker_stats(cuts, mode) if mode in SPEAKER_MODES else {}
     acc = _Accumulator()
     for cut in tqdm(cuts, desc=f"{mode} CMVN stats", leave=False):
         acc.add(group_step(mode, _load(cut), groups[speaker_of(cut)] if mode in SPEAKER_MODES else None))

@@ -123,7 +123,7 @@ def load_member(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
 
 def _linear_stack(member: nn.Module) -> list[nn.Module] | None:
     """A FrameClassifier's layers in forward order when it is only Linear/activation layers."""
-    if not isinstance(member, FrameClassifier) or member.config.input_norm != "none":
+    if not isinstance(member, FrameClassifier) or member.config.input_norm != "none" or member.config.input_lifter:
         return None
     layers: list[nn.Module] = []
     for layer in [*member.hidden, member.output]:

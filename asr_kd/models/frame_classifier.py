@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from asr_kd.models.context import as_utterance, utterance_log_posteriors
+from asr_kd.utils.dct import dct_matrix
 from asr_kd.utils.errors import InputError
 from asr_kd.utils.safe_files import is_safetensors, load_safetensors, load_torch_file, save_safetensors
 
@@ -48,6 +49,10 @@ class FrameClassifierConfig:
     norm: Literal["none", "layernorm", "batchnorm"] = "none"
     # Per-dimension normalisation of the input frames (shared across the window's positions).
     input_norm: Literal["none", "layernorm", "batchnorm"] = "none"
+    # Cepstral liftering of each input frame: only the first N coefficients of its DCT over the feat_dim
+    # bins are kept (a fixed projection, after input_norm): the spectrum's envelope without its fine
+    # structure, such as resolved harmonics of the voice's pitch. 0: the frames as they are.
+    input_lifter: int = 0
 
     def __post_init__(self) -> None:
         if self.num_layers < 0 or self.hidden_dim < 1 or self.feat_dim < 1 or self.num_outputs < 1:
@@ -60,6 +65,9 @@ class FrameClassifierConfig:
             raise InputError(f"FrameClassifierConfig: norm/input_norm must be one of {_NORMS}")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"FrameClassifierConfig: dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.input_lifter <= self.feat_dim:
+            raise InputError(f"FrameClassifierConfig: input_lifter must be in [0, feat_dim={self.feat_dim}], "
+                             f"got {self.input_lifter}")
 
     @property
     def context(self) -> int:
@@ -81,6 +89,15 @@ class FrameClassifierConfig:
         return cls(**d)
 
 
+def lifter_projection(feat_dim: int, keep: int) -> Tensor:
+    """(feat_dim, feat_dim) float32 matrix P: a frame row-vector x times P keeps the first `keep` DCT-II coefficients.
+
+    P = C_k^T C_k with C_k the first `keep` rows of the orthonormal DCT-II: symmetric, idempotent, rank `keep`.
+    """
+    basis = dct_matrix(feat_dim)[:keep]
+    return torch.from_numpy(basis.T @ basis).float()
+
+
 def _norm_layer(kind: str, dim: int) -> nn.Module:
     if kind == "layernorm":
         return nn.LayerNorm(dim)
@@ -96,6 +113,9 @@ class FrameClassifier(nn.Module):
         super().__init__()
         self.config = config
         self.input_norm = _norm_layer(config.input_norm, config.feat_dim)
+        if config.input_lifter:
+            # Made from the config, so not stored: files of models without it are unchanged.
+            self.register_buffer("lifter", lifter_projection(config.feat_dim, config.input_lifter), persistent=False)
         layers: list[nn.Module] = []
         in_dim = config.input_dim
         for _ in range(config.num_layers):
@@ -151,6 +171,8 @@ class FrameClassifier(nn.Module):
         elif x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             # The frame bank stores fp16; under autocast the first matmul casts it itself.
             x = x.to(weight.dtype)
+        if cfg.input_lifter:
+            x = x.reshape(-1, cfg.feat_dim).to(weight.dtype) @ self.lifter.to(weight.dtype)
         x = x.reshape(-1, cfg.input_dim)
         return self.output(self.hidden(x))
 

@@ -88,6 +88,7 @@ class TrainConfig:
     dropout: float | None = None
     norm: Literal["none", "layernorm", "batchnorm"] | None = None
     input_norm: Literal["none", "layernorm", "batchnorm"] | None = None
+    input_lifter: int | None = None
     # optimisation
     num_epochs: int = 10
     batch_size: int = 1024
@@ -171,7 +172,8 @@ def model_config(params: AttributeDict, bank: FrameBank) -> FrameClassifierConfi
     """The model shape with the user's overrides; feature dim and outputs come from the bank."""
     return shape_config(params.model_shape, left_context=params.left_context, right_context=params.right_context,
                         activation=params.activation, dropout=params.dropout, norm=params.norm,
-                        input_norm=params.input_norm, feat_dim=bank.feat_dim, num_outputs=bank.num_classes)
+                        input_norm=params.input_norm, input_lifter=params.input_lifter, feat_dim=bank.feat_dim,
+                        num_outputs=bank.num_classes)
 
 
 def mixed_epochs(params: AttributeDict, bank: FrameBank, train_frames: np.ndarray,
