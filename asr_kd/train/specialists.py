@@ -153,10 +153,11 @@ def train_specialist(generalist_path: Path, classes: np.ndarray, train_bank_dir:
         exp_dir=out_dir / "train", train_bank=out_dir / "bank" / "train", dev_bank=out_dir / "bank" / "dev",
         init_from=init_path, model_shape=str(NetShape(cfg.num_layers, cfg.hidden_dim)),
         left_context=cfg.left_context, right_context=cfg.right_context, activation=cfg.activation,
-        dropout=cfg.dropout, norm=cfg.norm, input_norm=cfg.input_norm, input_lifter=cfg.input_lifter, num_epochs=opts.num_epochs,
-        batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer, lr_schedule=opts.lr_schedule,
-        seed=opts.seed, device=opts.device, temperature=opts.temperature, hard_weight=opts.hard_weight,
-        teacher_checkpoints=list(teacher_paths or [generalist_path]), progress_bar=opts.progress_bar)
+        dropout=cfg.dropout, norm=cfg.norm, input_norm=cfg.input_norm, input_lifter=cfg.input_lifter,
+        num_epochs=opts.num_epochs, batch_size=opts.batch_size, lr=opts.lr, optimizer=opts.optimizer,
+        lr_schedule=opts.lr_schedule, seed=opts.seed, device=opts.device, temperature=opts.temperature,
+        hard_weight=opts.hard_weight, teacher_checkpoints=list(teacher_paths or [generalist_path]),
+        progress_bar=opts.progress_bar)
     cmap = collapse_map(classes, num_classes)
     final_path = train(config, TrainHooks(train_frames_fn=lambda _bank, _frames: resampled,
                                           soft_target_transform=lambda probs: collapse(probs, cmap)))
