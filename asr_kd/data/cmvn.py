@@ -178,7 +178,8 @@ def speaker_stats(cuts: Iterable, mode: str) -> dict[str, GroupStats]:
     accumulators: dict[str, _Accumulator] = {}
     for cut in cuts:
         feats = _load(cut)
-        accumulators.setdefault(speaker_of(cut), _Accumulator()).add(cepstra(feats) if mode == CEPSTRAL_MODE else feats)
+        accumulators.setdefault(speaker_of(cut), _Accumulator()).add(
+            cepstra(feats) if mode == CEPSTRAL_MODE else feats)
     return {spk: GroupStats(*acc.mean_std()) for spk, acc in accumulators.items()}
 
 
