@@ -259,3 +259,14 @@ def test_search_choice_names_the_penalty_only_where_one_was_chosen():
     assert search_choice({"lmwt": "9", "word_ins_penalty": "0"}) == "9"
     assert search_choice({"lmwt": "7", "word_ins_penalty": "0.5"}) == "7, wip 0.5"
     assert search_choice({}) is None
+
+
+@pytest.mark.parametrize("lifter", [0, 13])
+def test_network_inputs_name_the_normalisation_and_the_baselines_lifter(tmp_path, lifter):
+    _write(tmp_path / "bank/cmvn.json", {"mode": "speaker_cepstral_mvn"})
+    _write(tmp_path / "nnet/baseline/params.json",
+           {"frame_bank": str(tmp_path / "bank"), "epoch_frames": 1000, "steps_per_epoch": 10, "input_lifter": lifter})
+    assert report.main(["--exp-dir", str(tmp_path), "--no-plots"]) == 0
+    line = next(x for x in (tmp_path / "RESULTS.md").read_text().splitlines() if x.startswith("- network inputs:"))
+    assert line.startswith("- network inputs: speaker_cepstral_mvn CMVN")
+    assert ("first 13 cepstral coefficients (`--input-lifter 13`)" in line) == (lifter == 13)

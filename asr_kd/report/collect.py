@@ -104,10 +104,11 @@ def training_data(params: dict) -> dict:
 
 
 def network_training(net_dir: Path) -> dict | None:
-    """`training_data` of the network in `net_dir` and its updates per epoch (the baseline: what every full-data
-    network trained on)."""
+    """`training_data` of the network in `net_dir`, its updates per epoch and its input lifter (0: none; the baseline:
+    what every full-data network trained on)."""
     params = read_json_or_none(net_dir / "params.json")
-    return None if params is None else {**training_data(params), "steps_per_epoch": params.get("steps_per_epoch")}
+    return None if params is None else {**training_data(params), "steps_per_epoch": params.get("steps_per_epoch"),
+                                        "input_lifter": params.get("input_lifter") or 0}
 
 
 def student_teaching(student_dir: Path) -> dict | None:

@@ -266,7 +266,10 @@ def other_figures(res: Results) -> list[str]:
         if name in ("train", "dev", "test") or res.banks.get(name) is not None:
             lines.append(f"- {name} frame bank: {_bank_size(res, name)}")
     if res.input_norm is not None:
-        lines.append(f"- network inputs: {res.input_norm} CMVN (bank/cmvn.json; the same file normalises decoding)")
+        lifter = (res.net_training or {}).get("input_lifter")
+        liftered = f", then each frame's first {lifter} cepstral coefficients (`--input-lifter {lifter}`)" if lifter else ""
+        lines.append(f"- network inputs: {res.input_norm} CMVN (bank/cmvn.json; the same file normalises decoding)"
+                     f"{liftered}")
     return lines
 
 
