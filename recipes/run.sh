@@ -84,7 +84,7 @@ lm_order=3; lm_text_lines=0   # 0: the whole LM text; N: a sample of N sentences
 mono_iters=25; mono_gauss=1000; mono_utts=1000
 tri1_iters=20; tri1_leaves=2000; tri1_gauss=10000
 tri2_iters=20; tri2_leaves=2500; tri2_gauss=15000
-input_norm=speaker    # network inputs: global | speaker | speaker_mvn | speaker_cepstral_mvn | utterance, then global CMVN
+input_norm=speaker    # network inputs: global | speaker | speaker_mvn | speaker_cepstral_mvn | speaker_cepstral_match | utterance, then global CMVN
 transfer_part=""      # a corpus part whose audio (no transcripts, no alignments) joins the student's transfer set
 student_epoch=train   # train: a student epoch draws the baseline's frames (train_epoch_scale x bank/train's); transfer: one pass over its transfer set
 model_shape=small     # hidden layers x width: a named shape (tiny, small, medium, paper) or LxW, e.g. 3x512

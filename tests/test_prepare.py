@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -98,6 +99,33 @@ def test_speaker_cepstral_mvn_gives_every_cepstral_coefficient_of_a_speaker_unit
         # Not the same as dividing out each mel bin's deviation, which leaves the cepstra's variances unequal.
         mel_step = (x - x.mean(0)) / x.std(0)
         assert np.ptp(dct(mel_step, type=2, norm="ortho", axis=1).var(0)) > 0.1
+
+
+@pytest.mark.parametrize("part", [TRAIN, NEVER_HEARD])
+def test_speaker_cepstral_match_gives_every_speaker_the_training_speakers_cepstral_deviation(tiny_exp, part):
+    """Mode speaker_cepstral_match: each speaker's cepstra lose their mean and are scaled to the training speakers'
+    pooled within-speaker deviation (checked against scipy's DCT), so every speaker, never-heard ones included,
+    ends with the training voices' cepstral variance profile instead of unit variance."""
+    from scipy.fft import dct, idct
+
+    _, train_raw, _ = _by_speaker(tiny_exp, TRAIN, "speaker_cepstral_match")
+    train_ceps = [dct(x, type=2, norm="ortho", axis=1) for x in train_raw.values()]
+    ref = np.sqrt(sum(len(c) * c.var(0) for c in train_ceps) / sum(len(c) for c in train_ceps))
+    stats, raw, ours = _by_speaker(tiny_exp, part, "speaker_cepstral_match")
+    np.testing.assert_allclose(stats.cepstral_ref, ref, rtol=1e-6)
+    assert np.ptp(ref) > 1.0  # the profile is far from flat: low quefrencies carry most of the variance
+    for speaker, x in raw.items():
+        c = dct(x, type=2, norm="ortho", axis=1)
+        speaker_step = idct((c - c.mean(0)) / c.std(0) * ref, type=2, norm="ortho", axis=1)
+        np.testing.assert_allclose(ours[speaker], (speaker_step - stats.mean) / stats.std, atol=1e-4)
+        np.testing.assert_allclose(dct(speaker_step, type=2, norm="ortho", axis=1).std(0), ref, rtol=1e-6)
+
+
+def test_a_speaker_cepstral_match_stats_file_without_its_reference_is_refused(tmp_path):
+    path = tmp_path / "cmvn_speaker_cepstral_match.json"
+    path.write_text(json.dumps({"mode": "speaker_cepstral_match", "mean": [0.0] * 4, "std": [1.0] * 4, "count": 9}))
+    with pytest.raises(InputError, match=f"{path}.*cepstral_ref"):
+        CmvnStats.load(path)
 
 
 def test_per_speaker_cmvn_covers_each_speaker_of_the_part(tiny_exp):

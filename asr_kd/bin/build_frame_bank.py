@@ -34,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="lhotse cuts with features and no alignment, appended as unlabelled frames")
     p.add_argument("--cmvn", type=Path,
                    help="CMVN stats (cmvn*.json of the features stage: global, speaker, speaker_mvn, "
-                        "speaker_cepstral_mvn or utterance mode)")
+                        "speaker_cepstral_mvn, speaker_cepstral_match or utterance mode)")
     p.add_argument("--num-classes", type=int, help="number of pdf-ids (default: num_pdfs of info.json beside --cuts)")
     p.add_argument("--label-field", default="pdf_ids", help="custom field of the cuts holding the labels")
     p.add_argument("--overwrite", action="store_true", help="rebuild even if a complete bank exists")

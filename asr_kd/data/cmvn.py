@@ -5,7 +5,9 @@ utterance first loses its speaker's mean (computed over that speaker's utterance
 part, as apply-cmvn with spk2utt does), with "speaker_mvn" its speaker's mean and standard
 deviation (apply-cmvn --norm-vars=true with spk2utt), with "speaker_cepstral_mvn" its speaker's mean and the
 speaker's standard deviation of each cepstral coefficient (the orthonormal DCT of the mel bins: Kaldi's
-per-speaker CMVN of MFCCs, mapped back to mel bins), with "utterance" its own mean; then one
+per-speaker CMVN of MFCCs, mapped back to mel bins), with "speaker_cepstral_match" its speaker's mean and each
+cepstral coefficient scaled from the speaker's deviation to the training speakers' pooled one (every speaker's
+spectral detail brought to the training voices' level, not to unit variance), with "utterance" its own mean; then one
 global mean and standard deviation, estimated on the training part after that step, bring every
 dimension to zero mean and unit variance. Mode "global" is the last step alone. The same
 `CmvnStats` file is applied when a frame bank is built and when a model scores or decodes cuts
@@ -27,11 +29,14 @@ from asr_kd.utils.io import atomic_write_json, read_json
 
 _STD_FLOOR = 1e-5
 
-NormMode = Literal["global", "speaker", "speaker_mvn", "speaker_cepstral_mvn", "utterance"]
-NORM_MODES: tuple[str, ...] = ("global", "speaker", "speaker_mvn", "speaker_cepstral_mvn", "utterance")
-SPEAKER_MODES: tuple[str, ...] = ("speaker", "speaker_mvn", "speaker_cepstral_mvn")
-# The mode whose group stats are of the features' cepstra (`cepstra`) rather than of the features.
-CEPSTRAL_MODE = "speaker_cepstral_mvn"
+NormMode = Literal["global", "speaker", "speaker_mvn", "speaker_cepstral_mvn", "speaker_cepstral_match", "utterance"]
+NORM_MODES: tuple[str, ...] = ("global", "speaker", "speaker_mvn", "speaker_cepstral_mvn", "speaker_cepstral_match",
+                               "utterance")
+SPEAKER_MODES: tuple[str, ...] = ("speaker", "speaker_mvn", "speaker_cepstral_mvn", "speaker_cepstral_match")
+# The modes whose group stats are of the features' cepstra (`cepstra`) rather than of the features.
+CEPSTRAL_MODES: tuple[str, ...] = ("speaker_cepstral_mvn", "speaker_cepstral_match")
+# The mode that scales each speaker's cepstra to a reference deviation (CmvnStats.cepstral_ref) instead of to 1.
+MATCH_MODE = "speaker_cepstral_match"
 
 
 def cepstra(feats: np.ndarray) -> np.ndarray:
@@ -46,8 +51,8 @@ def from_cepstra(ceps: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GroupStats:
-    """Mean (and standard deviation) of one speaker's or utterance's features, float64 (in mode
-    "speaker_cepstral_mvn" of their cepstra)."""
+    """Mean (and standard deviation) of one speaker's or utterance's features, float64 (in the cepstral modes of
+    their cepstra; in "speaker_cepstral_match" the deviation is relative to the reference one)."""
 
     mean: np.ndarray
     std: np.ndarray | None = None
@@ -59,7 +64,8 @@ class CmvnStats:
 
     `mode` says what is removed first: nothing ("global"), the speaker's mean ("speaker"), the speaker's
     mean and standard deviation ("speaker_mvn"), the speaker's mean and each cepstral coefficient's
-    deviation ("speaker_cepstral_mvn") or the utterance's mean ("utterance").
+    deviation ("speaker_cepstral_mvn"), the speaker's mean and each cepstral coefficient's deviation relative to
+    `cepstral_ref` ("speaker_cepstral_match") or the utterance's mean ("utterance").
     """
 
     mean: np.ndarray
@@ -67,6 +73,8 @@ class CmvnStats:
     count: int
     mode: NormMode = "global"
     source: str = field(default="", compare=False)  # the file the stats were loaded from, for error messages
+    # "speaker_cepstral_match": the training speakers' pooled within-speaker deviation of each cepstral coefficient.
+    cepstral_ref: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in NORM_MODES:
@@ -92,12 +100,16 @@ class CmvnStats:
         return ((group_step(self.mode, feats, group) - self.mean) / self.std).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
+        out = {"mode": self.mode, "mean": self.mean.tolist(), "std": self.std.tolist(), "count": self.count}
+        if self.cepstral_ref is not None:
+            out["cepstral_ref"] = self.cepstral_ref.tolist()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "CmvnStats":
+        ref = d.get("cepstral_ref")
         return cls(np.asarray(d["mean"], dtype=np.float32), np.asarray(d["std"], dtype=np.float32), int(d["count"]),
-                   d.get("mode", "global"))
+                   d.get("mode", "global"), cepstral_ref=None if ref is None else np.asarray(ref, dtype=np.float64))
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_dict())
@@ -109,6 +121,9 @@ class CmvnStats:
             raise InputError(f"CMVN stats file {path} does not exist (run the feature stage first)")
         stats = cls.from_dict(read_json(path))
         stats.source = str(path)
+        if stats.mode == MATCH_MODE and stats.cepstral_ref is None:
+            raise InputError(f"CMVN stats file {path}: mode {MATCH_MODE} without the training speakers' cepstral "
+                             "deviation (cepstral_ref); rerun the feature stage")
         return stats
 
 
@@ -141,14 +156,14 @@ class _Accumulator:
 
 def group_step(mode: str, feats: np.ndarray, group: GroupStats | None = None) -> np.ndarray:
     """The step before the global one: the group's mean removed, and in "speaker_mvn" its deviation divided out
-    (in "speaker_cepstral_mvn" the deviation of each cepstral coefficient, the result back in mel bins).
+    (in the cepstral modes the deviation of each cepstral coefficient, the result back in mel bins).
 
     "global" has no such step; "utterance" takes the features' own mean when no group is given; the speaker
     modes need the speaker's stats.
     """
     if mode == "global":
         return feats
-    if mode == CEPSTRAL_MODE and group is not None:
+    if mode in CEPSTRAL_MODES and group is not None:
         return from_cepstra((cepstra(feats) - group.mean) / group.std)
     if group is None and mode == "utterance":
         group = GroupStats(utterance_mean(feats))
@@ -172,15 +187,39 @@ def speaker_of(cut: Any) -> str:
     return speaker
 
 
-def speaker_stats(cuts: Iterable, mode: str) -> dict[str, GroupStats]:
-    """Mean and standard deviation (float64) of each speaker's features over its cuts (of their cepstra in
-    mode "speaker_cepstral_mvn")."""
+def _speaker_accumulators(cuts: Iterable, mode: str) -> dict[str, _Accumulator]:
+    """Each speaker's sums over its cuts' features (their cepstra in the cepstral modes)."""
     accumulators: dict[str, _Accumulator] = {}
     for cut in cuts:
         feats = _load(cut)
         accumulators.setdefault(speaker_of(cut), _Accumulator()).add(
-            cepstra(feats) if mode == CEPSTRAL_MODE else feats)
-    return {spk: GroupStats(*acc.mean_std()) for spk, acc in accumulators.items()}
+            cepstra(feats) if mode in CEPSTRAL_MODES else feats)
+    return accumulators
+
+
+def _pooled_std(accumulators: dict[str, _Accumulator]) -> np.ndarray:
+    """The within-speaker standard deviation of each dimension, pooled over the speakers' frames."""
+    frames = sum(acc.count for acc in accumulators.values())
+    if frames == 0:
+        raise InputError("no frames to compute CMVN statistics from")
+    return np.sqrt(sum(acc.count * np.square(acc.mean_std()[1]) for acc in accumulators.values()) / frames)
+
+
+def speaker_stats(cuts: Iterable, mode: str, cepstral_ref: np.ndarray | None = None) -> dict[str, GroupStats]:
+    """Mean and standard deviation (float64) of each speaker's features over its cuts (of their cepstra in the
+    cepstral modes; in "speaker_cepstral_match" the deviation divided by `cepstral_ref`, which that mode needs)."""
+    return _group_stats(_speaker_accumulators(cuts, mode), mode, cepstral_ref)
+
+
+def _group_stats(accumulators: dict[str, _Accumulator], mode: str,
+                 cepstral_ref: np.ndarray | None) -> dict[str, GroupStats]:
+    """`speaker_stats` from each speaker's sums."""
+    if mode == MATCH_MODE and cepstral_ref is None:
+        raise InputError("speaker_cepstral_match CMVN needs the training speakers' cepstral deviation (cepstral_ref "
+                         "in its stats file; rerun the feature stage)")
+    scale = cepstral_ref if mode == MATCH_MODE else 1.0
+    return {spk: GroupStats(mean, std / scale) for spk, (mean, std) in
+            ((spk, acc.mean_std()) for spk, acc in accumulators.items())}
 
 
 def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarray], np.ndarray]:
@@ -188,7 +227,7 @@ def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarr
 
     In the speaker modes it holds every speaker's stats over `cuts` (one pass over their features).
     """
-    groups = speaker_stats(cuts, stats.mode) if stats.mode in SPEAKER_MODES else {}
+    groups = speaker_stats(cuts, stats.mode, stats.cepstral_ref) if stats.mode in SPEAKER_MODES else {}
 
     def normalise(cut: Any, feats: np.ndarray) -> np.ndarray:
         try:
@@ -210,7 +249,9 @@ def compute_input_norm(cuts: Sequence, mode: NormMode) -> CmvnStats:
     """Global mean/std of the training cuts' features after the speaker or utterance step of `mode`."""
     if mode not in NORM_MODES:
         raise InputError(f"CMVN mode must be one of {', '.join(NORM_MODES)}, got {mode!r}")
-    groups = speaker_stats(cuts, mode) if mode in SPEAKER_MODES else {}
+    accumulators = _speaker_accumulators(cuts, mode) if mode in SPEAKER_MODES else {}
+    ref = _pooled_std(accumulators) if mode == MATCH_MODE else None
+    groups = _group_stats(accumulators, mode, ref)
     acc = _Accumulator()
     for cut in tqdm(cuts, desc=f"{mode} CMVN stats", leave=False):
         acc.add(group_step(mode, _load(cut), groups[speaker_of(cut)] if mode in SPEAKER_MODES else None))
@@ -218,6 +259,7 @@ def compute_input_norm(cuts: Sequence, mode: NormMode) -> CmvnStats:
         raise InputError("no frames to compute CMVN statistics from")
     stats = acc.stats()
     stats.mode = mode
+    stats.cepstral_ref = ref
     return stats
 
 
