@@ -218,8 +218,11 @@ def _group_stats(accumulators: dict[str, _Accumulator], mode: str,
         raise InputError("speaker_cepstral_match CMVN needs the training speakers' cepstral deviation (cepstral_ref "
                          "in its stats file; rerun the feature stage)")
     scale = cepstral_ref if mode == MATCH_MODE else 1.0
-    return {spk: GroupStats(mean, std / scale) for spk, (mean, std) in
-            ((spk, acc.mean_std()) for spk, acc in accumulators.items())}
+    groups = {}
+    for spk, acc in accumulators.items():
+        mean, std = acc.mean_std()
+        groups[spk] = GroupStats(mean, std / scale)
+    return groups
 
 
 def part_normaliser(cuts: Sequence, stats: CmvnStats) -> Callable[[Any, np.ndarray], np.ndarray]:

@@ -29,7 +29,7 @@ def speaker_accuracies(bank: FrameBank, model: FrameClassifier) -> dict[str, flo
             speaker = cut_id.split("-")[0]
             hits[speaker] += int((predicted == labels)[labelled].sum())
             frames[speaker] += int(labelled.sum())
-    return {speaker: 100 * hits[speaker] / frames[speaker] for speaker in sorted(frames)}
+    return {speaker: 100 * hits[speaker] / frames[speaker] for speaker in sorted(frames) if frames[speaker]}
 
 
 def main() -> None:
