@@ -92,6 +92,19 @@ def test_tables_carry_accuracies_wers_and_the_gain_recovered(tmp_path):
     assert "2 cores of test cpu" in md
 
 
+def test_provenance_gives_one_row_per_command_naming_every_output_it_made(tmp_path):
+    # One frame-accuracy run scores the baseline on dev and test; the student's dev has a command of its own.
+    both = "asr-kd frame-accuracy --model nnet/baseline/final.pt --frame-bank bank/dev bank/test"
+    _write(tmp_path / "results/acc_baseline_dev.json", _acc(0.5, command=both))
+    _write(tmp_path / "results/acc_baseline_test.json", _acc(0.4, command=both))
+    _write(tmp_path / "results/acc_student_dev.json", _acc(0.6, command="asr-kd frame-accuracy --model s"))
+    assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
+    provenance = (tmp_path / "RESULTS.md").read_text().split("## Provenance")[1]
+    assert provenance.count(f"`{both}`") == 1
+    assert f"| acc_baseline_dev, acc_baseline_test | `{both}` |" in provenance
+    assert "| acc_student_dev | `asr-kd frame-accuracy --model s` |" in provenance
+
+
 def test_plots_are_pngs_of_the_training_curves_and_lm_weight_sweep(tmp_path):
     header = "epoch,step,lr,loss,train_acc,dev_acc,dev_ce,frames_per_s\n"
     for name in ("baseline", "member1", "member2", "student"):

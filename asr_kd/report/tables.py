@@ -285,10 +285,13 @@ def provenance(res: Results) -> str:
             if record and "command" in record:
                 commands.pop(f"acc_{system}", None)
                 commands[f"acc_{system}_{part}"] = record["command"]
-    lines = ["| step | command |", "|---|---|"]
+    steps_by_command: dict[str, list[str]] = {}  # one command can make several outputs (frame-accuracy's banks)
     for name, command in commands.items():
+        steps_by_command.setdefault(command, []).append(name)
+    lines = ["| step | command |", "|---|---|"]
+    for command, names in steps_by_command.items():
         escaped = command.replace("|", "\\|")  # a pipe would end the table cell
-        lines.append(f"| {name} | `{escaped}` |")
+        lines.append(f"| {', '.join(names)} | `{escaped}` |")
     hardware = {hardware_line(r["hardware"]) for part in res.accuracy.values() for r in part.values()
                 if r and "hardware" in r}
     hardware |= {hardware_line(r["hardware"]) for r in res.decode.values() if r and "hardware" in r}
