@@ -68,7 +68,8 @@ def more_tests_note(res: Results) -> str:
         return ""
     scored = _scored_parts(res)
     unaligned = [p for p in res.more_tests if p not in scored]
-    return ("; ".join(notes) + ". Each is decoded, every utterance of it, at the LM weight chosen on dev"
+    return ("; ".join(notes) + ". Each is decoded, every utterance of it, at the LM weight and word insertion "
+            "penalty chosen on dev"
             + (f"; frame accuracies are against its tri2 forced alignment ({', '.join(scored)})" if scored else "")
             + (f"; no frame accuracy on {', '.join(unaligned)}: not aligned by tri2" if unaligned else "")
             + ".\n")
@@ -330,8 +331,8 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
     parts = [
         f"# Results of {res.exp_dir}\n",
         f"Made by `{command}` from the outputs of `recipes/run.sh`. Frame accuracies are against the tri2 "
-        "forced alignments; WERs use the LM weight with the lowest dev WER, applied to test (Kaldi's score.sh). "
-        "'–' marks a stage that has not run. Data: train "
+        "forced alignments; WERs use the LM weight and word insertion penalty with the lowest dev WER, applied to "
+        "test (Kaldi's score.sh). '–' marks a stage that has not run. Data: train "
         f"{_bank_size(res, 'train')}; dev {_bank_size(res, 'dev')}; test {_bank_size(res, 'test')}.{copies_note(res)}\n",
         "## Table 1: frame accuracy and WER (paper Table 1)\n",
         means_note + table1(view),  # type: ignore[arg-type]
