@@ -8,6 +8,7 @@ from typing import Sequence
 from asr_kd.report.collect import NEVER_HEARD, Results, search_choice
 from asr_kd.report.fingerprint_table import fingerprint_table
 from asr_kd.report.markdown import format_cell, markdown_table
+from asr_kd.report.significance import significance_table
 from asr_kd.report.spread import SeedMeans, gains, mean_of, spread_tables
 from asr_kd.utils.fingerprint import versions_line
 from asr_kd.utils.hardware import describe_hardware, hardware_line
@@ -348,6 +349,9 @@ def render_results(res: Results, plots: list[Path], command: str, seed_runs: Seq
         table5(view),  # type: ignore[arg-type]
         "\n" + _subset_note(res),
     ]
+    sure = significance_table(runs)
+    if sure:
+        parts += ["## How sure the WER differences are (paired bootstrap over the utterances)\n", sure]
     if seed_runs:
         parts += ["## Spread over network seeds\n",
                   f"Seeds {', '.join(map(str, seeds))}: `--net-seed N` gives the baseline, the student and the 3% models "
