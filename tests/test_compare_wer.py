@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asr_kd.bin.compare_wer import main as compare_main
-from asr_kd.score.bootstrap import compare_wer, read_per_utt_counts
+from asr_kd.score.bootstrap import compare_wer, read_per_utt_counts, wer_interval
 from asr_kd.score.wer import compute_wer, score_dev_test
 from asr_kd.utils.errors import InputError
 
@@ -63,6 +63,7 @@ def test_a_system_against_itself_ties_in_every_resample():
     assert cmp.errors_a == cmp.errors_b and cmp.prob_b_better == 0.0 and cmp.prob_tie == 1.0
     assert cmp.interval_diff == (0.0, 0.0)
     assert cmp.interval_a[0] < cmp.wer_a < cmp.interval_a[1]
+    assert wer_interval(counts, replicates=2000) == (cmp.wer_a, *cmp.interval_a)  # one system alone: the same resamples
 
 
 def test_fewer_errors_on_every_utterance_is_better_in_every_resample():
@@ -161,6 +162,10 @@ def test_results_md_gives_each_difference_of_the_seeds_mean_wers_and_how_sure_it
     assert _cells(section, "ensemble - baseline")["dev"] == "–"  # not decoded in every seed
     assert "summed over the 2 network seeds" in section
     assert "baseline - GMM tri2" not in section  # no GMM decode: no row
+    assert report.main(["--exp-dir", str(tmp_path / "s1"), "--num-members", "2"]) == 0  # with its plots
+    png = tmp_path / "s1" / "plots" / "wer_by_part.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(plots/wer_by_part.png)" in (tmp_path / "s1" / "RESULTS.md").read_text()
 
 
 def _cells(md: str, name: str) -> dict[str, str]:

@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = f"{100 * args.confidence:g}%"
         lines = [f"A = {args.system_a}, B = {args.system_b}; {args.replicates} bootstrap resamples of the utterances "
                  f"(seed {args.seed}), {level} intervals", "",
-                 f"| set | utterances / words | A WER % [{level}] | B WER % [{level}] | B - A [{level}] | P(B better) |",
+                 f"| set | utterances / words | A WER % [{level}] | B WER % [{level}] | B - A [{level}] "
+                 "| P(B better) |",
                  "|---|---|---|---|---|---:|"]
         for part in parts:
             cmp = compare_wer(read_per_utt_counts(files_a[part]), read_per_utt_counts(files_b[part]),

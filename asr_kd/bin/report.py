@@ -1,8 +1,9 @@
 """`asr-kd report`: write <exp-dir>/RESULTS.md (paper Table 1 and Table 5 forms) and its plots.
 
 Reads what the recipe's stages left under the experiment directory (lm/info.json, gmm/tri2/,
-bank/*/manifest.json, nnet/*/metrics.csv, decode/*/results.json, results/acc_*.json,
-results/commands.tsv); a stage that has not run shows as '–'. Plots go to <exp-dir>/plots/.
+bank/*/manifest.json, nnet/*/metrics.csv, decode/*/results.json and scoring/per_utt_*.txt,
+results/acc_*.json, results/commands.tsv); a stage that has not run shows as '–'. Plots go to
+<exp-dir>/plots/: dev accuracy per epoch, dev WER per LM weight, WER by part with bootstrap intervals.
 
 Example:
   asr-kd report --exp-dir exp/mini --num-members 4
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         from asr_kd.report.collect import collect_results
-        from asr_kd.report.plots import plot_dev_accuracy, plot_wer_vs_lmwt
+        from asr_kd.report.plots import plot_dev_accuracy, plot_wer_by_part, plot_wer_vs_lmwt
         from asr_kd.report.tables import render_results
 
         setup_logging()
@@ -63,10 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"--seeds: {len(seeds)} seeds for {len(seed_runs) + 1} experiment dirs")
         plots = []
         if not args.no_plots:
-            for make, name in ((plot_dev_accuracy, "dev_accuracy.png"), (plot_wer_vs_lmwt, "wer_vs_lmwt.png")):
-                made = make(res, args.exp_dir / "plots" / name)
-                if made is not None:
-                    plots.append(made.relative_to(args.exp_dir))
+            made = [plot_dev_accuracy(res, args.exp_dir / "plots" / "dev_accuracy.png"),
+                    plot_wer_vs_lmwt(res, args.exp_dir / "plots" / "wer_vs_lmwt.png"),
+                    plot_wer_by_part([res, *seed_runs], args.exp_dir / "plots" / "wer_by_part.png")]
+            plots = [p.relative_to(args.exp_dir) for p in made if p is not None]
         output = args.output or args.exp_dir / "RESULTS.md"
         atomic_write_text(output, render_results(res, plots, command, seed_runs, seeds))
         print(f"wrote {output}")

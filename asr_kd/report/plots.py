@@ -1,10 +1,12 @@
-"""PNG plots for RESULTS.md: dev frame accuracy per epoch, dev WER against the LM weight."""
+"""PNG plots for RESULTS.md: dev frame accuracy per epoch, dev WER against the LM weight, WER by part."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from asr_kd.report.collect import Results
+from asr_kd.report.significance import wer_intervals
 from asr_kd.utils.io import atomic_path
 
 
@@ -88,4 +90,34 @@ def plot_wer_vs_lmwt(res: Results, path: Path) -> Path | None:
     ax.set_ylabel("dev WER %")
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(fig, path)
+
+
+def plot_wer_by_part(runs: Sequence[Results], path: Path) -> Path | None:
+    """Each decoded system's WER on each part (one panel per part, its own scale), with 95% bootstrap intervals;
+    several runs (seeds): their mean WER, from the errors summed over them."""
+    intervals = wer_intervals(runs)
+    if not intervals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(intervals), figsize=(3.2 * len(intervals), 3.6), squeeze=False)
+    for ax, (part, by_system) in zip(axes[0], intervals.items()):
+        labels = list(by_system)
+        wer = [by_system[s][0] for s in labels]
+        below = [by_system[s][0] - by_system[s][1] for s in labels]
+        above = [by_system[s][2] - by_system[s][0] for s in labels]
+        ax.bar(range(len(labels)), wer, yerr=[below, above], capsize=4, color="0.75", edgecolor="0.3")
+        for x, value in enumerate(wer):
+            ax.annotate(f"{value:.2f}", (x, value), xytext=(3, 2), textcoords="offset points", fontsize="small")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_title(part)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("WER % (95% bootstrap interval)")
+    if len(runs) > 1:
+        fig.suptitle(f"mean over {len(runs)} seeds (errors summed over them)", fontsize="medium")
+    fig.tight_layout()
     return _save(fig, path)

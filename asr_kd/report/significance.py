@@ -7,12 +7,14 @@ from typing import Sequence
 
 from asr_kd.report.collect import Results
 from asr_kd.report.markdown import markdown_table
-from asr_kd.score.bootstrap import compare_wer, read_per_utt_counts
+from asr_kd.score.bootstrap import compare_wer, read_per_utt_counts, wer_interval
 
 # (system A, system B, row name): each cell is WER(B) - WER(A).
 COMPARISONS = (("baseline", "student", "distilled - baseline"), ("baseline", "ensemble", "ensemble - baseline"),
                ("ensemble", "student", "distilled - ensemble"), ("gmm", "baseline", "baseline - GMM tri2"))
 REPLICATES = 10000
+# Table 1's systems as the plot of WER by part names them.
+SYSTEMS = (("gmm", "GMM tri2"), ("baseline", "baseline"), ("ensemble", "ensemble"), ("student", "distilled"))
 
 
 def per_utt_path(exp_dir: Path, system: str, part: str) -> Path:
@@ -61,3 +63,14 @@ def significance_table(runs: Sequence[Results]) -> str:
             "on each resample (Bisani & Ney 2004; `asr-kd compare-wer`): the difference's 2.5th and 97.5th "
             "percentiles, and P(B better), the share of resamples in which B makes fewer errors than A (near 0.5: this "
             f"test set cannot tell them apart; near 0 or 1: it can).{pooled}\n")
+
+
+def wer_intervals(runs: Sequence[Results]) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Part -> system label -> (WER %, 95% low, high) of the errors summed over the runs, for each system in all."""
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for part in ("dev", "test", *runs[0].more_tests):
+        for system, label in SYSTEMS:
+            counts = pooled_counts(runs, system, part)
+            if counts is not None:
+                out.setdefault(part, {})[label] = wer_interval(counts, REPLICATES)
+    return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -41,7 +41,8 @@ def read_per_utt_counts(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
             try:
                 c, s, i, d = (int(x) for x in fields[2:])
             except ValueError:
-                raise InputError(f"{path}:{lineno}: a #csid row needs four counts (C S I D): {line.strip()!r}") from None
+                raise InputError(f"{path}:{lineno}: a #csid row needs four counts (C S I D): "
+                                 f"{line.strip()!r}") from None
             if min(c, s, i, d) < 0:
                 raise InputError(f"{path}:{lineno}: negative count in {line.strip()!r}")
             if fields[0] in counts:
@@ -98,31 +99,54 @@ def _aligned(a: UttCounts, b: UttCounts, names: tuple[str, str]) -> tuple[np.nda
             words)
 
 
-def compare_wer(a: UttCounts, b: UttCounts, replicates: int = 10000, seed: int = 0, confidence: float = 0.95,
-                names: tuple[str, str] = ("A", "B")) -> WerComparison:
-    """Paired bootstrap of two systems' per-utterance errors on the same utterances (`names` for error messages)."""
+def _resampled_sums(columns: Sequence[np.ndarray], replicates: int, seed: int) -> np.ndarray:
+    """(replicates, len(columns)): each column's sum over one resample of its rows, the same rows for every column."""
+    rng = np.random.default_rng(seed)
+    n = len(columns[0])
+    sums = []
+    for start in range(0, replicates, _CHUNK):
+        idx = rng.integers(0, n, size=(min(_CHUNK, replicates - start), n))
+        sums.append(np.stack([column[idx].sum(1) for column in columns], axis=1))
+    return np.concatenate(sums)
+
+
+def _check(replicates: int, confidence: float) -> list[float]:
+    """The two tails' quantiles of an interval at `confidence`, after checking the settings."""
     if replicates < 1:
         raise InputError(f"the number of bootstrap replicates must be >= 1, got {replicates}")
     if not 0 < confidence < 1:
         raise InputError(f"the confidence level must be between 0 and 1, got {confidence}")
+    return [(1 - confidence) / 2, (1 + confidence) / 2]
+
+
+def _interval(values: np.ndarray, tails: list[float]) -> tuple[float, float]:
+    lo, hi = np.quantile(values, tails)
+    return float(lo), float(hi)
+
+
+def wer_interval(counts: UttCounts, replicates: int = 10000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[float, float, float]:
+    """One system's WER % on the whole set and its bootstrap interval (low, high) at `confidence`."""
+    tails = _check(replicates, confidence)
+    errors = np.array([e for e, _ in counts.values()], dtype=np.int64)
+    words = np.array([w for _, w in counts.values()], dtype=np.int64)
+    if words.sum() == 0:
+        raise InputError("the references have no words")
+    rep_errors, rep_words = _resampled_sums([errors, words], replicates, seed).T
+    lo, hi = _interval(100.0 * rep_errors / np.maximum(rep_words, 1), tails)
+    return 100.0 * errors.sum() / words.sum(), lo, hi
+
+
+def compare_wer(a: UttCounts, b: UttCounts, replicates: int = 10000, seed: int = 0, confidence: float = 0.95,
+                names: tuple[str, str] = ("A", "B")) -> WerComparison:
+    """Paired bootstrap of two systems' per-utterance errors on the same utterances (`names` for error messages)."""
+    tails = _check(replicates, confidence)
     errors_a, errors_b, words = _aligned(a, b, names)
-    rng = np.random.default_rng(seed)
-    n = len(words)
-    sums = []
-    for start in range(0, replicates, _CHUNK):
-        idx = rng.integers(0, n, size=(min(_CHUNK, replicates - start), n))
-        sums.append(np.stack([errors_a[idx].sum(1), errors_b[idx].sum(1), words[idx].sum(1)], axis=1))
-    rep_a, rep_b, rep_words = np.concatenate(sums).T
+    rep_a, rep_b, rep_words = _resampled_sums([errors_a, errors_b, words], replicates, seed).T
     rep_words = np.maximum(rep_words, 1)  # a resample of only empty references: WER 0, not a division by zero
     wer_a, wer_b = 100.0 * rep_a / rep_words, 100.0 * rep_b / rep_words
-    tails = [(1 - confidence) / 2, (1 + confidence) / 2]
-
-    def interval(values: np.ndarray) -> tuple[float, float]:
-        lo, hi = np.quantile(values, tails)
-        return float(lo), float(hi)
-
     return WerComparison(
-        num_utterances=n, num_ref_words=int(words.sum()), errors_a=int(errors_a.sum()), errors_b=int(errors_b.sum()),
-        interval_a=interval(wer_a), interval_b=interval(wer_b), interval_diff=interval(wer_b - wer_a),
-        prob_b_better=float(np.mean(rep_b < rep_a)), prob_tie=float(np.mean(rep_b == rep_a)),
-        replicates=replicates, confidence=confidence)
+        num_utterances=len(words), num_ref_words=int(words.sum()), errors_a=int(errors_a.sum()),
+        errors_b=int(errors_b.sum()), interval_a=_interval(wer_a, tails), interval_b=_interval(wer_b, tails),
+        interval_diff=_interval(wer_b - wer_a, tails), prob_b_better=float(np.mean(rep_b < rep_a)),
+        prob_tie=float(np.mean(rep_b == rep_a)), replicates=replicates, confidence=confidence)
