@@ -50,7 +50,12 @@ def test_results_has_both_tables_filled_with_numbers(tiny_recipe_exp):
         cells = _row(md, name)
         assert all(_is_number(c) for c in cells[1:3]), f"{name}: {cells}"
     assert "Gain recovered" in md and "(plots/dev_accuracy.png)" in md
-    assert (tiny_recipe_exp / "plots" / "dev_accuracy.png").is_file() and (tiny_recipe_exp / "plots" / "wer_vs_lmwt.png").is_file()
+    for plot in ("dev_accuracy.png", "wer_vs_lmwt.png", "wer_by_part.png"):
+        assert (tiny_recipe_exp / "plots" / plot).is_file(), plot
+    sure = md[md.index("## How sure the WER differences are"):]
+    for name in ("distilled - baseline", "ensemble - baseline", "distilled - ensemble", "baseline - GMM tri2"):
+        cells = _row(sure, name)
+        assert all(re.fullmatch(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\], P [01]\.\d\d", c) for c in cells[1:]), cells
 
 
 def test_reported_test_frame_accuracy_matches_an_independent_count(tiny_recipe_exp):
