@@ -13,7 +13,7 @@ from asr_kd.score.bootstrap import compare_wer, read_per_utt_counts, wer_interva
 COMPARISONS = (("baseline", "student", "distilled - baseline"), ("baseline", "ensemble", "ensemble - baseline"),
                ("ensemble", "student", "distilled - ensemble"), ("gmm", "baseline", "baseline - GMM tri2"))
 REPLICATES = 10000
-# Table 1's systems as the plot of WER by part names them.
+# Table 1's systems, with the names the plot of WER by part gives them.
 SYSTEMS = (("gmm", "GMM tri2"), ("baseline", "baseline"), ("ensemble", "ensemble"), ("student", "distilled"))
 
 
@@ -36,14 +36,21 @@ def pooled_counts(runs: Sequence[Results], system: str, part: str) -> dict[str, 
     return pooled
 
 
+def _pooled_by_system(runs: Sequence[Results]) -> dict[str, dict[str, dict[str, tuple[int, int]] | None]]:
+    """System -> part (dev, test, the later test parts) -> `pooled_counts`, each file set read once."""
+    parts = ("dev", "test", *runs[0].more_tests)
+    return {system: {part: pooled_counts(runs, system, part) for part in parts} for system, _ in SYSTEMS}
+
+
 def significance_table(runs: Sequence[Results]) -> str:
     """B - A WER with its 95% interval and P(B better) for each comparison and part; '' when nothing is decoded."""
-    parts = ["dev", "test", *runs[0].more_tests]
+    pooled = _pooled_by_system(runs)
+    parts = list(pooled["baseline"])
     rows = []
     for system_a, system_b, name in COMPARISONS:
         cells = []
         for part in parts:
-            a, b = pooled_counts(runs, system_a, part), pooled_counts(runs, system_b, part)
+            a, b = pooled[system_a][part], pooled[system_b][part]
             if a is None or b is None:
                 cells.append(None)
                 continue
@@ -54,23 +61,23 @@ def significance_table(runs: Sequence[Results]) -> str:
             rows.append([name, *cells])
     if not rows:
         return ""
-    pooled = (f" Each utterance's errors are summed over the {len(runs)} network seeds, so a cell is the difference of "
-              "the seeds' mean WERs; the interval is the test set's sampling alone (the seeds' own spread is in "
-              "'Spread over network seeds')." if len(runs) > 1 else "")
+    seeds_note = (f" Each utterance's errors are summed over the {len(runs)} network seeds, so a cell is the "
+                  "difference of the seeds' mean WERs; the interval is the test set's sampling alone (the seeds' own "
+                  "spread is in 'Spread over network seeds')." if len(runs) > 1 else "")
     return (markdown_table(["B - A", *(f"{p} WER" for p in parts)], rows)
             + "\nEach cell: WER(B) - WER(A) in absolute % [its 95% interval], P(B better). "
             f"The utterances of each part resampled with replacement {REPLICATES} times (seed 0), both systems scored "
             "on each resample (Bisani & Ney 2004; `asr-kd compare-wer`): the difference's 2.5th and 97.5th "
             "percentiles, and P(B better), the share of resamples in which B makes fewer errors than A (near 0.5: this "
-            f"test set cannot tell them apart; near 0 or 1: it can).{pooled}\n")
+            f"test set cannot tell them apart; near 0 or 1: it can).{seeds_note}\n")
 
 
 def wer_intervals(runs: Sequence[Results]) -> dict[str, dict[str, tuple[float, float, float]]]:
     """Part -> system label -> (WER %, 95% low, high) of the errors summed over the runs, for each system in all."""
     out: dict[str, dict[str, tuple[float, float, float]]] = {}
-    for part in ("dev", "test", *runs[0].more_tests):
+    pooled = _pooled_by_system(runs)
+    for part in pooled["baseline"]:
         for system, label in SYSTEMS:
-            counts = pooled_counts(runs, system, part)
-            if counts is not None:
-                out.setdefault(part, {})[label] = wer_interval(counts, REPLICATES)
+            if pooled[system][part] is not None:
+                out.setdefault(part, {})[label] = wer_interval(pooled[system][part], REPLICATES)
     return out
