@@ -24,6 +24,12 @@ DEV, TEST = "dev-clean", "test-clean"
 NEVER_HEARD = "test-other"
 
 
+def decode_dir(exp: Path, system: str) -> Path:
+    """Where the recipe decodes `system`: the GMM ("gmm") under gmm/tri2/, a network (or its deployed copy,
+    `<system>_onnx`) under decode/."""
+    return exp / "gmm" / "tri2" / "decode" if system == "gmm" else exp / "decode" / system
+
+
 def read_json_or_none(path: Path) -> Any:
     """A JSON file's content, None when absent or unreadable (a stage not run or cut short)."""
     if not path.is_file():
@@ -201,8 +207,8 @@ def collect_scores(exp_dir: str | Path, num_members: int) -> Results:
     exp = Path(exp_dir)
     res = Results(exp, num_members)
     systems = (*NNET_SYSTEMS, "ensemble")
-    res.decode = {s: read_json_or_none(exp / "decode" / s / "results.json") for s in systems}
-    res.gmm = gmm_wer(exp / "gmm" / "tri2" / "decode")
+    res.decode = {s: read_json_or_none(decode_dir(exp, s) / "results.json") for s in systems}
+    res.gmm = gmm_wer(decode_dir(exp, "gmm"))
     # Every decode's results list the parts decoded at dev's weight: `test`, then the other test and dev parts.
     names = [n for r in (*res.decode.values(), res.gmm) if r for n in r.get("test_parts", ()) if n != "test"]
     res.more_tests = list(dict.fromkeys(names))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from asr_kd.models.export import onnx_num_params
-from asr_kd.report.collect import read_json_or_none
+from asr_kd.report.collect import decode_dir, read_json_or_none
 from asr_kd.report.markdown import markdown_table
 
 __all__ = ["system_cells", "deploy_table"]
@@ -45,10 +45,10 @@ def system_cells(exp: Path, system: str, parts: Sequence[str], src: Path | None)
     worst = {rt: max((r["max_abs_diff"] for r in parity if r["runtime"] == rt), default=None)
              for rt in ("onnx", "torchscript")}
     acc = (read_json_or_none(exp / "results" / f"acc_{system}_test.json") or {}).get("accuracy")
-    onnx_dec = read_json_or_none(exp / "decode" / f"{system}_onnx" / "results.json") or {}
-    torch_dec = read_json_or_none(exp / "decode" / f"{system}_torch" / "results.json") or {}
+    onnx_dec = read_json_or_none(decode_dir(exp, f"{system}_onnx") / "results.json") or {}
+    torch_dec = read_json_or_none(decode_dir(exp, f"{system}_torch") / "results.json") or {}
     params = sum(onnx_num_params(exp / "export" / p / "model.onnx") for p in parts)
-    main = (read_json_or_none(src / "decode" / system / "results.json") or {}) if src else {}
+    main = (read_json_or_none(decode_dir(src, system) / "results.json") or {}) if src else {}
     main_wer = main.get("test", {}).get("wer") if src else None
     return [system, f"{params:,}", f"{onnx_mb:.2f}", f"{ts_mb:.2f}",
             _fmt(worst["onnx"], ".1e"), _fmt(worst["torchscript"], ".1e"),
@@ -62,8 +62,8 @@ def system_cells(exp: Path, system: str, parts: Sequence[str], src: Path | None)
 def deploy_table(exp: Path, systems: Sequence[str], members: Sequence[str], src: Path | None) -> str:
     """The table and its notes; 'ensemble' among `systems` is the `members`' models together."""
     rows = [system_cells(exp, s, members if s == "ensemble" else [s], src) for s in systems]
-    any_dec = next((read_json_or_none(exp / "decode" / f"{s}_onnx" / "results.json") or {} for s in systems
-                    if (exp / "decode" / f"{s}_onnx" / "results.json").is_file()), {})
+    any_dec = next((read_json_or_none(decode_dir(exp, f"{s}_onnx") / "results.json") or {} for s in systems
+                    if (decode_dir(exp, f"{s}_onnx") / "results.json").is_file()), {})
     notes = [
         "",
         f"Network RTF = the decoder's network seconds (features read, CMVN, forward, log-softmax) / test audio seconds; "

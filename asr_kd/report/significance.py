@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
-from asr_kd.report.collect import Results
+from asr_kd.report.collect import Results, decode_dir
 from asr_kd.report.markdown import markdown_table
 from asr_kd.score.bootstrap import compare_wer, read_per_utt_counts, wer_interval
+from asr_kd.score.wer import per_utt_path
 
 # (system A, system B, row name): each cell is WER(B) - WER(A).
 COMPARISONS = (("baseline", "student", "distilled - baseline"), ("baseline", "ensemble", "ensemble - baseline"),
@@ -17,15 +17,9 @@ REPLICATES = 10000
 SYSTEMS = (("gmm", "GMM tri2"), ("baseline", "baseline"), ("ensemble", "ensemble"), ("student", "distilled"))
 
 
-def per_utt_path(exp_dir: Path, system: str, part: str) -> Path:
-    """The per-utterance scoring file of a system's decode of `part` (dev, test or a later test part's name)."""
-    decode = exp_dir / "gmm" / "tri2" / "decode" if system == "gmm" else exp_dir / "decode" / system
-    return decode / "scoring" / f"per_utt_{part}.txt"
-
-
 def pooled_counts(runs: Sequence[Results], system: str, part: str) -> dict[str, tuple[int, int]] | None:
     """Each utterance's errors and reference words summed over the runs (seeds); None when a run lacks the file."""
-    paths = [per_utt_path(run.exp_dir, system, part) for run in runs]
+    paths = [per_utt_path(decode_dir(run.exp_dir, system) / "scoring", part) for run in runs]
     if not all(p.is_file() for p in paths):
         return None
     pooled: dict[str, tuple[int, int]] = {}

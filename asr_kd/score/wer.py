@@ -17,6 +17,12 @@ logger = logging.getLogger(__name__)
 
 Transcripts = Mapping[str, "str | Sequence[str]"]
 _OP_CODE = {"equal": "C", "substitute": "S", "delete": "D", "insert": "I"}
+PER_UTT_PREFIX = "per_utt_"
+
+
+def per_utt_path(scoring_dir: str | os.PathLike, part: str) -> Path:
+    """The file in which `score_dev_test` writes a part's per-utterance alignments at the chosen LM weight."""
+    return Path(scoring_dir) / f"{PER_UTT_PREFIX}{part}.txt"
 
 
 @dataclasses.dataclass
@@ -244,7 +250,7 @@ def score_dev_test(
     for lmwt, result in dev_results.items():
         atomic_write_text(out_dir / f"wer_{lmwt}", result.summary() + "\n")
     dev = dev_results[best]
-    atomic_write_text(out_dir / "per_utt_dev.txt", dev.per_utt_text())
+    atomic_write_text(per_utt_path(out_dir, "dev"), dev.per_utt_text())
     by_lmwt = {w: round(dev_results[w].wer, 4) for w in sorted(dev_results, key=_lmwt_key)}
     summary = {"lmwt": best, "dev": dev.to_dict(), "dev_wer_by_lmwt": by_lmwt}
     lines = [f"dev  lmwt={best} (best of {len(dev_results)}) {dev.summary().splitlines()[0]}"]
@@ -256,7 +262,7 @@ def score_dev_test(
         if best not in hyps_by_lmwt:
             raise InputError(f"{name} hypotheses have no LM weight {best} (the one chosen on dev)")
         test = compute_wer(refs, hyps_by_lmwt[best])
-        atomic_write_text(out_dir / f"per_utt_{name}.txt", test.per_utt_text())
+        atomic_write_text(per_utt_path(out_dir, name), test.per_utt_text())
         summary[name] = test.to_dict()
         lines.append(f"{name} lmwt={best} (chosen on dev) {test.summary().splitlines()[0]}")
         rows.append((name, test))
