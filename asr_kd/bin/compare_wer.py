@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 from asr_kd.bin.common import run_cli
-from asr_kd.utils.errors import InputError
 from asr_kd.score.wer import PER_UTT_PREFIX as PREFIX
+from asr_kd.utils.errors import InputError
 from asr_kd.utils.logging import setup_logging
 
 
