@@ -11,12 +11,13 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from asr_kd.bin import export_model
+from asr_kd.bin import decode_nnet, export_model, frame_accuracy
 from asr_kd.decode.scorer import HybridScorer
 from asr_kd.data.frame_bank import FrameBank
 from asr_kd.models import FrameClassifier
 from asr_kd.models.export import TORCHSCRIPT_CONFIG, export_onnx, export_torchscript
 from asr_kd.models.parity import DEFAULT_TOLERANCE, check_parity
+from asr_kd.report.deploy_table import HEADER, deploy_table
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,51 @@ def test_onnx_decoder_gives_pytorch_scores_with_fixed_threads(trained, exported,
     a, b = torch_scorer.log_posteriors(feats), onnx_scorer.log_posteriors(feats)
     assert np.abs(a - b).max() < DEFAULT_TOLERANCE
     assert np.allclose(torch_scorer.log_priors, onnx_scorer.log_priors)
+
+
+def test_deploy_table_reads_back_what_each_deploy_step_wrote(trained, tiny_recipe_exp, tmp_path):
+    """DEPLOY.md as run_deploy.sh's steps leave it: exports with their parity record, a test frame accuracy and an
+    onnxruntime decode of the baseline; the ensemble is two exported members; a decode never run reads '–'."""
+    path, model, _ = trained
+    exp = tmp_path / "deploy"
+    for name in ("baseline", "member1", "member2"):
+        assert export_model.main([
+            "--model", str(path), "--onnx", str(exp / "export" / name / "model.onnx"),
+            "--torchscript", str(exp / "export" / name / "model.ts.pt"), "--check-parity",
+            "--frame-bank", str(tiny_recipe_exp / "bank" / "dev"), "--parity-utterances", "2",
+            "--parity-out", str(exp / "results" / f"parity_{name}.json")]) == 0
+    assert frame_accuracy.main(["--model", str(path), "--frame-bank", str(tiny_recipe_exp / "bank" / "test"),
+                                "--output", str(exp / "results" / "acc_baseline_test.json"), "--device", "cpu"]) == 0
+    assert decode_nnet.main([
+        "--model", str(exp / "export" / "baseline" / "model.onnx"), "--graph-dir", str(tiny_recipe_exp / "gmm/tri2/graph"),
+        "--transition-model", str(tiny_recipe_exp / "gmm/tri2/final.mdl"), "--cmvn", str(tiny_recipe_exp / "bank/cmvn.json"),
+        "--dev-cuts", str(tiny_recipe_exp / "gmm/tri2/ali/cuts_dev-clean.jsonl.gz"),
+        "--test-cuts", str(tiny_recipe_exp / "gmm/tri2/ali/cuts_test-clean.jsonl.gz"), "--lm-weights", "10",
+        "--num-threads", "1", "--device", "cpu", "--out-dir", str(exp / "decode" / "baseline_onnx")]) == 0
+
+    text = deploy_table(exp, ["baseline", "ensemble"], ["member1", "member2"], tiny_recipe_exp)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == HEADER
+    base, ens = (dict(zip(HEADER, r)) for r in rows[1:3])
+    weights = sum(p.numel() for p in model.parameters())
+    assert base["params"] == f"{weights:,}" and ens["params"] == f"{2 * weights:,}"
+    onnx_bytes = (exp / "export" / "baseline" / "model.onnx").stat().st_size
+    assert float(base["ONNX MB"]) == pytest.approx(onnx_bytes / 1e6, abs=0.005)
+    assert float(ens["ONNX MB"]) == pytest.approx(2 * onnx_bytes / 1e6, abs=0.01)
+    parity = json.loads((exp / "results" / "parity_baseline.json").read_text())["reports"]
+    for runtime, column in (("onnx", "max abs Δ log p ONNX"), ("torchscript", "max abs Δ log p TorchScript")):
+        worst = max(r["max_abs_diff"] for r in parity if r["runtime"] == runtime)
+        assert float(base[column]) == pytest.approx(worst, rel=0.05) and float(base[column]) < DEFAULT_TOLERANCE
+    acc = json.loads((exp / "results" / "acc_baseline_test.json").read_text())["accuracy"]
+    assert float(base["test frame acc %"]) == pytest.approx(100 * acc, abs=0.005)
+    dec = json.loads((exp / "decode" / "baseline_onnx" / "results.json").read_text())["test"]
+    assert float(base["test WER % (onnxruntime)"]) == pytest.approx(dec["wer"], abs=0.005)
+    main_run = json.loads((tiny_recipe_exp / "decode" / "baseline" / "results.json").read_text())["test"]
+    assert float(base["main run's test WER %"]) == pytest.approx(main_run["wer"], abs=0.005)
+    audio_s = dec["data"]["hours"] * 3600
+    assert float(base["network RTF onnxruntime"]) == pytest.approx(dec["nnet_seconds"] / audio_s, abs=5e-5)
+    assert float(base["decode RTF onnxruntime"]) == pytest.approx(
+        (dec["nnet_seconds"] + dec["search_seconds"]) / audio_s, abs=5e-5)
+    # Not run: the PyTorch decodes, the ensemble's accuracy and decode.
+    assert base["test WER % (PyTorch)"] == base["network RTF PyTorch"] == "–"
+    assert ens["test frame acc %"] == ens["test WER % (onnxruntime)"] == "–"
