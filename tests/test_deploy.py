@@ -121,11 +121,12 @@ def test_deploy_table_reads_back_what_each_deploy_step_wrote(trained, tiny_recip
             "--parity-out", str(exp / "results" / f"parity_{name}.json")]) == 0
     assert frame_accuracy.main(["--model", str(path), "--frame-bank", str(tiny_recipe_exp / "bank" / "test"),
                                 "--output", str(exp / "results" / "acc_baseline_test.json"), "--device", "cpu"]) == 0
+    src = tiny_recipe_exp
     assert decode_nnet.main([
-        "--model", str(exp / "export" / "baseline" / "model.onnx"), "--graph-dir", str(tiny_recipe_exp / "gmm/tri2/graph"),
-        "--transition-model", str(tiny_recipe_exp / "gmm/tri2/final.mdl"), "--cmvn", str(tiny_recipe_exp / "bank/cmvn.json"),
-        "--dev-cuts", str(tiny_recipe_exp / "gmm/tri2/ali/cuts_dev-clean.jsonl.gz"),
-        "--test-cuts", str(tiny_recipe_exp / "gmm/tri2/ali/cuts_test-clean.jsonl.gz"), "--lm-weights", "10",
+        "--model", str(exp / "export" / "baseline" / "model.onnx"), "--graph-dir", str(src / "gmm/tri2/graph"),
+        "--transition-model", str(src / "gmm/tri2/final.mdl"), "--cmvn", str(src / "bank/cmvn.json"),
+        "--dev-cuts", str(src / "gmm/tri2/ali/cuts_dev-clean.jsonl.gz"),
+        "--test-cuts", str(src / "gmm/tri2/ali/cuts_test-clean.jsonl.gz"), "--lm-weights", "10",
         "--num-threads", "1", "--device", "cpu", "--out-dir", str(exp / "decode" / "baseline_onnx")]) == 0
 
     text = deploy_table(exp, ["baseline", "ensemble"], ["member1", "member2"], tiny_recipe_exp)
