@@ -127,7 +127,8 @@ def test_deploy_table_reads_back_what_each_deploy_step_wrote(trained, tiny_recip
         "--transition-model", str(src / "gmm/tri2/final.mdl"), "--cmvn", str(src / "bank/cmvn.json"),
         "--dev-cuts", str(src / "gmm/tri2/ali/cuts_dev-clean.jsonl.gz"),
         "--test-cuts", str(src / "gmm/tri2/ali/cuts_test-clean.jsonl.gz"), "--lm-weights", "10",
-        "--num-threads", "1", "--device", "cpu", "--out-dir", str(exp / "decode" / "baseline_onnx")]) == 0
+        "--beam", "8", "--max-active", "700", "--num-threads", "1", "--device", "cpu",
+        "--out-dir", str(exp / "decode" / "baseline_onnx")]) == 0
 
     text = deploy_table(exp, ["baseline", "ensemble"], ["member1", "member2"], tiny_recipe_exp)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
