@@ -112,16 +112,15 @@ def test_deploy_table_reads_back_what_each_deploy_step_wrote(trained, tiny_recip
     """DEPLOY.md as run_deploy.sh's steps leave it: exports with their parity record, a test frame accuracy and an
     onnxruntime decode of the baseline; the ensemble is two exported members; a decode never run reads '–'."""
     path, model, _ = trained
-    exp = tmp_path / "deploy"
+    src, exp = tiny_recipe_exp, tmp_path / "deploy"
     for name in ("baseline", "member1", "member2"):
         assert export_model.main([
             "--model", str(path), "--onnx", str(exp / "export" / name / "model.onnx"),
             "--torchscript", str(exp / "export" / name / "model.ts.pt"), "--check-parity",
-            "--frame-bank", str(tiny_recipe_exp / "bank" / "dev"), "--parity-utterances", "2",
+            "--frame-bank", str(src / "bank" / "dev"), "--parity-utterances", "2",
             "--parity-out", str(exp / "results" / f"parity_{name}.json")]) == 0
-    assert frame_accuracy.main(["--model", str(path), "--frame-bank", str(tiny_recipe_exp / "bank" / "test"),
+    assert frame_accuracy.main(["--model", str(path), "--frame-bank", str(src / "bank" / "test"),
                                 "--output", str(exp / "results" / "acc_baseline_test.json"), "--device", "cpu"]) == 0
-    src = tiny_recipe_exp
     assert decode_nnet.main([
         "--model", str(exp / "export" / "baseline" / "model.onnx"), "--graph-dir", str(src / "gmm/tri2/graph"),
         "--transition-model", str(src / "gmm/tri2/final.mdl"), "--cmvn", str(src / "bank/cmvn.json"),
@@ -130,7 +129,7 @@ def test_deploy_table_reads_back_what_each_deploy_step_wrote(trained, tiny_recip
         "--beam", "8", "--max-active", "700", "--num-threads", "1", "--device", "cpu",
         "--out-dir", str(exp / "decode" / "baseline_onnx")]) == 0
 
-    text = deploy_table(exp, ["baseline", "ensemble"], ["member1", "member2"], tiny_recipe_exp)
+    text = deploy_table(exp, ["baseline", "ensemble"], ["member1", "member2"], src)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
     assert rows[0] == HEADER
     base, ens = (dict(zip(HEADER, r)) for r in rows[1:3])
@@ -147,7 +146,7 @@ def test_deploy_table_reads_back_what_each_deploy_step_wrote(trained, tiny_recip
     assert float(base["test frame acc %"]) == pytest.approx(100 * acc, abs=0.005)
     dec = json.loads((exp / "decode" / "baseline_onnx" / "results.json").read_text())["test"]
     assert float(base["test WER % (onnxruntime)"]) == pytest.approx(dec["wer"], abs=0.005)
-    main_run = json.loads((tiny_recipe_exp / "decode" / "baseline" / "results.json").read_text())["test"]
+    main_run = json.loads((src / "decode" / "baseline" / "results.json").read_text())["test"]
     assert float(base["main run's test WER %"]) == pytest.approx(main_run["wer"], abs=0.005)
     audio_s = dec["data"]["hours"] * 3600
     assert float(base["network RTF onnxruntime"]) == pytest.approx(dec["nnet_seconds"] / audio_s, abs=5e-5)
