@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from asr_kd.bin import augment_table
+from tests.markdown_table import table_row
 
 HEADER = "epoch,step,lr,loss,train_acc,dev_acc,dev_ce,frames_per_s\n"
 
@@ -32,10 +33,6 @@ def _decoded(decode_dir: Path, models: list[Path], test_wer: float, other_wer: f
                                          "test-other": {"wer": other_wer}})
 
 
-def _cells(md: str, label: str) -> list[str]:
-    return next(line for line in md.splitlines() if line.startswith(f"| {label} |")).strip("|").split(" | ")
-
-
 def test_updates_are_the_epochs_each_trainer_ran_times_its_steps_not_its_epoch_limit(tmp_path):
     src, aug = tmp_path / "src", tmp_path / "src" / "augment"
     _write(src / "bank" / "train" / "manifest.json", {"num_frames": 1000})
@@ -56,10 +53,10 @@ def test_updates_are_the_epochs_each_trainer_ran_times_its_steps_not_its_epoch_l
                                "--row", "augmented ensemble", "", str(aug / "decode" / "ensemble_all"), ""]) == 0
     md = out.read_text()
     # Columns: system, training frames, copies, updates, dev acc, test acc, dev WER, test WER, test-other WER, ratio.
-    assert _cells(md, "source baseline")[3] == "130"  # 13 epochs of 10 steps, not the limit's 30 x 10
-    assert _cells(md, "augmented baseline")[3] == "140"
-    assert _cells(md, "augmented ensemble")[3] == "2 x 110"
-    assert _cells(md, "augmented baseline")[8:10] == ["22.00", "2.00"]
+    assert table_row(md, "source baseline")[3] == "130"  # 13 epochs of 10 steps, not the limit's 30 x 10
+    assert table_row(md, "augmented baseline")[3] == "140"
+    assert table_row(md, "augmented ensemble")[3] == "2 x 110"
+    assert table_row(md, "augmented baseline")[8:10] == ["22.00", "2.00"]
 
 
 def test_members_newbob_stopped_at_different_epochs_show_the_range_of_their_updates(tmp_path):
@@ -77,5 +74,5 @@ def test_members_newbob_stopped_at_different_epochs_show_the_range_of_their_upda
                                "--row", "ensemble v", "", str(aug / "decode" / "ensemble_v"), "",
                                "--row", "ensemble w", "", str(aug / "decode" / "ensemble_w"), ""]) == 0
     md = out.read_text()
-    assert _cells(md, "ensemble v")[3] == "3 x 130-150"  # 13 and 15 epochs of 10 steps
-    assert _cells(md, "ensemble w")[3] == "2 x ?"
+    assert table_row(md, "ensemble v")[3] == "3 x 130-150"  # 13 and 15 epochs of 10 steps
+    assert table_row(md, "ensemble w")[3] == "2 x ?"

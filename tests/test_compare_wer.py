@@ -12,6 +12,7 @@ from asr_kd.bin.compare_wer import main as compare_main
 from asr_kd.score.bootstrap import compare_wer, read_per_utt_counts, wer_interval
 from asr_kd.score.wer import compute_wer, score_dev_test
 from asr_kd.utils.errors import InputError
+from tests.markdown_table import table_row, table_rows
 
 WORDS = "THE OF AND TO A IN THAT HE WAS IT HIS IS WITH AS I HAD FOR AT BY ON NOT BE FROM BUT".split()
 
@@ -123,9 +124,9 @@ def test_the_cli_compares_every_part_two_decode_dirs_scored(tmp_path, capsys):
     assert compare_main([str(tmp_path / "baseline"), str(tmp_path / "student"), "--replicates", "500",
                          "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    rows = [line for line in printed.splitlines() if line.startswith("| dev ") or line.startswith("| test ")]
-    assert [r.split()[1] for r in rows] == ["dev", "test"] and out.read_text() == printed
-    assert all(float(r.rstrip(" |").split("|")[-1]) > 0.95 for r in rows)  # a third of the errors: B better
+    rows = [row for row in table_rows(printed) if row[0] in ("dev", "test")]
+    assert [row[0] for row in rows] == ["dev", "test"] and out.read_text() == printed
+    assert all(float(row[-1]) > 0.95 for row in rows)  # a third of the errors: B better
     assert compare_main([str(tmp_path / "baseline"), str(tmp_path / "student"), "--parts", "test-other"]) == 2
     assert "test-other are not scored in both" in capsys.readouterr().err
 
@@ -170,7 +171,5 @@ def test_results_md_gives_each_difference_of_the_seeds_mean_wers_and_how_sure_it
 
 def _cells(md: str, name: str) -> dict[str, str]:
     """The cells of the row `name` of the significance table, by part."""
-    lines = [line for line in md.splitlines() if line.startswith("|")]
-    parts = [c.strip().removesuffix(" WER") for c in lines[0].strip("|").split("|")][1:]
-    row = next(line for line in lines if line.strip("| ").startswith(name))
-    return dict(zip(parts, [c.strip() for c in row.strip().strip("|").split("|")][1:]))
+    parts = [c.removesuffix(" WER") for c in table_rows(md)[0][1:]]
+    return dict(zip(parts, table_row(md, name)[1:]))

@@ -18,6 +18,7 @@ from asr_kd.models import FrameClassifier
 from asr_kd.models.export import TORCHSCRIPT_CONFIG, export_onnx, export_torchscript
 from asr_kd.models.parity import DEFAULT_TOLERANCE, check_parity
 from asr_kd.report.deploy_table import HEADER, deploy_table
+from tests.markdown_table import table_rows
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_deploy_table_reads_back_what_each_deploy_step_wrote(trained, tiny_recip
         "--out-dir", str(exp / "decode" / "baseline_onnx")]) == 0
 
     text = deploy_table(exp, ["baseline", "ensemble"], ["member1", "member2"], src)
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    rows = table_rows(text)
     assert rows[0] == HEADER
     base, ens = (dict(zip(HEADER, r)) for r in rows[1:3])
     weights = sum(p.numel() for p in model.parameters())

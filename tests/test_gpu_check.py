@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.markdown_table import table_rows
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -16,7 +18,7 @@ def test_gpu_check_fallback_writes_its_table_with_every_row(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
     assert "GPU check (quick fallback)" in table and table in proc.stdout
-    rows = {line.split(" | ")[0].strip("| ") for line in table.splitlines() if line.startswith("| ")}
+    rows = {row[0] for row in table_rows(table)}
     assert {"bf16 GEMM ceiling", "trainer frames/s, tiny 2x128", "ensemble soft targets", "training 3 s, tiny",
             "CUDA test group"} <= rows
     assert table.count("MFU") == 3 and "(falls)" in table

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.markdown_table import table_row
 from tests.recipe_run import REPO, env_with_this_python
 
 LS_RUN_SH = REPO / "egs" / "librispeech" / "run.sh"
@@ -118,14 +119,6 @@ def test_arpa_run_decodes_and_reports_with_the_given_lm_as_g(librispeech_runs):
     assert "preset tiny" not in run.stdout  # --preset was given: no machine-based choice
 
 
-def _row(md: str, name: str) -> list[str]:
-    for line in md.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == name:
-            return cells
-    raise AssertionError(f"no row {name!r} in\n{md}")
-
-
 def test_dev_other_is_decoded_at_dev_cleans_lm_weight_aligned_and_reported(librispeech_runs):
     exp = librispeech_runs["arpa_exp"]
     refs = {}
@@ -158,12 +151,12 @@ def test_dev_other_is_decoded_at_dev_cleans_lm_weight_aligned_and_reported(libri
             "| test-other frame acc % | dev-other frame acc % |") in others
     for system, row in (("baseline", "baseline"), ("ensemble", "ensemble of 2"), ("student", "distilled single model")):
         res = json.loads((exp / "decode" / system / "results.json").read_text())
-        cells = _row(others, row)
+        cells = table_row(others, row)
         assert cells[3] == f"{res['dev-other']['wer']:.2f}"
         for cell, part in ((cells[6], "test-other"), (cells[7], "dev-other")):
             acc = json.loads((exp / "results" / f"acc_{system}_{part}.json").read_text())
             assert cell == f"{100 * acc['accuracy']:.2f}"
-    assert _row(others, "GMM tri2")[6:] == ["–", "–"]
+    assert table_row(others, "GMM tri2")[6:] == ["–", "–"]
     assert "dev-other: another dev part" in others
 
 

@@ -17,15 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.markdown_table import table_row
 from tests.recipe_run import KILL_INFO, REPO, RUN_SH, env_with_this_python, run_recipe
-
-
-def _row(md: str, name: str) -> list[str]:
-    for line in md.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == name:
-            return cells
-    raise AssertionError(f"no row {name!r} in RESULTS.md")
 
 
 def _is_number(cell: str) -> bool:
@@ -40,21 +33,21 @@ def test_every_stage_left_its_done_marker(tiny_recipe_exp):
 def test_results_has_both_tables_filled_with_numbers(tiny_recipe_exp):
     md = (tiny_recipe_exp / "RESULTS.md").read_text()
     for name in ("baseline", "ensemble of 2", "distilled single model"):
-        cells = _row(md, name)
+        cells = table_row(md, name)
         assert all(_is_number(c) for c in cells[1:5]), f"{name}: {cells}"  # dev/test frame acc, dev/test WER
         assert all(0 <= float(c) <= 100 for c in cells[1:3])
-    assert all(_is_number(c) for c in _row(md, "GMM tri2 (labels and graph)")[3:5])
+    assert all(_is_number(c) for c in table_row(md, "GMM tri2 (labels and graph)")[3:5])
     for name in ("baseline, 100% of train", "baseline, subset of train (early stopping)",
                  "soft targets, subset of train (no early stopping)",
                  "ensemble's soft targets, subset of train (no early stopping)"):
-        cells = _row(md, name)
+        cells = table_row(md, name)
         assert all(_is_number(c) for c in cells[1:3]), f"{name}: {cells}"
     assert "Gain recovered" in md and "(plots/dev_accuracy.png)" in md
     for plot in ("dev_accuracy.png", "wer_vs_lmwt.png", "wer_by_part.png"):
         assert (tiny_recipe_exp / "plots" / plot).is_file(), plot
     sure = md[md.index("## How sure the WER differences are"):]
     for name in ("distilled - baseline", "ensemble - baseline", "distilled - ensemble", "baseline - GMM tri2"):
-        cells = _row(sure, name)
+        cells = table_row(sure, name)
         assert all(re.fullmatch(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\], P [01]\.\d\d", c) for c in cells[1:]), cells
 
 
@@ -77,8 +70,8 @@ def test_reported_test_frame_accuracy_matches_an_independent_count(tiny_recipe_e
         correct += int((pred == labels[start:end]).sum())
     ours = 100 * correct / len(labels)
     md = (tiny_recipe_exp / "RESULTS.md").read_text()
-    assert float(_row(md, "baseline")[2]) == pytest.approx(ours, abs=0.006)
-    assert float(_row(md, "baseline, 100% of train")[2]) == pytest.approx(ours, abs=0.006)
+    assert float(table_row(md, "baseline")[2]) == pytest.approx(ours, abs=0.006)
+    assert float(table_row(md, "baseline, 100% of train")[2]) == pytest.approx(ours, abs=0.006)
 
 
 def test_the_student_learns_from_a_transfer_set_with_the_baselines_number_of_updates(tiny_recipe_exp):
@@ -238,7 +231,7 @@ def test_never_heard_voices_are_decoded_by_every_system_at_devs_lm_weight(tiny_r
     never = md[md.index("## Voices never heard"):]
     assert "| system | test WER % | test-other WER % | test-other / test |" in never and "never-heard test set" in never
     for row, wer in wers.items():
-        assert _row(never, row.replace(" (labels and graph)", ""))[2] == f"{wer:.2f}"
+        assert table_row(never, row.replace(" (labels and graph)", ""))[2] == f"{wer:.2f}"
 
 
 def test_never_heard_voices_are_aligned_and_frame_scored_by_every_system(tiny_recipe_exp):
@@ -256,8 +249,8 @@ def test_never_heard_voices_are_aligned_and_frame_scored_by_every_system(tiny_re
     for system, row in (("baseline", "baseline"), ("ensemble", "ensemble of 2"), ("student", "distilled single model")):
         acc = json.loads((tiny_recipe_exp / "results" / f"acc_{system}_test-other.json").read_text())
         assert acc["num_frames"] == bank.num_frames
-        assert _row(never, row)[4] == f"{100 * acc['accuracy']:.2f}"
-    assert _row(never, "GMM tri2")[4] == "–"
+        assert table_row(never, row)[4] == f"{100 * acc['accuracy']:.2f}"
+    assert table_row(never, "GMM tri2")[4] == "–"
     for system in ("baseline_subset", "student_subset", "student_subset_ensemble"):
         assert (tiny_recipe_exp / "results" / f"acc_{system}_test-other.json").is_file()
 

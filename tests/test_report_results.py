@@ -12,20 +12,12 @@ from asr_kd.bin import report
 from asr_kd.report.collect import collect_results, search_choice
 from asr_kd.report.plots import curve_labels
 from asr_kd.report.tables import gain_recovered
+from tests.markdown_table import table_row
 
 
 def _write(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
-
-
-def _row(md: str, name: str) -> list[str]:
-    """Cells of the first table row whose first cell is `name`."""
-    for line in md.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] == name:
-            return cells
-    raise AssertionError(f"no row {name!r} in\n{md}")
 
 
 def test_gain_recovered_is_the_students_share_of_the_ensembles_gain():
@@ -40,11 +32,11 @@ def test_report_of_an_experiment_with_no_stages_run_shows_dashes(tmp_path):
     assert report.main(["--exp-dir", str(tmp_path), "--num-members", "3"]) == 0
     md = (tmp_path / "RESULTS.md").read_text()
     assert "## Table 1" in md and "## Table 5" in md
-    assert _row(md, "baseline")[1:5] == ["–"] * 4
-    assert _row(md, "ensemble of 3")[1:5] == ["–"] * 4
+    assert table_row(md, "baseline")[1:5] == ["–"] * 4
+    assert table_row(md, "ensemble of 3")[1:5] == ["–"] * 4
     # The paper's numbers are there even when ours are not.
-    assert _row(md, "distilled single model")[5:] == ["60.8", "10.7"]
-    assert _row(md, "baseline, subset of train (early stopping)")[1:] == ["–", "–", "67.3", "44.5"]
+    assert table_row(md, "distilled single model")[5:] == ["60.8", "10.7"]
+    assert table_row(md, "baseline, subset of train (early stopping)")[1:] == ["–", "–", "67.3", "44.5"]
 
 
 @pytest.mark.parametrize("layout", ["decode/results.json", "earlier decode_<part>/wer.json"])
@@ -63,7 +55,7 @@ def test_gmm_wer_uses_the_lm_weight_best_on_dev_for_test(tmp_path, layout):
     assert res.gmm["lmwt"] == "10"
     assert res.wer("gmm", "dev") == pytest.approx(25.0) and res.wer("gmm", "test") == pytest.approx(40.0)
     assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
-    assert _row((tmp_path / "RESULTS.md").read_text(), "GMM tri2 (labels and graph)")[3:5] == ["25.00", "40.00"]
+    assert table_row((tmp_path / "RESULTS.md").read_text(), "GMM tri2 (labels and graph)")[3:5] == ["25.00", "40.00"]
 
 
 def _acc(value: float, **extra) -> dict:
@@ -82,11 +74,11 @@ def test_tables_carry_accuracies_wers_and_the_gain_recovered(tmp_path):
     _write(tmp_path / "results/commands.tsv", "decode_baseline\tpython -m asr_kd.bin.decode_nnet --a | b\n")
     assert report.main(["--exp-dir", str(tmp_path), "--num-members", "2", "--no-plots"]) == 0
     md = (tmp_path / "RESULTS.md").read_text()
-    assert _row(md, "baseline")[1:5] == ["50.00", "40.00", "30.00", "20.00"]
-    assert _row(md, "ensemble of 2")[1:3] == ["60.00", "50.00"]
+    assert table_row(md, "baseline")[1:5] == ["50.00", "40.00", "30.00", "20.00"]
+    assert table_row(md, "ensemble of 2")[1:3] == ["60.00", "50.00"]
     # test: (47 - 40) / (50 - 40) = 70%; dev: (58 - 50) / (60 - 50) = 80%.
     assert re.search(r"\*\*70\.0%\*\* \(dev: 80\.0%", md)
-    assert _row(md, "baseline, subset of train (early stopping)")[1:3] == ["90.00", "–"]
+    assert table_row(md, "baseline, subset of train (early stopping)")[1:3] == ["90.00", "–"]
     assert "3% of the training utterances (4 utterances" in md
     assert "`python -m asr_kd.bin.decode_nnet --a \\| b`" in md  # the pipe cannot end the cell
     assert "2 cores of test cpu" in md
@@ -170,13 +162,13 @@ def test_network_seeds_are_averaged_and_their_spread_listed(tmp_path):
                         "--seed-exp-dirs", str(tmp_path / "s2"), "--seeds", "1", "7"]) == 0
     md = (tmp_path / "s1" / "RESULTS.md").read_text()
     # Table 1 shows the means of the two runs.
-    assert _row(md, "baseline")[1:5] == ["51.00", "41.00", "12.00", "13.00"]
-    assert _row(md, "distilled single model")[1:5] == ["57.00", "47.00", "11.25", "12.25"]
+    assert table_row(md, "baseline")[1:5] == ["51.00", "41.00", "12.00", "13.00"]
+    assert table_row(md, "distilled single model")[1:5] == ["57.00", "47.00", "11.25", "12.25"]
     # The gain is each seed's gain, averaged: test (80% + 50%) / 2 = 65%, not the gain of the means (66.7%).
     assert re.search(r"network seeds 1, 7 of each seed's gain\): \*\*65\.0%\*\*", md)
     assert "## Spread over network seeds" in md
-    assert _row(md, "7")[1:5] == ["42.00", "50.00", "46.00", "50.00"]  # seed 7's test row: its own gain is 50%
-    assert _row(md, "mean ± sd")[1] == "41.00 ± 1.41"
+    assert table_row(md, "7")[1:5] == ["42.00", "50.00", "46.00", "50.00"]  # seed 7's test row: its own gain is 50%
+    assert table_row(md, "mean ± sd")[1] == "41.00 ± 1.41"
     assert report.main(["--exp-dir", str(tmp_path / "s1"), "--seed-exp-dirs", str(tmp_path / "s2"),
                         "--seeds", "1"]) == 2
 
@@ -198,22 +190,22 @@ def test_never_heard_wers_get_a_table_beside_test_with_the_seed_spread(tmp_path)
     # Table 1 keeps the paper's columns; the never-heard voices get their own table after it.
     table1 = md[md.index("## Table 1"):md.index("## Voices never heard")]
     assert "test-other" not in table1
-    assert _row(table1, "GMM tri2 (labels and graph)")[3:5] == ["25.00", "40.00"]
+    assert table_row(table1, "GMM tri2 (labels and graph)")[3:5] == ["25.00", "40.00"]
     never = md[md.index("## Voices never heard"):]
     assert "| system | test WER % | test-other WER % | test-other / test |" in never
-    assert _row(never, "GMM tri2")[1:] == ["40.00", "60.00", "1.50"]
-    assert _row(never, "baseline")[1:] == ["25.00", "50.00", "2.00"]
-    assert _row(never, "distilled single model")[1:] == ["25.00", "40.00", "1.60"]
+    assert table_row(never, "GMM tri2")[1:] == ["40.00", "60.00", "1.50"]
+    assert table_row(never, "baseline")[1:] == ["25.00", "50.00", "2.00"]
+    assert table_row(never, "distilled single model")[1:] == ["25.00", "40.00", "1.60"]
     assert "test-other is the never-heard test set" in never and "Klatt" in never
     # Three seeds' path (two here): the mean in Table 1 and a per-seed never-heard WER table.
     assert report.main(["--exp-dir", str(tmp_path / "s1"), "--num-members", "2", "--no-plots",
                         "--seed-exp-dirs", str(tmp_path / "s2"), "--seeds", "1", "2"]) == 0
     md = (tmp_path / "s1" / "RESULTS.md").read_text()
     never = md[md.index("## Voices never heard"):]
-    assert _row(never, "distilled single model")[1:3] == ["25.00", "42.00"]
+    assert table_row(never, "distilled single model")[1:3] == ["25.00", "42.00"]
     section = md[md.index("Test-other WER % (GMM tri2: 60.00)"):]
-    assert _row(section, "2")[1:4] == ["50.00", "35.00", "44.00"]
-    assert _row(section, "mean ± sd")[3] == "42.00 ± 2.83"
+    assert table_row(section, "2")[1:4] == ["50.00", "35.00", "44.00"]
+    assert table_row(section, "mean ± sd")[3] == "42.00 ± 2.83"
 
 
 def test_other_test_and_dev_parts_get_their_wers_and_the_frame_accuracy_of_those_aligned(tmp_path):
@@ -234,8 +226,8 @@ def test_other_test_and_dev_parts_get_their_wers_and_the_frame_accuracy_of_those
     others = md[md.index("## Other test and dev parts"):]  # LibriSpeech's parts: no never-heard voices here
     assert ("| system | test WER % | test-other WER % | dev-other WER % | test-other / test | dev-other / test "
             "| test-other frame acc % |") in others
-    assert _row(others, "baseline")[1:] == ["25.00", "50.00", "45.00", "2.00", "1.80", "30.00"]
-    assert _row(others, "GMM tri2")[1:] == ["40.00", "60.00", "50.00", "1.50", "1.25", "–"]
+    assert table_row(others, "baseline")[1:] == ["25.00", "50.00", "45.00", "2.00", "1.80", "30.00"]
+    assert table_row(others, "GMM tri2")[1:] == ["40.00", "60.00", "50.00", "1.50", "1.25", "–"]
     assert "dev-other: another dev part" in others and "no frame accuracy on dev-other: not aligned by tri2" in others
     status = render_status(experiment_status(tmp_path))
     assert "GMM tri2 WER dev / test / test-other / dev-other: 25.00% / 40.00% / 60.00% / 50.00%" in status

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 
+from tests.markdown_table import table_rows
 from tests.recipe_run import REPO, env_with_this_python
 
 RUN_AUGMENT = REPO / "egs" / "synth" / "run_augment.sh"
@@ -124,10 +125,7 @@ def test_members_train_side_by_side_on_one_thread_each(augmented_run):
 def test_table_has_every_system_with_its_never_heard_wer(augmented_run, tiny_recipe_exp):
     exp, _ = augmented_run
     md = (exp / "AUGMENT.md").read_text()
-    rows = {}
-    for line in md.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows[cells[0]] = cells
+    rows = {row[0]: row for row in table_rows(md)}
     # Each row names its copies, its mix and the shape and augmentation that replaced the source's.
     what = f"volume (each epoch original=0.5), {_wider_shape(_params(tiny_recipe_exp / 'nnet' / 'baseline'))}, " \
            f"--augment {AUGMENT}"
