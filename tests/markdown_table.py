@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_SEPARATOR = re.compile(r"[\s|:-]+")
+# A |---|:--:| line: every cell dashes, with a colon either side where aligned (an empty row is a row).
+_SEPARATOR = re.compile(r"\s*\|?(\s*:?-+:?\s*\|)*\s*:?-+:?\s*\|?\s*")
 
 
 def table_rows(md: str) -> list[list[str]]:
