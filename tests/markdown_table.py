@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 
-# A |---|:--:| line: every cell dashes, with a colon either side where aligned (an empty row is a row).
-_SEPARATOR = re.compile(r"\s*\|?(\s*:?-+:?\s*\|)*\s*:?-+:?\s*\|?\s*")
+# A cell of a |---|:--:| line: dashes, with a colon either side where aligned.
+_SEPARATOR_CELL = re.compile(r":?-+:?")
 
 
 def table_rows(md: str) -> list[list[str]]:
-    """The cells of every table row in `md`, header rows included, the |---| lines left out."""
-    return [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in md.splitlines() if line.lstrip().startswith("|") and not _SEPARATOR.fullmatch(line)]
+    """The cells of every table row in `md`, header rows included, the |---| lines left out (a row of empty
+    cells is a row)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in md.splitlines() if line.lstrip().startswith("|")]
+    return [row for row in rows if not all(_SEPARATOR_CELL.fullmatch(c) for c in row)]
 
 
 def table_row(md: str, name: str) -> list[str]:
