@@ -33,6 +33,8 @@
 #   --train-copies P,P   perturbed copies of train (asr-kd augment-data --perturbations: sp0.9,sp1.1,volume,noise,babble,
 #                        reverb,narrowband,revoice,revoice2,...) that baseline, members and student train on beside it;
 #                        each epoch still draws train's number of frames; --train-mix-shares original=0.5 fixes train's share
+#   --student-mix-shares S  the student's shares by group of its transfer bank (empty: --train-mix-shares'); with
+#                        --transfer-part its unlabelled audio is in the group `original` with train
 #   --augment SPEC       window augmentation of baseline, members and student (asr-kd train --augment, e.g.
 #                        freq_mask=8,time_mask=5: SpecAugment-style masks); needs --soft-targets online
 #   --net-seed N         network seed: baseline (= member 1) and student N, member m>1 100*N+m, the 3% models
@@ -113,6 +115,10 @@ train_copies=""
 # With train_copies: fixed shares of every epoch by group (asr-kd train --mix-shares), e.g. original=0.5 keeps half
 # of each epoch on train itself; empty: drawn uniformly from train and the copies.
 train_mix_shares=""
+# With train_copies: the student's shares by group of its transfer bank; empty: train_mix_shares. With transfer_part the
+# unlabelled audio is in the group `original` beside train (its cuts are no copies), so original=0.5 gives the two
+# half of every student epoch and the copies the rest.
+student_mix_shares=""
 # With train_copies: each epoch of the full-data networks draws this many times bank/train's frames (a whole number;
 # 1: the copies change the data, not the updates). 4 with train_mix_shares original=0.125 keeps train itself at half
 # its frames per epoch and gives the copies the rest (egs/synth/AUGMENT.md, "The same copies under speaker_mvn").
@@ -177,20 +183,22 @@ if [ "$train_epoch_scale" != 1 ] && [ -z "$train_copies" ]; then
   echo "$0: --train-epoch-scale $train_epoch_scale needs --train-copies (without copies an epoch is a pass over train)" >&2
   exit 2
 fi
-if [ -n "$train_mix_shares" ] && [ -z "$train_copies" ]; then
-  echo "$0: --train-mix-shares $train_mix_shares needs --train-copies (the groups it shares out are train and its copies)" >&2
-  exit 2
-fi
+for shares in "--train-mix-shares $train_mix_shares" "--student-mix-shares $student_mix_shares"; do
+  if [ -n "${shares#* }" ] && [ -z "$train_copies" ]; then
+    echo "$0: $shares needs --train-copies (the groups it shares out are train and its copies)" >&2
+    exit 2
+  fi
+done
 if [ "$num_members" -lt 1 ] || [ "$num_members" -ge 50 ]; then
   echo "$0: --num-members $num_members: give 1-49 (member m's seed is 100*net_seed+m; the 3% models' 100*net_seed+50)" >&2
   exit 2
 fi
 # The networks' shape and lifter, window augmentations, copies and shares, by the parsers that take them: refused
-# now, not at the stage that reaches them (--train-mix-shares is checked as --mix-shares, --subset-augment as
-# --augment).
+# now, not at the stage that reaches them (--train-mix-shares and --student-mix-shares are checked as --mix-shares,
+# --subset-augment as --augment).
 python -m asr_kd.bin.check_options --model-shape "$model_shape" --input-lifter "$input_lifter" --augment "$augment" \
   --augment "$subset_augment" --train-copies "$train_copies" --train-copies "$subset_copies" \
-  --mix-shares "$train_mix_shares" || exit 2
+  --mix-shares "$train_mix_shares" --mix-shares "$student_mix_shares" || exit 2
 # Several training parts become one training set, named by joining them with '+' (stage 1).
 train_set=${train_parts//,/+}
 # The first dev part chooses the LM weight and is bank/dev; the first test part is bank/test ("test" in the
@@ -363,10 +371,13 @@ if run_stage 4; then
   touch "$exp_dir/.stage4.done"
 fi
 
-# What the full-data networks (stages 5, 6, 8) share beyond train_opts: their window augmentation and the shares
-# of train and its copies in every epoch.
+# What the full-data networks (stages 5, 6, 8) share beyond train_opts: their window augmentation, and the shares of
+# train and its copies in every epoch (the student's own where student_mix_shares is given).
 full_data_opts=(--augment "$augment")
-[ -n "$train_mix_shares" ] && full_data_opts+=(--mix-shares "$train_mix_shares")
+member_mix_opts=()
+[ -n "$train_mix_shares" ] && member_mix_opts=(--mix-shares "$train_mix_shares")
+student_mix_opts=("${member_mix_opts[@]}")
+[ -n "$student_mix_shares" ] && student_mix_opts=(--mix-shares "$student_mix_shares")
 # With train_copies, baseline and members train on train and its copies, each epoch drawing train_epoch_scale times
 # bank/train's number of frames (at 1 the copies change the data, not the updates); the student has its transfer
 # bank (stage 8).
@@ -381,7 +392,7 @@ if run_stage 5; then
   log "Stage 5: baseline '$model_shape' frame classifier on 100% of train (paper Table 1 row 'baseline')"
   queue_stage 5
   queue_job train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
-    "${full_data_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed"
+    "${full_data_opts[@]}" "${member_mix_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed"
 fi
 if run_stage 6; then
   log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed; member 1 is the baseline"
@@ -394,7 +405,8 @@ if run_stage 6; then
   for m in $(seq 2 "$num_members"); do
     # A member's final.pt means it is complete; a killed one resumes from its checkpoint.pt.
     queue_job "train_member$m" python -m asr_kd.bin.train --exp-dir "$nnet_dir/member$m" "${train_opts[@]}" \
-      "${full_data_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" --seed $((100 * net_seed + m))
+      "${full_data_opts[@]}" "${member_mix_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" \
+      --seed $((100 * net_seed + m))
   done
 fi
 run_jobs "$train_jobs" "$num_members"
@@ -423,7 +435,7 @@ if run_stage 8; then
   # Alone, on every core: beside the 3% models on one thread it took 8.2 minutes of the mini demo, against 4.4.
   step train_student python -m asr_kd.bin.train --exp-dir "$nnet_dir/student" "${train_opts[@]}" \
     --train-bank "$transfer_bank" --frames-per-epoch "$student_epoch_frames" \
-    "${full_data_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" \
+    "${full_data_opts[@]}" "${student_mix_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed" "${teacher_opts[@]}" \
     --temperature "$temperature" --hard-weight "$hard_weight"
   touch "$exp_dir/.stage8.done"
 fi

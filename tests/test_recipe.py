@@ -345,7 +345,8 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
 
     # Stages 4-8 again on the finished experiment's features, lang and GMM, with a volume copy of train (it keeps
     # its source's alignment) filling half of every epoch, masked windows, and the members teaching online (as
-    # recipes/conf/mini_aug.conf has it), each epoch twice train's frames, every network's input frames liftered.
+    # recipes/conf/mini_aug.conf has it), each epoch twice train's frames, every network's input frames liftered;
+    # the student's epochs three quarters train and the unlabelled transfer audio (its own shares).
     exp = tmp_path / "exp"
     exp.mkdir()
     for name in ("data", "lang", "lang_test", "lm", "gmm"):
@@ -353,7 +354,8 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     for stage in range(4):
         (exp / f".stage{stage}.done").touch()
     run_recipe(exp, tiny_corpus, "--stop-stage", "8", "--train-copies", "volume", "--train-mix-shares", "original=0.5",
-               "--train-epoch-scale", "2", "--augment", "freq_mask=4", "--soft-targets", "online", "--input-lifter", "13")
+               "--train-epoch-scale", "2", "--augment", "freq_mask=4", "--soft-targets", "online", "--input-lifter", "13",
+               "--student-mix-shares", "original=0.75")
     train = FrameBank.load(exp / "bank" / "train")
     both = FrameBank.load(exp / "bank" / "train_copies")
     assert sorted(both.cut_ids) == sorted([*train.cut_ids, *(f"{c}_volume" for c in train.cut_ids)])
@@ -369,23 +371,32 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     assert not (exp / "soft_T2").exists()
     members = [str(exp / "nnet" / f"member{m}" / "final.pt") for m in (1, 2)]
     assert json.loads((exp / "nnet" / "student" / "params.json").read_text())["teacher_checkpoints"] == members
-    for name, bank in (("baseline", both), ("member2", both), ("student", transfer)):
+    for name, bank, shares in (("baseline", both, "original=0.5"), ("member2", both, "original=0.5"),
+                               ("student", transfer, "original=0.75")):
         params = json.loads((exp / "nnet" / name / "params.json").read_text())
         assert params["train_bank"] == str(bank.directory), name
         assert (params["epoch_frames"], params["mix_shares"], params["augment"], params["input_lifter"]) == \
-            (2 * train.num_frames, "original=0.5", "freq_mask=4", 13), name
-        log = (exp / "nnet" / name / "train.log").read_text()  # half of twice train's frames: train once an epoch
+            (2 * train.num_frames, shares, "freq_mask=4", 13), name
+    for name in ("baseline", "member2"):  # half of twice train's frames: train once an epoch
+        log = (exp / "nnet" / name / "train.log").read_text()
         assert f"frames per epoch by group (--mix-shares original=0.5): original {train.num_frames} of " in log, name
+    # The student's group original is train and the unlabelled audio: three quarters of twice train's frames from it.
+    drawn, size = map(int, re.search(r"by group \(--mix-shares original=0\.75\): original (\d+) of (\d+)",
+                                     (exp / "nnet" / "student" / "train.log").read_text()).groups())
+    assert size == transfer.num_frames - train.num_frames and abs(drawn - 1.5 * train.num_frames) <= 1
     # The report says what the full-data networks trained on.
     subprocess.run(["python", "-m", "asr_kd.bin.report", "--exp-dir", str(exp), "--num-members", "2"], cwd=REPO,
                    env=env_with_this_python(), check=True, capture_output=True, timeout=600)
     md = (exp / "RESULTS.md").read_text()
     assert (f"trained on train and perturbed copies of it (volume): {both.num_frames} frames against train's "
-            f"{train.num_frames}, each epoch {2 * train.num_frames} frames, shares by group original=0.5.") in md
+            f"{train.num_frames}, each epoch {2 * train.num_frames} frames, shares by group original=0.5; the "
+            "student's epochs shared by group original=0.75 (its transfer set's unlabelled audio in the group "
+            "original, beside train).") in md
 
 
 @pytest.mark.parametrize("options, message", [
     (("--train-mix-shares", "original=0.5"), "--train-mix-shares original=0.5 needs --train-copies"),
+    (("--student-mix-shares", "original=0.5"), "--student-mix-shares original=0.5 needs --train-copies"),
     (("--train-epoch-scale", "4"), "--train-epoch-scale 4 needs --train-copies"),
     (("--train-copies", "volume", "--train-epoch-scale", "1.5"), "--train-epoch-scale 1.5: give a whole number"),
     (("--augment", "freq_mask=4"), "give --soft-targets online"),  # the tiny preset's targets are stored
@@ -397,6 +408,7 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     (("--train-copies", "volume,louder"), "--train-copies: unknown perturbation 'louder'"),
     (("--subset-copies", "revoice0"), "--train-copies: unknown perturbation 'revoice0'"),
     (("--train-copies", "volume", "--train-mix-shares", "original=2"), "--mix-shares 'original=2'"),
+    (("--train-copies", "volume", "--student-mix-shares", "volume=-1"), "--mix-shares 'volume=-1'"),
 ])
 def test_augmentation_options_that_cannot_work_together_are_refused(tmp_path, options, message):
     proc = subprocess.run(["bash", str(RUN_SH), "--preset", "tiny", "--exp-dir", str(tmp_path), *options], cwd=REPO,

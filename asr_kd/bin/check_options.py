@@ -2,8 +2,9 @@
 
 recipes/run.sh and egs/synth/run_augment.sh call it at start-up, so that a malformed model shape, window
 augmentation, list of perturbed copies or mix of shares is refused at once, not when the stage that uses it
-is reached, hours of corpus, GMM and copies later. Each value is checked only when not empty; --augment and
---train-copies may be given more than once (the recipe's full-data networks and its 3% students each have one).
+is reached, hours of corpus, GMM and copies later. Each value is checked only when not empty; --augment,
+--train-copies and --mix-shares may be given more than once (the recipe's full-data networks and its 3% students
+each have their augmentation and copies; its members and its student each their shares).
 
 Example:
   asr-kd check-options --model-shape 3x1024 --input-lifter 13 --augment freq_mask=8 \\
@@ -31,7 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="a window augmentation as `asr-kd train --augment` takes it")
     p.add_argument("--train-copies", action="append", default=[],
                    help="comma-separated perturbations as `asr-kd augment-data --perturbations` takes them")
-    p.add_argument("--mix-shares", default="", help="shares by group as `asr-kd train --mix-shares` takes them")
+    p.add_argument("--mix-shares", action="append", default=[],
+                   help="shares by group as `asr-kd train --mix-shares` takes them")
     return p
 
 
@@ -51,7 +53,7 @@ def checks(args: argparse.Namespace) -> list[tuple[str, str, Callable[[str], obj
              ("--input-lifter", args.input_lifter, lifter),
              *(("--augment", spec, parse_augment) for spec in args.augment),
              *(("--train-copies", names, lambda v: parse_perturbations(v.split(","))) for names in args.train_copies),
-             ("--mix-shares", args.mix_shares, parse_mix_shares)]
+             *(("--mix-shares", shares, parse_mix_shares) for shares in args.mix_shares)]
     return [(option, value, parse) for option, value, parse in given if value]
 
 

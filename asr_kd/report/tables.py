@@ -158,6 +158,12 @@ def copies_note(res: Results) -> str:
         return ""
     source = copies.get("source", {})
     shares = f", shares by group {t['mix_shares']}" if t.get("mix_shares") else ", drawn uniformly over them"
+    student = res.teaching
+    if student is not None and student.get("mix_shares") != t.get("mix_shares"):
+        shares += (f"; the student's epochs shared by group {student['mix_shares']}" if student.get("mix_shares")
+                   else "; the student's epochs drawn uniformly")
+        if (student.get("num_frames") or 0) > (student.get("num_labelled_frames") or 0):
+            shares += " (its transfer set's unlabelled audio in the group original, beside train)"
     return (f" The full-data networks (baseline, members, student) trained on train and perturbed copies of it "
             f"({', '.join(copies['perturbations'])}): {t.get('num_frames')} frames against train's {source.get('frames')}, "
             f"each epoch {t.get('frames_per_epoch')} frames{shares}.")
