@@ -392,7 +392,8 @@ if run_stage 5; then
   log "Stage 5: baseline '$model_shape' frame classifier on 100% of train (paper Table 1 row 'baseline')"
   queue_stage 5
   queue_job train_baseline python -m asr_kd.bin.train --exp-dir "$nnet_dir/baseline" "${train_opts[@]}" \
-    "${full_data_opts[@]}" "${member_mix_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" --seed "$net_seed"
+    "${full_data_opts[@]}" "${member_mix_opts[@]}" "${copies_bank_opts[@]}" --num-epochs "$num_epochs" \
+    --seed "$net_seed"
 fi
 if run_stage 6; then
   log "Stage 6: the ${num_members}-member ensemble, members differing only in their random seed; member 1 is the baseline"

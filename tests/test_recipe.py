@@ -354,8 +354,8 @@ def test_train_copies_put_every_full_data_network_on_train_and_its_copies_at_the
     for stage in range(4):
         (exp / f".stage{stage}.done").touch()
     run_recipe(exp, tiny_corpus, "--stop-stage", "8", "--train-copies", "volume", "--train-mix-shares", "original=0.5",
-               "--train-epoch-scale", "2", "--augment", "freq_mask=4", "--soft-targets", "online", "--input-lifter", "13",
-               "--student-mix-shares", "original=0.75")
+               "--train-epoch-scale", "2", "--augment", "freq_mask=4", "--soft-targets", "online",
+               "--input-lifter", "13", "--student-mix-shares", "original=0.75")
     train = FrameBank.load(exp / "bank" / "train")
     both = FrameBank.load(exp / "bank" / "train_copies")
     assert sorted(both.cut_ids) == sorted([*train.cut_ids, *(f"{c}_volume" for c in train.cut_ids)])
