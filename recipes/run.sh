@@ -183,9 +183,9 @@ if [ "$train_epoch_scale" != 1 ] && [ -z "$train_copies" ]; then
   echo "$0: --train-epoch-scale $train_epoch_scale needs --train-copies (without copies an epoch is a pass over train)" >&2
   exit 2
 fi
-for shares in "--train-mix-shares $train_mix_shares" "--student-mix-shares $student_mix_shares"; do
-  if [ -n "${shares#* }" ] && [ -z "$train_copies" ]; then
-    echo "$0: $shares needs --train-copies (the groups it shares out are train and its copies)" >&2
+for shares in train_mix_shares student_mix_shares; do
+  if [ -n "${!shares}" ] && [ -z "$train_copies" ]; then
+    echo "$0: --${shares//_/-} ${!shares} needs --train-copies (the groups it shares out are train and its copies)" >&2
     exit 2
   fi
 done
